@@ -1,0 +1,235 @@
+"""Safe serialization, pluggable compression and the framed bytes format stored in Redis.
+
+An entry in Redis is::
+
+    +-------+------+----------------+------------+---------------------------+
+    | magic | flag | cached_at (ms) | ttl (s)    | payload (orjson, maybe    |
+    | 0xA1  | u8   | u64 big-endian | u32 b-e    | compressed per flag)      |
+    +-------+------+----------------+------------+---------------------------+
+
+The magic byte doubles as the format version. ``flag`` names the compressor, so a reader decodes
+any entry whatever algorithm is configured now. Anything else (a pickle, truncated or corrupt
+bytes, an unknown flag, a decompression bomb) raises :class:`CodecError`, which the backend turns
+into a miss plus an error count. Nothing here ever unpickles.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+from django.utils.module_loading import import_string
+
+from aicache.exceptions import CodecError
+
+MAGIC = 0xA1
+HEADER = struct.Struct(">BBQI")
+HEADER_SIZE = HEADER.size
+MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
+
+
+class BaseCompressor:
+    """A plug-in: ``flag`` is stored in each frame; ``level`` comes from COMPRESSION_LEVEL."""
+
+    flag: ClassVar[int]
+    name: ClassVar[str]
+
+    def __init__(self, level: int | None = None) -> None:
+        self.level = level
+
+    def compress(self, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def decompress(self, data: bytes, max_size: int) -> bytes:
+        raise NotImplementedError
+
+
+class IdentityCompressor(BaseCompressor):
+    flag = 0
+    name = "none"
+
+    def compress(self, data: bytes) -> bytes:
+        return data
+
+    def decompress(self, data: bytes, max_size: int) -> bytes:
+        return data
+
+
+class ZlibCompressor(BaseCompressor):
+    flag = 1
+    name = "zlib"
+
+    def compress(self, data: bytes) -> bytes:
+        return zlib.compress(data, 6 if self.level is None else self.level)
+
+    def decompress(self, data: bytes, max_size: int) -> bytes:
+        inflater = zlib.decompressobj()
+        out = inflater.decompress(data, max_size)
+        if inflater.unconsumed_tail:
+            raise CodecError(f"zlib payload inflates beyond {max_size} bytes")
+        if not inflater.eof:
+            raise CodecError("truncated zlib payload")
+        return out
+
+
+class ZstdCompressor(BaseCompressor):
+    flag = 2
+    name = "zstd"
+
+    def __init__(self, level: int | None = None) -> None:
+        super().__init__(level)
+        import zstandard
+
+        self._zstd = zstandard
+        self._level = 3 if level is None else level
+        self._local = threading.local()
+
+    # zstandard (de)compressor objects are not thread-safe: one pair per thread.
+    def _pair(self) -> tuple[Any, Any]:
+        pair = getattr(self._local, "pair", None)
+        if pair is None:
+            pair = (self._zstd.ZstdCompressor(level=self._level), self._zstd.ZstdDecompressor())
+            self._local.pair = pair
+        return pair
+
+    def compress(self, data: bytes) -> bytes:
+        return self._pair()[0].compress(data)
+
+    def decompress(self, data: bytes, max_size: int) -> bytes:
+        try:
+            return self._pair()[1].decompress(data, max_output_size=max_size)
+        except self._zstd.ZstdError as exc:
+            raise CodecError(f"corrupt zstd payload: {exc}") from exc
+
+
+BUILTIN_COMPRESSORS: dict[str, type[BaseCompressor]] = {
+    "none": IdentityCompressor,
+    "zlib": ZlibCompressor,
+    "zstd": ZstdCompressor,
+}
+
+
+def compressor_class(name: str) -> type[BaseCompressor]:
+    """Resolve a compressor by short name or dotted path; :class:`CodecError` if impossible."""
+    cls = BUILTIN_COMPRESSORS.get(name)
+    if cls is None:
+        if "." not in name:
+            raise CodecError(f"unknown compression algorithm {name!r}")
+        try:
+            cls = import_string(name)
+        except ImportError as exc:
+            raise CodecError(f"cannot import compressor {name!r}: {exc}") from exc
+        if not (isinstance(cls, type) and issubclass(cls, BaseCompressor)):
+            raise CodecError(f"{name!r} is not an aicache.codec.BaseCompressor subclass")
+    if cls is ZstdCompressor:
+        try:
+            import zstandard  # noqa: F401
+        except ImportError as exc:
+            raise CodecError("zstd needs the 'zstandard' package") from exc
+    return cls
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    data: bytes
+    payload_size: int  # serialized size before compression
+    stored_size: int  # payload size after compression (header excluded)
+    compression_used: bool
+    compression_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    payload: bytes  # serialized (uncompressed) JSON bytes
+    cached_at: float  # unix seconds
+    ttl: int
+    compression_used: bool
+
+
+class Codec:
+    """Encodes responses into frames and back; one per backend, safe to share between threads."""
+
+    def __init__(self, algorithm: str = "zlib", level: int | None = None, threshold: int = 1000) -> None:
+        self.compressor = compressor_class(algorithm)(level)
+        self.threshold = threshold
+        self._decoders: dict[int, BaseCompressor] = {}
+        for cls in BUILTIN_COMPRESSORS.values():
+            try:
+                self._decoders[cls.flag] = (
+                    self.compressor if cls is type(self.compressor) else compressor_class(cls.name)()
+                )
+            except CodecError:  # zstandard missing: such frames read as corrupt
+                continue
+        self._decoders[self.compressor.flag] = self.compressor
+
+    @staticmethod
+    def serialize(value: Any) -> bytes:
+        return orjson.dumps(value)
+
+    @staticmethod
+    def deserialize(payload: bytes) -> Any:
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise CodecError(f"payload is not JSON: {exc}") from exc
+
+    def encode(self, payload: bytes, ttl: int, cached_at: float | None = None) -> Encoded:
+        """Frame already-serialized ``payload``; compress it when it reaches the threshold."""
+        started = time.perf_counter()
+        body = payload
+        compressor: BaseCompressor = self._decoders[0]
+        if len(payload) >= self.threshold and self.compressor.flag != 0:
+            packed = self.compressor.compress(payload)
+            if len(packed) < len(payload):
+                body, compressor = packed, self.compressor
+        elapsed = time.perf_counter() - started if compressor.flag else 0.0
+        stamp = int((time.time() if cached_at is None else cached_at) * 1000)
+        header = HEADER.pack(MAGIC, compressor.flag, stamp, ttl)
+        return Encoded(header + body, len(payload), len(body), compressor.flag != 0, elapsed)
+
+    def decode(self, data: bytes) -> Decoded:
+        if not isinstance(data, bytes) or len(data) < HEADER_SIZE:
+            raise CodecError("entry is shorter than the frame header")
+        magic, flag, stamp, ttl = HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise CodecError(f"unknown frame magic 0x{magic:02x} (not an aicache entry)")
+        decoder = self._decoders.get(flag)
+        if decoder is None:
+            raise CodecError(f"unknown codec flag {flag}")
+        body = data[HEADER_SIZE:]
+        try:
+            payload = decoder.decompress(body, MAX_DECOMPRESSED_BYTES) if flag else body
+        except zlib.error as exc:
+            raise CodecError(f"corrupt zlib payload: {exc}") from exc
+        return Decoded(payload, stamp / 1000.0, ttl, flag != 0)
+
+    def loads(self, data: bytes) -> Any:
+        """Decode a frame all the way to the Python value."""
+        return self.deserialize(self.decode(data).payload)
+
+
+class SafeSerializer:
+    """django-redis ``SERIALIZER`` for the plain cache API on this backend: orjson, never pickle.
+
+    Values must be JSON-typed (dict, list, str, int, float, bool, None); others raise TypeError.
+    """
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+
+    def dumps(self, value: Any) -> bytes:
+        try:
+            return orjson.dumps(value)
+        except TypeError as exc:
+            raise TypeError(f"aicache stores JSON-typed values only: {exc}") from exc
+
+    def loads(self, value: bytes) -> Any:
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise CodecError(f"cached value is not JSON: {exc}") from exc

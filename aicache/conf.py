@@ -1,0 +1,355 @@
+"""One settings object for aicache.
+
+Values come from three layers, last wins: the defaults below, the global ``settings.AICACHE``
+dict, and a cache's own ``OPTIONS`` in ``CACHES``. ``validate()`` turns a merged dict into a list of
+problems (used by the system checks and by the backend); ``parse()`` turns a valid one into the
+typed, frozen :class:`CacheConfig` the backend keeps.
+
+The global object ``aicache_settings`` resolves ``settings.AICACHE`` lazily and forgets it when the
+setting changes (tests use ``override_settings``), the way DRF's ``api_settings`` does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+OPERATION_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+DEFAULTS: dict[str, Any] = {
+    # text length (characters) -> tier; anything longer than the last bound is "xlarge"
+    "TEXT_SIZE_TIERS": {"small": 500, "medium": 5000, "large": 50000},
+    "MEMORY_TIERS": ["small"],
+    "MEMORY_CACHE_SIZE": 100,
+    "MEMORY_CACHE_MAX_BYTES": 10 * 1024 * 1024,
+    "COMPRESSION_THRESHOLD": 1000,
+    "COMPRESSION_LEVEL": 6,
+    "COMPRESSION_ALGORITHM": "zlib",
+    "HASH_ALGORITHM": "sha256",
+    "DEFAULT_TTL": 3600,
+    "OPERATION_TTLS": {
+        "summarize": 7200,
+        "sentiment": 86400,
+        "key_points": 7200,
+        "questions": 3600,
+        "qa": 1800,
+    },
+    "KEY_PREFIX": "ai_cache",
+    "MAX_TEXT_LENGTH": 1_000_000,
+    "MAX_RESPONSE_BYTES": 8 * 1024 * 1024,
+    "CIRCUIT_BREAKER_FAILURES": 3,
+    "CIRCUIT_BREAKER_RESET_SECONDS": 5.0,
+    "SOCKET_TIMEOUT": 0.5,
+    "SOCKET_CONNECT_TIMEOUT": 0.5,
+}
+
+XLARGE = "xlarge"
+HASH_ALGORITHMS = ("sha256", "blake2b")
+COMPRESSION_LEVELS = {"zlib": (0, 9), "zstd": (1, 22)}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One invalid setting: ``code`` is the system check id suffix (``E001`` ...)."""
+
+    code: str
+    setting: str
+    message: str
+    hint: str
+
+
+# Stable ids: tests and users grep for these.
+E_TIERS = "E001"
+E_MEMORY = "E002"
+E_COMPRESSION = "E003"
+E_HASH = "E004"
+E_TTL = "E005"
+E_PREFIX = "E006"
+E_LIMITS = "E007"
+E_UNKNOWN = "E008"
+E_SERIALIZER = "E009"
+E_RESILIENCE = "E010"
+
+
+def validate(raw: Mapping[str, Any]) -> list[Problem]:
+    """Every problem in a merged configuration; an empty list means ``parse()`` will succeed."""
+    problems: list[Problem] = []
+
+    def bad(code: str, name: str, message: str, hint: str) -> None:
+        problems.append(Problem(code, name, f"AICACHE {name}: {message}", hint))
+
+    tiers = raw["TEXT_SIZE_TIERS"]
+    if not isinstance(tiers, Mapping) or not tiers:
+        bad(
+            E_TIERS,
+            "TEXT_SIZE_TIERS",
+            "must be a non-empty dict of tier name -> max characters.",
+            'e.g. {"small": 500, "medium": 5000, "large": 50000}',
+        )
+    else:
+        bounds = list(tiers.values())
+        names = list(tiers)
+        if not all(isinstance(n, str) and OPERATION_RE.match(n) for n in names) or XLARGE in names:
+            bad(
+                E_TIERS,
+                "TEXT_SIZE_TIERS",
+                f"tier names must be short [a-z0-9_-] tokens other than {XLARGE!r}.",
+                f"{XLARGE!r} is the implicit tier above the last bound.",
+            )
+        elif not all(_is_int(b) and b > 0 for b in bounds):
+            bad(
+                E_TIERS,
+                "TEXT_SIZE_TIERS",
+                "every bound must be a positive integer (characters).",
+                "Use whole character counts.",
+            )
+        elif any(a >= b for a, b in pairwise(bounds)):
+            bad(
+                E_TIERS,
+                "TEXT_SIZE_TIERS",
+                f"bounds must increase strictly in order, got {bounds}.",
+                "List tiers from smallest to largest.",
+            )
+
+    memory_tiers = raw["MEMORY_TIERS"]
+    tiers_ok = not problems
+    known = set(tiers) | {XLARGE} if tiers_ok else set()
+    if isinstance(memory_tiers, str) or not isinstance(memory_tiers, (list, tuple, set, frozenset)):
+        bad(
+            E_MEMORY,
+            "MEMORY_TIERS",
+            "must be a list of tier names.",
+            'e.g. ["small"]; [] disables the memory tier.',
+        )
+    elif tiers_ok and (unknown := sorted(str(t) for t in memory_tiers if t not in known)):
+        bad(E_MEMORY, "MEMORY_TIERS", f"unknown tier(s) {unknown}.", f"Known tiers: {sorted(known)}.")
+    for name in ("MEMORY_CACHE_SIZE", "MEMORY_CACHE_MAX_BYTES"):
+        if not _is_int(raw[name]) or raw[name] < 0:
+            bad(
+                E_MEMORY,
+                name,
+                f"must be a non-negative integer, got {raw[name]!r}.",
+                "0 disables the memory tier.",
+            )
+
+    algorithm = raw["COMPRESSION_ALGORITHM"]
+    if not isinstance(algorithm, str) or not algorithm:
+        bad(
+            E_COMPRESSION,
+            "COMPRESSION_ALGORITHM",
+            f"must be a name or dotted path, got {algorithm!r}.",
+            '"zlib", "zstd", "none" or a dotted path to a compressor class.',
+        )
+    else:
+        from aicache.codec import CodecError, compressor_class
+
+        try:
+            compressor_class(algorithm)
+        except CodecError as exc:
+            bad(E_COMPRESSION, "COMPRESSION_ALGORITHM", str(exc), '"zlib", "zstd", "none" or a dotted path.')
+        level = raw["COMPRESSION_LEVEL"]
+        low, high = COMPRESSION_LEVELS.get(algorithm, (-(2**31), 2**31))
+        if not _is_int(level) or not low <= level <= high:
+            bad(
+                E_COMPRESSION,
+                "COMPRESSION_LEVEL",
+                f"must be an integer in [{low}, {high}] for {algorithm}, got {level!r}.",
+                "zlib takes 0-9, zstd 1-22.",
+            )
+    if not _is_int(raw["COMPRESSION_THRESHOLD"]) or raw["COMPRESSION_THRESHOLD"] < 0:
+        bad(
+            E_COMPRESSION,
+            "COMPRESSION_THRESHOLD",
+            f"must be a non-negative integer (bytes), got {raw['COMPRESSION_THRESHOLD']!r}.",
+            "Entries at least this many bytes long are compressed.",
+        )
+
+    if raw["HASH_ALGORITHM"] not in HASH_ALGORITHMS:
+        bad(
+            E_HASH,
+            "HASH_ALGORITHM",
+            f"unknown algorithm {raw['HASH_ALGORITHM']!r}.",
+            f"One of {list(HASH_ALGORITHMS)}.",
+        )
+
+    if not _is_int(raw["DEFAULT_TTL"]) or raw["DEFAULT_TTL"] <= 0:
+        bad(
+            E_TTL,
+            "DEFAULT_TTL",
+            f"must be a positive integer (seconds), got {raw['DEFAULT_TTL']!r}.",
+            "e.g. 3600",
+        )
+    ttls = raw["OPERATION_TTLS"]
+    if not isinstance(ttls, Mapping):
+        bad(E_TTL, "OPERATION_TTLS", "must be a dict of operation -> seconds.", '{"summarize": 7200}')
+    else:
+        for op, ttl in ttls.items():
+            if not isinstance(op, str) or not OPERATION_RE.match(op):
+                bad(
+                    E_TTL,
+                    "OPERATION_TTLS",
+                    f"{op!r} is not an operation token ([a-z0-9_-], 1-64 chars).",
+                    "Rename it.",
+                )
+            elif not _is_int(ttl) or ttl <= 0:
+                bad(
+                    E_TTL,
+                    "OPERATION_TTLS",
+                    f"TTL of {op!r} must be a positive integer (seconds), got {ttl!r}.",
+                    "e.g. 7200",
+                )
+
+    if not isinstance(raw["KEY_PREFIX"], str) or not PREFIX_RE.match(raw["KEY_PREFIX"]):
+        bad(
+            E_PREFIX,
+            "KEY_PREFIX",
+            f"must be 1-64 characters of [A-Za-z0-9_.-], got {raw['KEY_PREFIX']!r}.",
+            "No glob characters or colons: the prefix is matched literally.",
+        )
+
+    for name in ("MAX_TEXT_LENGTH", "MAX_RESPONSE_BYTES", "CIRCUIT_BREAKER_FAILURES"):
+        if not _is_int(raw[name]) or raw[name] <= 0:
+            bad(
+                E_LIMITS if name.startswith("MAX") else E_RESILIENCE,
+                name,
+                f"must be a positive integer, got {raw[name]!r}.",
+                "See the configuration table in README.",
+            )
+    for name in ("CIRCUIT_BREAKER_RESET_SECONDS", "SOCKET_TIMEOUT", "SOCKET_CONNECT_TIMEOUT"):
+        if not _is_number(raw[name]) or raw[name] <= 0:
+            bad(
+                E_RESILIENCE,
+                name,
+                f"must be a positive number of seconds, got {raw[name]!r}.",
+                "Bounded timeouts keep a dead Redis from stalling requests.",
+            )
+    return problems
+
+
+def unknown_keys(user: Mapping[str, Any]) -> list[str]:
+    return sorted(k for k in user if k not in DEFAULTS)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """The validated, typed configuration one backend instance works with."""
+
+    text_size_tiers: tuple[tuple[str, int], ...]
+    memory_tiers: frozenset[str]
+    memory_cache_size: int
+    memory_cache_max_bytes: int
+    compression_threshold: int
+    compression_level: int
+    compression_algorithm: str
+    hash_algorithm: str
+    default_ttl: int
+    operation_ttls: Mapping[str, int]
+    key_prefix: str
+    max_text_length: int
+    max_response_bytes: int
+    circuit_breaker_failures: int
+    circuit_breaker_reset_seconds: float
+    socket_timeout: float
+    socket_connect_timeout: float
+
+    def tier_for(self, text_length: int) -> str:
+        for name, bound in self.text_size_tiers:
+            if text_length <= bound:
+                return name
+        return XLARGE
+
+    def ttl_for(self, operation: str) -> int:
+        return self.operation_ttls.get(operation, self.default_ttl)
+
+
+def merged(options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults, then ``settings.AICACHE``, then the cache's ``OPTIONS`` (aicache keys only)."""
+    raw = dict(DEFAULTS)
+    raw.update(aicache_settings.user_settings)
+    if options:
+        raw.update({k: v for k, v in options.items() if k in DEFAULTS})
+    return raw
+
+
+def parse(raw: Mapping[str, Any]) -> CacheConfig:
+    """Typed config from a merged dict. Raises ``ImproperlyConfigured`` listing every problem."""
+    problems = validate(raw)
+    if problems:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured("; ".join(p.message for p in problems))
+    return CacheConfig(
+        text_size_tiers=tuple((str(k), int(v)) for k, v in raw["TEXT_SIZE_TIERS"].items()),
+        memory_tiers=frozenset(raw["MEMORY_TIERS"]),
+        memory_cache_size=raw["MEMORY_CACHE_SIZE"],
+        memory_cache_max_bytes=raw["MEMORY_CACHE_MAX_BYTES"],
+        compression_threshold=raw["COMPRESSION_THRESHOLD"],
+        compression_level=raw["COMPRESSION_LEVEL"],
+        compression_algorithm=raw["COMPRESSION_ALGORITHM"],
+        hash_algorithm=raw["HASH_ALGORITHM"],
+        default_ttl=raw["DEFAULT_TTL"],
+        operation_ttls=dict(raw["OPERATION_TTLS"]),
+        key_prefix=raw["KEY_PREFIX"],
+        max_text_length=raw["MAX_TEXT_LENGTH"],
+        max_response_bytes=raw["MAX_RESPONSE_BYTES"],
+        circuit_breaker_failures=raw["CIRCUIT_BREAKER_FAILURES"],
+        circuit_breaker_reset_seconds=float(raw["CIRCUIT_BREAKER_RESET_SECONDS"]),
+        socket_timeout=float(raw["SOCKET_TIMEOUT"]),
+        socket_connect_timeout=float(raw["SOCKET_CONNECT_TIMEOUT"]),
+    )
+
+
+class AICacheSettings:
+    """Lazy view of ``settings.AICACHE`` merged over the defaults (``aicache_settings.DEFAULT_TTL``)."""
+
+    def __init__(self) -> None:
+        self._user: dict[str, Any] | None = None
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        if self._user is None:
+            value = getattr(settings, "AICACHE", {})
+            self._user = dict(value) if isinstance(value, Mapping) else {}
+        return self._user
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Unknown aicache setting {name!r}")
+        return self.user_settings.get(name, DEFAULTS[name])
+
+    def reload(self) -> None:
+        self._user = None
+
+
+aicache_settings = AICacheSettings()
+
+
+@receiver(setting_changed)
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    """``override_settings(AICACHE=...)`` takes effect at once, as Django does for CACHES."""
+    if setting == "AICACHE":
+        from asgiref.local import Local
+        from django.core.cache import caches, close_caches
+
+        from aicache.state import reset_process_state
+
+        aicache_settings.reload()
+        close_caches()
+        caches._connections = Local()
+        reset_process_state()

@@ -1,0 +1,1 @@
+"""aicache.monitoring: events, the in-process recorder, persistence, API and dashboards."""

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# `make run`: a project-local Redis, migrations, and the web server; Ctrl-C stops all of it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+REDIS_PORT=${REDIS_PORT:-6390}
+WEB_PORT=${WEB_PORT:-8000}
+RUN=.run
+mkdir -p "$RUN/redis" "$RUN/logs"
+
+if [ -z "${SECRET_KEY:-}" ]; then
+  [ -s "$RUN/secret_key" ] || "$BIN/python" -c "import secrets; print(secrets.token_urlsafe(50))" > "$RUN/secret_key"
+  SECRET_KEY=$(cat "$RUN/secret_key")
+fi
+export SECRET_KEY
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}
+export DJANGO_SETTINGS_MODULE=aicache_project.settings
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  echo "Stopped everything make run started."
+}
+trap cleanup INT TERM EXIT
+
+if "$BIN/python" - "$REDIS_PORT" <<'PY'
+import socket, sys
+s = socket.socket(); s.settimeout(0.3)
+sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)
+PY
+then
+  echo "Port $REDIS_PORT is already in use; using the Redis that listens there." >&2
+else
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN/redis" --save "" --appendonly no \
+    --logfile "$(pwd)/$RUN/logs/redis.log" &
+  pids+=($!)
+  for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+
+"$BIN/python" manage.py migrate --noinput
+"$BIN/python" manage.py check
+
+cat <<MSG
+
+aicache is running:
+  home       http://127.0.0.1:$WEB_PORT/
+  health     http://127.0.0.1:$WEB_PORT/health/
+  admin      http://127.0.0.1:$WEB_PORT/admin/   (create a user: .venv/bin/python manage.py createsuperuser)
+  redis      127.0.0.1:$REDIS_PORT (logs in $RUN/logs/)
+Press Ctrl-C to stop.
+
+MSG
+"$BIN/python" manage.py runserver "127.0.0.1:$WEB_PORT" --noreload --insecure &
+pids+=($!)
+wait -n "${pids[@]}"

@@ -1,0 +1,37 @@
+import pytest
+from django.core.cache import caches
+
+from aicache.state import reset_process_state
+from tests.settings import FAKE_REDIS_SERVER  # noqa: F401  (the shared fake server)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state():
+    """Every test starts with empty memory tiers, closed breakers and zeroed counters."""
+    reset_process_state()
+    yield
+    reset_process_state()
+
+
+@pytest.fixture
+def ai_cache(settings):
+    """The fakeredis-backed AIResponseCache, emptied before the test."""
+    cache = caches["ai"]
+    cache.redis.flushdb()
+    return cache
+
+
+@pytest.fixture
+def make_cache(settings):
+    """Build a fakeredis-backed AIResponseCache with extra OPTIONS (a fresh cache alias)."""
+    base = settings.CACHES["ai"]
+
+    def build(**options):
+        caches_setting = dict(settings.CACHES)
+        caches_setting["custom"] = {**base, "OPTIONS": {**base["OPTIONS"], **options}}
+        settings.CACHES = caches_setting
+        cache = caches["custom"]
+        cache.redis.flushdb()
+        return cache
+
+    return build

@@ -1,0 +1,38 @@
+import pytest
+from django.core.cache import caches
+
+from tests.redis_server import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def real_cache_settings(redis_server):
+    return {
+        "BACKEND": "aicache.backend.AIResponseCache",
+        "LOCATION": f"{redis_server.url}/0",
+        "OPTIONS": {
+            "CIRCUIT_BREAKER_RESET_SECONDS": 0.5,
+            "SOCKET_TIMEOUT": 0.5,
+            "SOCKET_CONNECT_TIMEOUT": 0.5,
+        },
+    }
+
+
+@pytest.fixture
+def real_cache(settings, redis_server, real_cache_settings):
+    """caches["ai"] on the real redis-server, database emptied."""
+    if redis_server.process is None:
+        redis_server.start()
+    settings.CACHES = {**settings.CACHES, "ai": real_cache_settings}
+    cache = caches["ai"]
+    cache.redis.flushdb()
+    yield cache
+    if redis_server.process is None:  # a test stopped it: bring it back for the next one
+        redis_server.start()

@@ -1,0 +1,319 @@
+import asyncio
+import pickle
+import threading
+import time
+
+import orjson
+import pytest
+
+from aicache.backend import META_KEYS
+from aicache.codec import HEADER, MAGIC
+
+SMALL = "Caching answers saves money. " * 5  # 145 chars: small tier
+MEDIUM = "Large language models are slow and costly to call again. " * 20  # 1140 chars
+RESPONSE = {"summary": "Caching saves money.", "usage": {"prompt_tokens": 40, "completion_tokens": 5}}
+BIG_RESPONSE = {"summary": " ".join(f"Point {i}: repeated LLM calls cost time and money." for i in range(60))}
+
+
+def test_miss_then_hit_with_metadata(ai_cache):
+    assert ai_cache.get_cached_response(SMALL, "summarize") is None
+    ai_cache.cache_response(SMALL, "summarize", None, RESPONSE)
+    hit = ai_cache.get_cached_response(SMALL, "summarize")
+    assert {k: hit[k] for k in RESPONSE} == RESPONSE
+    assert hit["cache_hit"] is True
+    assert hit["tier"] == "small"
+    assert hit["text_length"] == len(SMALL)
+    assert hit["compression_used"] is False
+    assert hit["cache_source"] == "memory"
+    assert abs(hit["cached_at"] - time.time()) < 5
+
+
+def test_memory_tier_only_for_memory_tiers(ai_cache):
+    ai_cache.cache_response(MEDIUM, "summarize", None, RESPONSE)
+    assert ai_cache.get_cached_response(MEDIUM, "summarize")["cache_source"] == "redis"
+    assert len(ai_cache.memory) == 0
+
+
+def test_redis_hit_fills_memory_tier(ai_cache):
+    ai_cache.cache_response(SMALL, "summarize", None, RESPONSE)
+    ai_cache.invalidate_memory_cache()
+    assert ai_cache.get_cached_response(SMALL, "summarize")["cache_source"] == "redis"
+    assert ai_cache.get_cached_response(SMALL, "summarize")["cache_source"] == "memory"
+
+
+def test_returned_dicts_are_independent(ai_cache):
+    ai_cache.cache_response(SMALL, "key_points", None, {"points": ["a", "b"]})
+    first = ai_cache.get_cached_response(SMALL, "key_points")
+    first["points"].append("mutated")
+    assert ai_cache.get_cached_response(SMALL, "key_points")["points"] == ["a", "b"]
+
+
+def test_metadata_keys_are_not_stored(ai_cache):
+    ai_cache.cache_response(SMALL, "qa", None, {**RESPONSE, "cache_hit": True, "tier": "bogus"}, question="q")
+    raw = ai_cache.codec.loads(ai_cache.redis.get(ai_cache.key_generator.generate(SMALL, "qa", None, "q")))
+    assert raw == RESPONSE
+    assert not META_KEYS & raw.keys()
+
+
+@pytest.mark.parametrize("algorithm", ["zlib", "zstd"])
+def test_compression_above_threshold(make_cache, algorithm):
+    cache = make_cache(COMPRESSION_ALGORITHM=algorithm, COMPRESSION_LEVEL=3)
+    cache.cache_response(MEDIUM, "summarize", None, BIG_RESPONSE)
+    hit = cache.get_cached_response(MEDIUM, "summarize")
+    assert hit["compression_used"] is True and hit["summary"] == BIG_RESPONSE["summary"]
+    stored = cache.redis.get(cache.key_generator.generate(MEDIUM, "summarize"))
+    assert len(stored) < len(orjson.dumps(BIG_RESPONSE)) / 2
+    cache.cache_response(MEDIUM, "sentiment", None, RESPONSE)  # below the threshold
+    assert cache.get_cached_response(MEDIUM, "sentiment")["compression_used"] is False
+
+
+def test_per_operation_ttls(ai_cache):
+    expected = {"summarize": 7200, "sentiment": 86400, "key_points": 7200, "questions": 3600, "qa": 1800}
+    for operation, ttl in {**expected, "translate": 3600}.items():
+        ai_cache.cache_response(MEDIUM, operation, None, RESPONSE)
+        key = ai_cache.key_generator.generate(MEDIUM, operation)
+        assert ttl - 2 <= ai_cache.redis.ttl(key) <= ttl
+    ai_cache.cache_response(MEDIUM, "summarize", {"v": 2}, RESPONSE, ttl=42)
+    assert 40 <= ai_cache.redis.ttl(ai_cache.key_generator.generate(MEDIUM, "summarize", {"v": 2})) <= 42
+
+
+def test_memory_entry_never_outlives_redis_ttl(ai_cache, monkeypatch):
+    ai_cache.cache_response(SMALL, "qa", None, RESPONSE, question="q", ttl=1)
+    assert ai_cache.get_cached_response(SMALL, "qa", question="q")["cache_source"] == "memory"
+    real = time.monotonic
+    monkeypatch.setattr("aicache.memory.time.monotonic", lambda: real() + 1.5)
+    ai_cache.redis.delete(ai_cache.key_generator.generate(SMALL, "qa", None, "q"))  # Redis expired it
+    assert ai_cache.get_cached_response(SMALL, "qa", question="q") is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pickle.dumps({"summary": "evil"}),
+        HEADER.pack(MAGIC, 0, 0, 60) + pickle.dumps({"summary": "evil"}),
+        b"\xa1",
+        HEADER.pack(MAGIC, 1, 0, 60) + b"truncated",
+        HEADER.pack(MAGIC, 0, 0, 60) + b"[1, 2, 3]",
+        b"just text",
+    ],
+    ids=["pickle", "pickle-in-frame", "truncated-header", "corrupt-zlib", "not-a-dict", "text"],
+)
+def test_planted_bad_payloads_read_as_misses(ai_cache, payload, monkeypatch):
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled"))
+    ai_cache.redis.set(ai_cache.key_generator.generate(SMALL, "summarize"), payload)
+    assert ai_cache.get_cached_response(SMALL, "summarize") is None
+    assert ai_cache.error_counts()["corrupt_entry"] == 1
+    calls = []
+    result = ai_cache.get_or_compute(SMALL, "summarize", lambda: calls.append(1) or RESPONSE)
+    assert calls == [1] and result["cache_hit"] is False
+    assert ai_cache.get_cached_response(SMALL, "summarize")["summary"] == RESPONSE["summary"]
+
+
+def test_get_or_compute_calls_once(ai_cache):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return RESPONSE
+
+    first = ai_cache.get_or_compute(SMALL, "summarize", compute, options={"n": 1})
+    second = ai_cache.get_or_compute(SMALL, "summarize", compute, options={"n": 1})
+    assert calls == [1]
+    assert first["cache_hit"] is False and first["cache_source"] == "compute"
+    assert second["cache_hit"] is True and second["summary"] == RESPONSE["summary"]
+
+
+def test_compute_error_propagates_and_nothing_is_cached(ai_cache):
+    def boom():
+        raise RuntimeError("LLM down")
+
+    with pytest.raises(RuntimeError, match="LLM down"):
+        ai_cache.get_or_compute(SMALL, "summarize", boom)
+    assert ai_cache.redis.dbsize() == 0
+    with pytest.raises(TypeError, match="response must be a dict"):
+        ai_cache.get_or_compute(SMALL, "summarize", lambda: ["not", "a", "dict"])
+    assert ai_cache.redis.dbsize() == 0
+
+
+def _populate(cache):
+    for i in range(5):
+        cache.cache_response(f"{SMALL} {i}", "summarize", None, RESPONSE)
+        cache.cache_response(f"{SMALL} {i}", "sentiment", None, {"label": "positive"})
+    cache.cache_response(MEDIUM, "key_points", None, RESPONSE)
+    cache.redis.set("other:app:key", b"keep me")
+
+
+def test_invalidate_by_operation_scope(ai_cache):
+    _populate(ai_cache)
+    assert ai_cache.invalidate_by_operation("summarize", operation_context="model upgrade") == 5
+    assert ai_cache.get_cached_response(f"{SMALL} 1", "summarize") is None
+    assert ai_cache.get_cached_response(f"{SMALL} 1", "sentiment")["label"] == "positive"
+    assert ai_cache.get_cached_response(MEDIUM, "key_points") is not None
+    assert ai_cache.invalidate_by_operation("summarize") == 0
+    assert ai_cache.redis.get("other:app:key") == b"keep me"
+
+
+def test_invalidate_pattern_is_literal(ai_cache):
+    _populate(ai_cache)
+    assert ai_cache.invalidate_pattern("*") == 0  # a glob character matches only itself
+    assert ai_cache.invalidate_pattern("?") == 0
+    assert ai_cache.invalidate_pattern("[s]*") == 0
+    assert ai_cache.invalidate_pattern("sentiment:") == 5
+    assert ai_cache.get_cached_response(f"{SMALL} 2", "sentiment") is None
+    assert ai_cache.get_cached_response(f"{SMALL} 2", "summarize") is not None
+    assert ai_cache.redis.get("other:app:key") == b"keep me"
+
+
+def test_invalidate_all_and_memory(ai_cache):
+    _populate(ai_cache)
+    assert len(ai_cache.memory) == 10
+    assert ai_cache.invalidate_memory_cache() == 10
+    assert ai_cache.get_cached_response(f"{SMALL} 0", "summarize")["cache_source"] == "redis"
+    assert ai_cache.invalidate_all() == 11
+    assert len(ai_cache.memory) == 0
+    assert ai_cache.redis.get("other:app:key") == b"keep me"
+    assert ai_cache.invalidate_all() == 0
+
+
+def test_invalidation_spans_many_batches(ai_cache):
+    for i in range(1234):
+        ai_cache.cache_response(f"text {i}", "questions", None, {"q": i})
+    assert ai_cache.invalidate_by_operation("questions") == 1234
+    assert ai_cache.redis.dbsize() == 0
+
+
+def test_plain_django_api_still_works(ai_cache):
+    ai_cache.set("plain", {"a": [1, 2]}, timeout=30)
+    assert ai_cache.get("plain") == {"a": [1, 2]}
+    assert ai_cache.incr(ai_cache.add("n", 1) and "n") == 2
+    ai_cache.delete("plain")
+    assert ai_cache.get("plain", "gone") == "gone"
+
+
+def test_plain_api_never_unpickles(ai_cache, monkeypatch):
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled"))
+    ai_cache.redis.set(ai_cache.make_key("evil"), pickle.dumps({"x": 1}))
+    assert ai_cache.get("evil", "default") == "default"
+    assert ai_cache.error_counts()["corrupt_entry"] == 1
+    with pytest.raises(TypeError, match="JSON-typed"):
+        ai_cache.set("obj", object())
+
+
+# ------------------------------------------------------------------ bad input
+BAD_CALLS = [
+    ("text", TypeError, {"text": None}),
+    ("text", TypeError, {"text": b"bytes"}),
+    ("text", ValueError, {"text": ""}),
+    ("text", ValueError, {"text": "   \n"}),
+    ("MAX_TEXT_LENGTH", ValueError, {"text": "x" * 1_000_001}),
+    ("operation", ValueError, {"operation": "Summarize"}),
+    ("operation", ValueError, {"operation": "sum*"}),
+    ("operation", ValueError, {"operation": ""}),
+    ("operation", ValueError, {"operation": "a" * 65}),
+    ("operation", TypeError, {"operation": 3}),
+    ("options", TypeError, {"options": ["a"]}),
+    ("options", TypeError, {"options": {"f": object()}}),
+    ("question", TypeError, {"question": 42}),
+    ("ttl", ValueError, {"ttl": 0}),
+    ("ttl", ValueError, {"ttl": "60"}),
+    ("ttl", ValueError, {"ttl": True}),
+]
+
+
+@pytest.mark.parametrize("name,exc,override", BAD_CALLS)
+def test_bad_input_to_cache_response_writes_nothing(ai_cache, name, exc, override):
+    args = {"text": SMALL, "operation": "summarize", "options": None, "response": RESPONSE, **override}
+    with pytest.raises(exc, match=name):
+        ai_cache.cache_response(**args)
+    assert ai_cache.redis.dbsize() == 0 and len(ai_cache.memory) == 0
+
+
+@pytest.mark.parametrize("name,exc,override", BAD_CALLS)
+def test_bad_input_to_get_or_compute_computes_nothing(ai_cache, name, exc, override):
+    args = {"text": SMALL, "operation": "summarize", "compute": lambda: pytest.fail("computed"), **override}
+    with pytest.raises(exc, match=name):
+        ai_cache.get_or_compute(**args)
+    assert ai_cache.redis.dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    "response,exc,match",
+    [
+        (["list"], TypeError, "response must be a dict"),
+        ("text", TypeError, "response must be a dict"),
+        ({"when": object()}, TypeError, "response must be JSON-serialisable"),
+        ({1: "int key"}, TypeError, "response must be JSON-serialisable"),
+        ({"big": "x" * (8 * 1024 * 1024)}, ValueError, "MAX_RESPONSE_BYTES"),
+    ],
+)
+def test_bad_responses(ai_cache, response, exc, match):
+    with pytest.raises(exc, match=match):
+        ai_cache.cache_response(SMALL, "summarize", None, response)
+    assert ai_cache.redis.dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    "call,exc",
+    [
+        (lambda c: c.invalidate_pattern(""), ValueError),
+        (lambda c: c.invalidate_pattern(None), TypeError),
+        (lambda c: c.invalidate_pattern("x" * 300), ValueError),
+        (lambda c: c.invalidate_by_operation("Bad Op"), ValueError),
+        (lambda c: c.invalidate_all(operation_context=5), TypeError),
+        (lambda c: c.get_or_compute(SMALL, "summarize", "not callable"), TypeError),
+    ],
+)
+def test_bad_invalidation_input_changes_nothing(ai_cache, call, exc):
+    ai_cache.cache_response(SMALL, "summarize", None, RESPONSE)
+    with pytest.raises(exc):
+        call(ai_cache)
+    assert ai_cache.redis.dbsize() == 1 and len(ai_cache.memory) == 1
+
+
+def test_get_or_compute_rejects_async_compute_in_sync_call(ai_cache):
+    async def compute():
+        return RESPONSE
+
+    with pytest.raises(TypeError, match="aget_or_compute"):
+        ai_cache.get_or_compute(SMALL, "summarize", compute)
+    assert ai_cache.redis.dbsize() == 0
+
+
+# ------------------------------------------------------------------ async twins
+def test_async_twins(ai_cache):
+    calls = []
+
+    async def compute():
+        calls.append(1)
+        await asyncio.sleep(0)
+        return RESPONSE
+
+    async def scenario():
+        first = await ai_cache.aget_or_compute(SMALL, "summarize", compute)
+        second = await ai_cache.aget_or_compute(SMALL, "summarize", compute)
+        await ai_cache.acache_response(SMALL, "sentiment", None, {"label": "neutral"})
+        got = await ai_cache.aget_cached_response(SMALL, "sentiment")
+        removed = await ai_cache.ainvalidate_by_operation("sentiment")
+        pattern = await ai_cache.ainvalidate_pattern("summarize")
+        mem = await ai_cache.ainvalidate_memory_cache()
+        everything = await ai_cache.ainvalidate_all()
+        sync_compute = await ai_cache.aget_or_compute(SMALL, "qa", lambda: RESPONSE, question="q")
+        return first, second, got, removed, pattern, mem, everything, sync_compute
+
+    first, second, got, removed, pattern, mem, everything, sync_compute = asyncio.run(scenario())
+    assert calls == [1]
+    assert (first["cache_hit"], second["cache_hit"]) == (False, True)
+    assert got["label"] == "neutral"
+    assert (removed, pattern, mem, everything) == (1, 1, 0, 0)
+    assert sync_compute["cache_hit"] is False
+
+
+def test_cache_shared_by_threads(ai_cache):
+    from django.core.cache import caches
+
+    ai_cache.cache_response(SMALL, "summarize", None, RESPONSE)
+    sources = []
+    t = threading.Thread(target=lambda: sources.append(caches["ai"].get_cached_response(SMALL, "summarize")))
+    t.start()
+    t.join()
+    assert sources[0]["cache_source"] == "memory"

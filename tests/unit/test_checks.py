@@ -1,0 +1,92 @@
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from aicache.checks import check_aicache_settings
+
+BAD_SETTINGS = [
+    ("aicache.E001", "TEXT_SIZE_TIERS", {"TEXT_SIZE_TIERS": {"small": 500, "medium": 400}}),
+    ("aicache.E001", "TEXT_SIZE_TIERS", {"TEXT_SIZE_TIERS": {"small": -5}}),
+    ("aicache.E001", "TEXT_SIZE_TIERS", {"TEXT_SIZE_TIERS": {}}),
+    ("aicache.E001", "TEXT_SIZE_TIERS", {"TEXT_SIZE_TIERS": {"xlarge": 10}}),
+    ("aicache.E002", "MEMORY_TIERS", {"MEMORY_TIERS": ["tiny"]}),
+    ("aicache.E002", "MEMORY_TIERS", {"MEMORY_TIERS": "small"}),
+    ("aicache.E002", "MEMORY_CACHE_SIZE", {"MEMORY_CACHE_SIZE": -1}),
+    ("aicache.E002", "MEMORY_CACHE_MAX_BYTES", {"MEMORY_CACHE_MAX_BYTES": "10MB"}),
+    ("aicache.E003", "COMPRESSION_ALGORITHM", {"COMPRESSION_ALGORITHM": "lzma"}),
+    ("aicache.E003", "COMPRESSION_LEVEL", {"COMPRESSION_LEVEL": 12}),
+    ("aicache.E003", "COMPRESSION_LEVEL", {"COMPRESSION_ALGORITHM": "zstd", "COMPRESSION_LEVEL": 0}),
+    ("aicache.E003", "COMPRESSION_THRESHOLD", {"COMPRESSION_THRESHOLD": -1}),
+    ("aicache.E004", "HASH_ALGORITHM", {"HASH_ALGORITHM": "md5"}),
+    ("aicache.E005", "DEFAULT_TTL", {"DEFAULT_TTL": 0}),
+    ("aicache.E005", "DEFAULT_TTL", {"DEFAULT_TTL": 1.5}),
+    ("aicache.E005", "OPERATION_TTLS", {"OPERATION_TTLS": {"summarize": -1}}),
+    ("aicache.E005", "OPERATION_TTLS", {"OPERATION_TTLS": {"Bad Op": 10}}),
+    ("aicache.E006", "KEY_PREFIX", {"KEY_PREFIX": "ai*cache"}),
+    ("aicache.E006", "KEY_PREFIX", {"KEY_PREFIX": ""}),
+    ("aicache.E007", "MAX_TEXT_LENGTH", {"MAX_TEXT_LENGTH": 0}),
+    ("aicache.E010", "SOCKET_TIMEOUT", {"SOCKET_TIMEOUT": -1}),
+    ("aicache.E010", "CIRCUIT_BREAKER_FAILURES", {"CIRCUIT_BREAKER_FAILURES": 0}),
+]
+
+
+@pytest.mark.parametrize("check_id,setting,bad", BAD_SETTINGS)
+def test_global_setting_errors(settings, check_id, setting, bad):
+    settings.AICACHE = bad
+    messages = check_aicache_settings()
+    assert [m.id for m in messages] == [check_id]
+    assert setting in messages[0].msg and messages[0].hint
+
+
+@pytest.mark.parametrize("check_id,setting,bad", BAD_SETTINGS[:4])
+def test_per_cache_option_errors(settings, check_id, setting, bad):
+    settings.CACHES = {
+        **settings.CACHES,
+        "ai": {**settings.CACHES["ai"], "OPTIONS": {**settings.CACHES["ai"]["OPTIONS"], **bad}},
+    }
+    messages = check_aicache_settings()
+    assert [(m.id, m.obj) for m in messages] == [(check_id, "ai")]
+
+
+def test_valid_configuration_is_clean(settings):
+    settings.AICACHE = {"COMPRESSION_ALGORITHM": "zstd", "COMPRESSION_LEVEL": 19, "MEMORY_TIERS": []}
+    assert check_aicache_settings() == []
+
+
+def test_unknown_setting_warns(settings):
+    settings.AICACHE = {"DEFAULT_TTl": 10}
+    assert [m.id for m in check_aicache_settings()] == ["aicache.W001"]
+
+
+def test_pickle_serializer_is_an_error(settings):
+    settings.CACHES = {
+        **settings.CACHES,
+        "ai": {
+            **settings.CACHES["ai"],
+            "OPTIONS": {
+                **settings.CACHES["ai"]["OPTIONS"],
+                "SERIALIZER": "django_redis.serializers.pickle.PickleSerializer",
+            },
+        },
+    }
+    assert [m.id for m in check_aicache_settings()] == ["aicache.E009"]
+
+
+def test_manage_py_check_reports_instead_of_crashing(settings):
+    from django.core.cache import caches
+
+    settings.AICACHE = {"HASH_ALGORITHM": "crc32"}
+    with pytest.raises(SystemCheckError, match=r"aicache\.E004.*HASH_ALGORITHM"):
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+    # The misconfigured cache exists (Django's own checks build it) but refuses AI calls clearly.
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match="HASH_ALGORITHM"):
+        caches["ai"].get_cached_response("text", "summarize")
+    assert caches["ai"].ping() is False
+
+
+def test_check_passes_on_the_test_settings():
+    call_command("check", stdout=StringIO())

@@ -1,0 +1,124 @@
+import threading
+
+import pytest
+
+from aicache import memory
+from aicache.memory import MISSING, MemoryTier
+from aicache.state import CircuitBreaker, get_process_state
+
+
+def test_lru_eviction_by_count():
+    tier = MemoryTier(max_entries=3, max_bytes=10_000)
+    for k in "abc":
+        tier.set(k, k, 1, 60)
+    assert tier.get("a") == "a"  # a becomes most recent
+    tier.set("d", "d", 1, 60)
+    assert tier.get("b") is MISSING
+    assert [tier.get(k) for k in "acd"] == ["a", "c", "d"]
+    assert tier.stats().evictions == 1
+
+
+def test_lru_eviction_by_bytes():
+    tier = MemoryTier(max_entries=100, max_bytes=100)
+    tier.set("a", "a", 40, 60)
+    tier.set("b", "b", 40, 60)
+    tier.set("c", "c", 40, 60)  # 120 bytes > 100: the oldest goes
+    assert tier.get("a") is MISSING
+    assert tier.stats().bytes == 80
+    assert tier.set("huge", "x", 101, 60) is False
+    assert tier.get("huge") is MISSING
+
+
+def test_overwrite_replaces_size():
+    tier = MemoryTier(10, 100)
+    tier.set("a", 1, 60, 60)
+    tier.set("a", 2, 10, 60)
+    assert tier.stats().bytes == 10 and tier.get("a") == 2
+
+
+def test_entries_expire(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(memory.time, "monotonic", lambda: now[0])
+    tier = MemoryTier(10, 100)
+    tier.set("a", 1, 1, ttl=5)
+    now[0] += 4.9
+    assert tier.get("a") == 1
+    now[0] += 0.2
+    assert tier.get("a") is MISSING
+    assert tier.stats().expirations == 1 and tier.stats().bytes == 0
+
+
+def test_disabled_and_zero_ttl():
+    assert MemoryTier(0, 100).set("a", 1, 1, 60) is False
+    tier = MemoryTier(10, 100)
+    assert tier.set("a", 1, 1, 0) is False
+
+
+def test_prefix_and_many_delete():
+    tier = MemoryTier(10, 100)
+    for k in ("p:a:1", "p:a:2", "p:b:1"):
+        tier.set(k, k, 1, 60)
+    assert tier.delete_prefix("p:a:") == 2
+    assert tier.keys() == ["p:b:1"]
+    assert tier.delete_many(["p:b:1", "nope"]) == 1
+    assert tier.clear() == 0
+
+
+def test_concurrent_use_keeps_accounting_exact():
+    tier = MemoryTier(max_entries=50, max_bytes=10_000)
+
+    def work(n):
+        for i in range(2000):
+            key = f"{n}:{i % 70}"
+            tier.set(key, i, 3, 60)
+            tier.get(f"{(n + 1) % 4}:{i % 70}")
+            if i % 13 == 0:
+                tier.delete(key)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stats = tier.stats()
+    assert stats.entries <= 50
+    assert stats.bytes == 3 * stats.entries
+
+
+def test_process_state_is_shared_per_identity():
+    a = get_process_state(("redis://x", "p"), 10, 100, 3, 1.0)
+    b = get_process_state(("redis://x", "p"), 99, 999, 3, 1.0)
+    c = get_process_state(("redis://y", "p"), 10, 100, 3, 1.0)
+    assert a is b and a is not c
+
+
+def test_circuit_breaker(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr("aicache.state.time.monotonic", lambda: now[0])
+    breaker = CircuitBreaker(failures=2, reset=5)
+    breaker.failure()
+    assert breaker.allow()
+    breaker.failure()
+    assert not breaker.allow() and breaker.opened == 1
+    now[0] = 5.1
+    assert breaker.allow()  # half-open: one try
+    breaker.success()
+    breaker.failure()
+    assert breaker.allow()  # counting starts again after a success
+
+
+@pytest.mark.parametrize("n", [1, 8])
+def test_thread_instances_share_the_tier(n, ai_cache):
+    from django.core.cache import caches
+
+    seen = []
+
+    def grab():
+        seen.append(caches["ai"].memory)
+
+    threads = [threading.Thread(target=grab) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(m is ai_cache.memory for m in seen)
