@@ -317,3 +317,24 @@ def test_cache_shared_by_threads(ai_cache):
     t.start()
     t.join()
     assert sources[0]["cache_source"] == "memory"
+
+
+@pytest.mark.parametrize(
+    "length,tier",
+    [(1, "small"), (500, "small"), (501, "medium"), (5000, "medium"), (5001, "large"), (50000, "large"),
+     (50001, "xlarge"), (1_000_000, "xlarge")],
+)  # fmt: skip
+def test_tier_at_every_boundary(ai_cache, length, tier):
+    text = "x" * length
+    ai_cache.cache_response(text, "summarize", None, RESPONSE)
+    hit = ai_cache.get_cached_response(text, "summarize")
+    assert hit["tier"] == tier and hit["text_length"] == length
+    assert hit["cache_source"] == ("memory" if tier == "small" else "redis")
+
+
+def test_custom_tiers_and_memory_tiers(make_cache):
+    cache = make_cache(TEXT_SIZE_TIERS={"tiny": 10, "rest": 100}, MEMORY_TIERS=["rest", "xlarge"])
+    for length, tier, source in [(10, "tiny", "redis"), (11, "rest", "memory"), (101, "xlarge", "memory")]:
+        cache.cache_response("y" * length, "qa", None, RESPONSE)
+        hit = cache.get_cached_response("y" * length, "qa")
+        assert (hit["tier"], hit["cache_source"]) == (tier, source)
