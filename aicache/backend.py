@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,10 +33,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from aicache import conf, state
+from aicache import conf, invalidation, state
 from aicache.codec import Codec, CodecError
+from aicache.coherence import CLEAR_MESSAGE, events_channel
+from aicache.invalidation import Progress, glob_escape
 from aicache.keys import CacheKeyGenerator, canonical_options, validate_operation
 from aicache.memory import MISSING, MemoryTier
+from aicache.singleflight import single_flight
 from aicache.state import ProcessState
 
 logger = logging.getLogger("aicache")
@@ -46,19 +48,12 @@ T = TypeVar("T")
 
 #: Keys the cache adds to every response it returns; stripped from responses before storing.
 META_KEYS = frozenset({"cache_hit", "cached_at", "tier", "text_length", "compression_used", "cache_source"})
-_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
-_UNLINK_BATCH = 500
-_SCAN_COUNT = 1000
 _MAX_PATTERN_LENGTH = 256
+CACHE_CONTROLS = ("default", "no-store", "refresh", "only-if-cached")
 # Faults that mean "Redis is not answering": these trip the breaker. Other RedisErrors
 # (WRONGTYPE, OOM, READONLY) are failures of one call, counted but not a reason to stop calling.
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _LOG_EVERY_SECONDS = 60.0
-
-
-def glob_escape(text: str) -> str:
-    """``text`` as a literal inside a Redis MATCH pattern."""
-    return _GLOB_SPECIAL.sub(r"\\\1", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +124,7 @@ class AIResponseCache(RedisCache):
                 cfg.memory_cache_max_bytes,
                 cfg.circuit_breaker_failures,
                 cfg.circuit_breaker_reset_seconds,
+                cfg.memory_coherence,
             )
             self._state_generation = state.generation()
         return self._state_cache
@@ -226,11 +222,21 @@ class AIResponseCache(RedisCache):
         value["cache_source"] = source
         return value
 
+    def _memory_usable(self, req: CacheRequest) -> bool:
+        if not req.use_memory:
+            return False
+        coherence = self._state.coherence
+        if coherence.status == "starting":
+            coherence.ensure_started(self.redis.connection_pool)
+        return coherence.memory_usable
+
     def _lookup(self, req: CacheRequest) -> dict[str, Any] | None:
-        if req.use_memory:
+        use_memory = self._memory_usable(req)
+        if use_memory:
             entry = self.memory.get(req.key)
             if entry is not MISSING:
                 return self._respond(orjson.loads(entry.payload), req, entry, "memory")
+            token = self._state.coherence.fill_token(req.key)
         data = self._guarded("get", None, self.redis.get, req.key)
         if data is None:
             return None
@@ -243,20 +249,62 @@ class AIResponseCache(RedisCache):
             self._fault("corrupt_entry", "decode", exc)
             return None
         entry = MemoryEntry(decoded.payload, decoded.cached_at, decoded.compression_used)
-        if req.use_memory:
-            remaining = decoded.cached_at + decoded.ttl - time.time()
-            self.memory.set(req.key, entry, len(decoded.payload), min(remaining, req.ttl))
+        if use_memory:
+            self._fill(req, entry, token, decoded.cached_at + decoded.ttl - time.time())
         return self._respond(value, req, entry, "redis")
+
+    def _fill(self, req: CacheRequest, entry: MemoryEntry, token: tuple[int, int], ttl: float) -> None:
+        """Copy an entry into the memory tier unless it was invalidated since ``token`` was read
+        (the read/invalidate race: filling then would keep a stale value until its TTL)."""
+        if self._state.coherence.fill_token(req.key) == token:
+            self.memory.set(req.key, entry, len(entry.payload), min(ttl, req.ttl))
 
     def _store(self, req: CacheRequest, payload: bytes) -> MemoryEntry:
         encoded = self.codec.encode(payload, req.ttl)
-        self._guarded("set", None, self.redis.set, req.key, encoded.data, ex=req.ttl)
+        use_memory = self._memory_usable(req)
+        coherence = self._state.coherence
+        if use_memory:
+            token = coherence.fill_token(req.key)
+            expecting = coherence.expect_own_write(req.key)
+        written = self._guarded("set", False, self._write, req, encoded.data)
+        if use_memory and expecting and not written:
+            coherence.cancel_own_write(req.key)
         entry = MemoryEntry(payload, time.time(), encoded.compression_used)
-        if req.use_memory:
-            # Filled even when Redis is down: the tier keeps serving, and a process that could
-            # not see invalidations meanwhile clears its tier when Redis comes back.
-            self.memory.set(req.key, entry, len(payload), req.ttl)
+        if use_memory:
+            # Filled even when Redis is down: the tier keeps serving, and the coherence
+            # listener clears it when Redis comes back.
+            self._fill(req, entry, token, req.ttl)
         return entry
+
+    def _write(self, req: CacheRequest, data: bytes) -> bool:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(req.key, data, ex=req.ttl)
+        invalidation.index_write(pipe, self.config.key_prefix, req.operation, req.key, req.ttl)
+        pipe.execute()
+        return True
+
+    def _compute(self, req: CacheRequest, compute: Callable[[], Any], store: bool = True) -> dict[str, Any]:
+        """Call ``compute``, check its result, store it (unless told not to) and return it."""
+        result = compute()
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise TypeError("compute returned an awaitable; use aget_or_compute for async callables")
+        clean, payload = self._serialize_response(result)
+        if store:
+            entry = self._store(req, payload)
+            cached_at, compressed = entry.cached_at, entry.compression_used
+        else:
+            cached_at, compressed = None, False
+        clean.update(
+            cache_hit=False,
+            cached_at=cached_at,
+            tier=req.tier,
+            text_length=req.text_length,
+            compression_used=compressed,
+            cache_source="compute",
+        )
+        return clean
 
     # ----------------------------------------------------------------- public API
     def get_cached_response(
@@ -292,35 +340,40 @@ class AIResponseCache(RedisCache):
         options: Mapping[str, Any] | None = None,
         question: str | None = None,
         ttl: int | None = None,
-    ) -> dict[str, Any]:
+        *,
+        cache: str = "default",
+        lock_timeout: float | None = None,
+        wait_timeout: float | None = None,
+    ) -> dict[str, Any] | None:
         """The cached response, or ``compute()``'s result, cached and returned.
 
+        Concurrent misses for the same request, in any process, make one ``compute()`` call
+        (single flight); the others wait up to ``wait_timeout`` seconds for its result. The lock
+        lease is ``lock_timeout`` seconds: if its holder dies, a waiter computes after it.
         An exception from ``compute`` propagates and nothing is cached.
+
+        ``cache`` controls this call like HTTP cache directives: ``"default"``; ``"no-store"``
+        (bypass: compute, neither read nor write); ``"refresh"`` (compute and overwrite);
+        ``"only-if-cached"`` (never compute: the cached response or None).
         """
         if not callable(compute):
             raise TypeError(f"compute must be callable, got {type(compute).__name__}")
         if inspect.iscoroutinefunction(compute):
             raise TypeError("compute is an async function; use aget_or_compute for async callables")
+        if cache not in CACHE_CONTROLS:
+            raise ValueError(f"cache must be one of {list(CACHE_CONTROLS)}, got {cache!r}")
+        cfg = self._check_config()
+        lock_timeout = _seconds("lock_timeout", lock_timeout, cfg.single_flight_lock_timeout)
+        wait_timeout = _seconds("wait_timeout", wait_timeout, cfg.single_flight_wait_timeout)
         req = self._request(text, operation, options, question, ttl)
+        if cache == "no-store":
+            return self._compute(req, compute, store=False)
+        if cache == "refresh":
+            return self._compute(req, compute)
         hit = self._lookup(req)
-        if hit is not None:
+        if hit is not None or cache == "only-if-cached":
             return hit
-        result = compute()
-        if inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
-                result.close()
-            raise TypeError("compute returned an awaitable; use aget_or_compute for async callables")
-        clean, payload = self._serialize_response(result)
-        entry = self._store(req, payload)
-        clean.update(
-            cache_hit=False,
-            cached_at=entry.cached_at,
-            tier=req.tier,
-            text_length=req.text_length,
-            compression_used=entry.compression_used,
-            cache_source="compute",
-        )
-        return clean
+        return single_flight(self, req, compute, lock_timeout, wait_timeout)
 
     def invalidate_pattern(self, pattern: str, operation_context: str = "") -> int:
         """Remove entries whose key (after the prefix) contains ``pattern`` literally.
@@ -340,48 +393,66 @@ class AIResponseCache(RedisCache):
         return self._scan_unlink(f"{glob_escape(cfg.key_prefix)}:*{glob_escape(pattern)}*")
 
     def invalidate_by_operation(self, operation: str, operation_context: str = "") -> int:
-        """Remove every entry of one operation (an exact key-prefix match)."""
-        self._check_config()
+        """Remove every entry of one operation, in time proportional to that operation's entries
+        (a per-operation index, see ``aicache.invalidation``)."""
+        cfg = self._check_config()
         validate_operation(operation)
         _check_context(operation_context)
-        prefix = self.key_generator.operation_prefix(operation)
-        self.memory.delete_prefix(prefix)
-        return self._scan_unlink(glob_escape(prefix) + "*")
+        self.memory.delete_prefix(self.key_generator.operation_prefix(operation))
+        max_ttl = max([cfg.default_ttl, *cfg.operation_ttls.values()])
+        progress = Progress()
+        self._guarded(
+            "invalidate",
+            None,
+            invalidation.drain_index,
+            self.redis,
+            cfg.key_prefix,
+            operation,
+            max_ttl,
+            progress,
+        )
+        return progress.removed
 
     def invalidate_all(self, operation_context: str = "") -> int:
         """Remove every aicache entry (only keys under KEY_PREFIX; other data is untouched)."""
         cfg = self._check_config()
         _check_context(operation_context)
         self.memory.clear()
-        return self._scan_unlink(f"{glob_escape(cfg.key_prefix)}:*")
+        removed = self._scan_unlink(f"{glob_escape(cfg.key_prefix)}:*")
+        self._scan_unlink(glob_escape(invalidation.index_key(cfg.key_prefix, "")) + "*")
+        return removed
 
-    def invalidate_memory_cache(self, operation_context: str = "") -> int:
-        """Clear this process's memory tier; returns the number of entries dropped."""
-        self._check_config()
+    def invalidate_memory_cache(self, operation_context: str = "", everywhere: bool = False) -> int:
+        """Clear this process's memory tier (returns the entries dropped here); with
+        ``everywhere=True`` every process listening to this Redis clears its tier too."""
+        cfg = self._check_config()
         _check_context(operation_context)
-        return self.memory.clear()
+        if not isinstance(everywhere, bool):
+            raise TypeError(f"everywhere must be a bool, got {type(everywhere).__name__}")
+        dropped = self.memory.clear()
+        if everywhere:
+            self._guarded("publish", None, self.redis.publish, events_channel(cfg.key_prefix), CLEAR_MESSAGE)
+        return dropped
+
+    def start_coherence(self, wait: float = 0.0) -> str:
+        """Start this process's coherence listener now instead of on first use (e.g. from a
+        gunicorn ``post_fork`` hook), waiting up to ``wait`` seconds for it; returns its status
+        (``live``, ``starting``, ``disconnected``, ``unsupported`` or ``local``)."""
+        self._check_config()
+        coherence = self._state.coherence
+        coherence.ensure_started(self.redis.connection_pool)
+        if wait > 0:
+            coherence.wait_live(wait)
+        return coherence.status
 
     def memory_keys(self) -> list[str]:
         return self.memory.keys()
 
     def _scan_unlink(self, match: str) -> int:
-        """SCAN + UNLINK in batches (never KEYS); the exact number removed, even if Redis
-        fails midway (what was removed before the fault is counted)."""
-        removed = [0]
-
-        def run() -> None:
-            client = self.redis
-            batch: list[bytes] = []
-            for key in client.scan_iter(match=match, count=_SCAN_COUNT):
-                batch.append(key)
-                if len(batch) >= _UNLINK_BATCH:
-                    removed[0] += client.unlink(*batch)
-                    batch.clear()
-            if batch:
-                removed[0] += client.unlink(*batch)
-
-        self._guarded("invalidate", None, run)
-        return removed[0]
+        """The exact number removed, even if Redis fails midway (what went before counts)."""
+        progress = Progress()
+        self._guarded("invalidate", None, invalidation.scan_unlink, self.redis, match, progress)
+        return progress.removed
 
     # ----------------------------------------------------------------- plain API
     def get(self, key: Any, default: Any = None, version: Any = None, client: Any = None) -> Any:
@@ -415,7 +486,8 @@ class AIResponseCache(RedisCache):
         options: Mapping[str, Any] | None = None,
         question: str | None = None,
         ttl: int | None = None,
-    ) -> dict[str, Any]:
+        **controls: Any,
+    ) -> dict[str, Any] | None:
         """Async twin of :meth:`get_or_compute`; ``compute`` may be sync or async."""
         if not callable(compute):
             raise TypeError(f"compute must be callable, got {type(compute).__name__}")
@@ -427,12 +499,20 @@ class AIResponseCache(RedisCache):
             return result
 
         return await sync_to_async(self.get_or_compute, thread_sensitive=False)(
-            text, operation, sync_compute, options, question, ttl
+            text, operation, sync_compute, options, question, ttl, **controls
         )
 
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+def _seconds(name: str, value: Any, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
 
 
 def _check_context(operation_context: Any) -> None:

@@ -30,6 +30,9 @@ DEFAULTS: dict[str, Any] = {
     "MEMORY_TIERS": ["small"],
     "MEMORY_CACHE_SIZE": 100,
     "MEMORY_CACHE_MAX_BYTES": 10 * 1024 * 1024,
+    # "tracking": Redis client tracking keeps every process's tier coherent; "local": no
+    # cross-process coherence (one process only, or tests on fakeredis)
+    "MEMORY_COHERENCE": "tracking",
     "COMPRESSION_THRESHOLD": 1000,
     "COMPRESSION_LEVEL": 6,
     "COMPRESSION_ALGORITHM": "zlib",
@@ -49,11 +52,14 @@ DEFAULTS: dict[str, Any] = {
     "CIRCUIT_BREAKER_RESET_SECONDS": 5.0,
     "SOCKET_TIMEOUT": 0.5,
     "SOCKET_CONNECT_TIMEOUT": 0.5,
+    "SINGLE_FLIGHT_LOCK_TIMEOUT": 30.0,
+    "SINGLE_FLIGHT_WAIT_TIMEOUT": 60.0,
 }
 
 XLARGE = "xlarge"
 HASH_ALGORITHMS = ("sha256", "blake2b")
 COMPRESSION_LEVELS = {"zlib": (0, 9), "zstd": (1, 22)}
+COHERENCE_MODES = ("tracking", "local")
 
 
 def _is_int(value: Any) -> bool:
@@ -148,6 +154,14 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
                 "0 disables the memory tier.",
             )
 
+    if raw["MEMORY_COHERENCE"] not in COHERENCE_MODES:
+        bad(
+            E_MEMORY,
+            "MEMORY_COHERENCE",
+            f"must be one of {list(COHERENCE_MODES)}, got {raw['MEMORY_COHERENCE']!r}.",
+            '"local" is only safe when a single process uses the cache.',
+        )
+
     algorithm = raw["COMPRESSION_ALGORITHM"]
     if not isinstance(algorithm, str) or not algorithm:
         bad(
@@ -231,7 +245,13 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
                 f"must be a positive integer, got {raw[name]!r}.",
                 "See the configuration table in README.",
             )
-    for name in ("CIRCUIT_BREAKER_RESET_SECONDS", "SOCKET_TIMEOUT", "SOCKET_CONNECT_TIMEOUT"):
+    for name in (
+        "CIRCUIT_BREAKER_RESET_SECONDS",
+        "SOCKET_TIMEOUT",
+        "SOCKET_CONNECT_TIMEOUT",
+        "SINGLE_FLIGHT_LOCK_TIMEOUT",
+        "SINGLE_FLIGHT_WAIT_TIMEOUT",
+    ):
         if not _is_number(raw[name]) or raw[name] <= 0:
             bad(
                 E_RESILIENCE,
@@ -254,6 +274,7 @@ class CacheConfig:
     memory_tiers: frozenset[str]
     memory_cache_size: int
     memory_cache_max_bytes: int
+    memory_coherence: str
     compression_threshold: int
     compression_level: int
     compression_algorithm: str
@@ -267,6 +288,8 @@ class CacheConfig:
     circuit_breaker_reset_seconds: float
     socket_timeout: float
     socket_connect_timeout: float
+    single_flight_lock_timeout: float
+    single_flight_wait_timeout: float
 
     def tier_for(self, text_length: int) -> str:
         for name, bound in self.text_size_tiers:
@@ -299,6 +322,7 @@ def parse(raw: Mapping[str, Any]) -> CacheConfig:
         memory_tiers=frozenset(raw["MEMORY_TIERS"]),
         memory_cache_size=raw["MEMORY_CACHE_SIZE"],
         memory_cache_max_bytes=raw["MEMORY_CACHE_MAX_BYTES"],
+        memory_coherence=raw["MEMORY_COHERENCE"],
         compression_threshold=raw["COMPRESSION_THRESHOLD"],
         compression_level=raw["COMPRESSION_LEVEL"],
         compression_algorithm=raw["COMPRESSION_ALGORITHM"],
@@ -312,6 +336,8 @@ def parse(raw: Mapping[str, Any]) -> CacheConfig:
         circuit_breaker_reset_seconds=float(raw["CIRCUIT_BREAKER_RESET_SECONDS"]),
         socket_timeout=float(raw["SOCKET_TIMEOUT"]),
         socket_connect_timeout=float(raw["SOCKET_CONNECT_TIMEOUT"]),
+        single_flight_lock_timeout=float(raw["SINGLE_FLIGHT_LOCK_TIMEOUT"]),
+        single_flight_wait_timeout=float(raw["SINGLE_FLIGHT_WAIT_TIMEOUT"]),
     )
 
 

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+from aicache.coherence import Coherence
 from aicache.memory import MemoryTier
 
 
@@ -52,10 +53,12 @@ class CircuitBreaker:
 class ProcessState:
     """What one process keeps per cache: shared by every thread's backend instance."""
 
-    def __init__(self, memory: MemoryTier, breaker: CircuitBreaker) -> None:
+    def __init__(self, memory: MemoryTier, breaker: CircuitBreaker, coherence: Coherence) -> None:
         self.memory = memory
         self.breaker = breaker
+        self.coherence = coherence
         self._errors: dict[str, int] = {}
+        self._counters: dict[str, int] = {}
         self._last_logged: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -66,6 +69,14 @@ class ProcessState:
     def error_snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self._errors)
+
+    def count(self, kind: str, n: int = 1) -> None:
+        with self._lock:
+            self._counters[kind] = self._counters.get(kind, 0) + n
+
+    def counter_snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counters)
 
     def should_log(self, kind: str, every: float) -> bool:
         """Rate limit for warnings that could otherwise repeat on every request."""
@@ -88,7 +99,12 @@ def generation() -> int:
 
 
 def get_process_state(
-    identity: tuple[Any, ...], max_entries: int, max_bytes: int, failures: int, reset: float
+    identity: tuple[Any, ...],
+    max_entries: int,
+    max_bytes: int,
+    failures: int,
+    reset: float,
+    coherence_mode: str = "local",
 ) -> ProcessState:
     """The one :class:`ProcessState` for ``identity`` (server + key prefix) in this process."""
     state = _registry.get(identity)
@@ -96,7 +112,12 @@ def get_process_state(
         with _registry_lock:
             state = _registry.get(identity)
             if state is None:
-                state = ProcessState(MemoryTier(max_entries, max_bytes), CircuitBreaker(failures, reset))
+                memory = MemoryTier(max_entries, max_bytes)
+                state = ProcessState(
+                    memory,
+                    CircuitBreaker(failures, reset),
+                    Coherence(memory, str(identity[-1]), coherence_mode),
+                )
                 _registry[identity] = state
     return state
 
@@ -105,6 +126,8 @@ def reset_process_state() -> None:
     """Forget every tier and breaker (tests; and a forked child, whose copy is stale)."""
     global _registry_lock, _generation
     _registry_lock = threading.Lock()  # another thread may have held it at fork time
+    for state in _registry.values():
+        state.coherence.stop()  # in a forked child the thread is gone already; harmless
     _registry.clear()
     _generation += 1
 

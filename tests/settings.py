@@ -21,6 +21,8 @@ CACHES = {
         "BACKEND": "aicache.backend.AIResponseCache",
         "LOCATION": "redis://fake:6379/0",
         "OPTIONS": {
+            # fakeredis has no client tracking: one process, so "local" coherence is exact here
+            "MEMORY_COHERENCE": "local",
             "CONNECTION_POOL_KWARGS": {
                 "connection_class": fakeredis.FakeRedisConnection,
                 "server": FAKE_REDIS_SERVER,

@@ -33,6 +33,7 @@ def real_cache(settings, redis_server, real_cache_settings):
     settings.CACHES = {**settings.CACHES, "ai": real_cache_settings}
     cache = caches["ai"]
     cache.redis.flushdb()
+    assert cache.start_coherence(wait=5) == "live"
     yield cache
     if redis_server.process is None:  # a test stopped it: bring it back for the next one
         redis_server.start()

@@ -1,0 +1,83 @@
+"""Removing entries without blocking Redis: no KEYS, only bounded SCANs, ZPOPMINs and UNLINKs.
+
+Per-operation index: every write also records its key in a sorted set ``{prefix}!idx:{operation}``
+scored by expiry time (expired members are trimmed on each write, and the index itself expires
+with its longest-lived entry). Invalidating an operation RENAMEs that index to a private drain key
+(atomically: writes that land meanwhile start a fresh index and survive) and pops it in batches,
+UNLINKing the popped keys, so the cost follows that operation's entries, not the keyspace. A
+generation number in the key would make invalidation O(1), but could not say how many entries it
+removed and would leave dead entries occupying Redis memory until their TTLs ran out.
+
+The index keys sit outside ``{prefix}:`` on purpose: client tracking (coherence) watches that
+prefix, and pattern invalidation scans it; neither should see index traffic.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+UNLINK_BATCH = 500
+SCAN_COUNT = 1000
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal inside a Redis MATCH pattern."""
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
+
+
+def index_key(prefix: str, operation: str) -> str:
+    return f"{prefix}!idx:{operation}"
+
+
+def index_write(pipe: Any, prefix: str, operation: str, key: str, ttl: int) -> None:
+    """Queue the index upkeep of one write on ``pipe`` (same round trip as the SET)."""
+    idx = index_key(prefix, operation)
+    now_ms = int(time.time() * 1000)
+    pipe.zadd(idx, {key: now_ms + ttl * 1000})
+    pipe.zremrangebyscore(idx, "-inf", now_ms)
+    pipe.expire(idx, ttl, nx=True)
+    pipe.expire(idx, ttl, gt=True)
+
+
+class Progress:
+    """How many keys were removed so far; survives a fault midway, so counts stay exact."""
+
+    __slots__ = ("removed",)
+
+    def __init__(self) -> None:
+        self.removed = 0
+
+
+def scan_unlink(client: Any, match: str, progress: Progress) -> None:
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=match, count=SCAN_COUNT):
+        batch.append(key)
+        if len(batch) >= UNLINK_BATCH:
+            progress.removed += client.unlink(*batch)
+            batch.clear()
+    if batch:
+        progress.removed += client.unlink(*batch)
+
+
+def drain_index(client: Any, prefix: str, operation: str, max_ttl: int, progress: Progress) -> None:
+    """UNLINK every key recorded in the operation's index (members already gone count 0)."""
+    idx = index_key(prefix, operation)
+    drain = f"{idx}:drain:{uuid.uuid4().hex}"
+    try:
+        client.rename(idx, drain)
+    except ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            return  # nothing of this operation is cached
+        raise
+    client.expire(drain, max_ttl)  # a crash mid-drain leaves nothing behind for long
+    while True:
+        popped = client.zpopmin(drain, UNLINK_BATCH)
+        if not popped:
+            break
+        progress.removed += client.unlink(*(member for member, _ in popped))
