@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import LockError
@@ -86,9 +87,7 @@ def _compute_holding(
 
 
 def _release(cache: AIResponseCache, lock: Any, key: str, done: bool) -> None:
-    try:
+    with suppress(LockError):  # the lease ran out first: the lock is no longer ours to release
         lock.release()
-    except LockError:
-        pass  # the lease ran out first; whoever holds the lock now is not ours to release
     if not done:  # nothing landed: wake the waiters so one of them takes over now
         cache.redis.publish(events_channel(cache.config.key_prefix), WAKE_PREFIX + key.encode())
