@@ -1,0 +1,117 @@
+"""A Django process driven by JSON lines on stdin, for multi-process integration tests.
+
+Each request line is a JSON object with an ``op``; each answer is one JSON line on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings_real")
+
+import django
+
+django.setup()
+
+from django.core.cache import caches  # noqa: E402
+
+cache = caches["ai"]
+
+
+def _args(msg: dict) -> dict:
+    return {"text": msg["text"], "operation": msg["operation"], "question": msg.get("question")}
+
+
+def op_status(msg: dict) -> dict:
+    return {"status": cache.start_coherence(wait=msg.get("wait", 5))}
+
+
+def op_cache(msg: dict) -> dict:
+    cache.cache_response(**_args(msg), options=None, response=msg["response"])
+    return {}
+
+
+def op_get(msg: dict) -> dict:
+    hit = cache.get_cached_response(**_args(msg))
+    return {"hit": hit is not None, "source": hit and hit["cache_source"], "response": hit}
+
+
+def op_in_memory(msg: dict) -> dict:
+    key = cache.key_generator.generate(msg["text"], msg["operation"], None, msg.get("question"))
+    return {"in_memory": key in cache.memory}
+
+
+def op_watch(msg: dict) -> dict:
+    """Poll the memory tier until the entry is gone; report when (CLOCK_MONOTONIC is system-wide)."""
+    key = cache.key_generator.generate(msg["text"], msg["operation"], None, msg.get("question"))
+    deadline = time.monotonic() + msg.get("timeout", 5)
+    _reply({"watching": key in cache.memory})
+    while key in cache.memory:
+        if time.monotonic() > deadline:
+            return {"gone_at": None}
+        time.sleep(0.0001)  # a spinning loop would hold the GIL the listener thread needs
+    return {"gone_at": time.monotonic()}
+
+
+def op_invalidate(msg: dict) -> dict:
+    method = getattr(cache, msg["method"])
+    started = time.monotonic()
+    removed = method(*msg.get("args", []), **msg.get("kwargs", {}))
+    return {"removed": removed, "started_at": started, "returned_at": time.monotonic()}
+
+
+def op_stampede(msg: dict) -> dict:
+    """``threads`` threads call get_or_compute at ``start_at``; compute INCRs a Redis counter."""
+    results: list[dict] = []
+    errors: list[str] = []
+
+    def compute() -> dict:
+        cache.redis.incr(msg["counter"])
+        if msg.get("crash"):
+            os._exit(3)  # die while holding the lock, without releasing it
+        time.sleep(msg.get("compute_seconds", 0.3))
+        if msg.get("raise"):
+            raise RuntimeError("LLM failed")
+        return {"answer": f"computed by {os.getpid()}"}
+
+    def run() -> None:
+        delay = msg["start_at"] - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        try:
+            out = cache.get_or_compute(
+                **_args(msg),
+                compute=compute,
+                lock_timeout=msg.get("lock_timeout"),
+                wait_timeout=msg.get("wait_timeout"),
+            )
+            results.append({"hit": out["cache_hit"], "answer": out["answer"]})
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=run) for _ in range(msg["threads"])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"results": results, "errors": errors, "counters": cache._state.counter_snapshot()}
+
+
+def _reply(data: dict) -> None:
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    _reply({"ready": os.getpid()})
+    for line in sys.stdin:
+        msg = json.loads(line)
+        _reply(globals()[f"op_{msg['op']}"](msg))
+
+
+if __name__ == "__main__":
+    main()
