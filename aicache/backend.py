@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any, TypeVar
 
 import orjson
@@ -34,8 +35,9 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aicache import conf, invalidation, state
-from aicache.codec import Codec, CodecError
+from aicache.codec import Codec, CodecError, Encoded
 from aicache.coherence import CLEAR_MESSAGE, events_channel
+from aicache.instrument import build_monitor, timed_invalidation, timed_lookup, timed_store
 from aicache.invalidation import Progress, glob_escape
 from aicache.keys import CacheKeyGenerator, canonical_options, validate_operation
 from aicache.memory import MISSING, MemoryTier
@@ -49,6 +51,7 @@ T = TypeVar("T")
 #: Keys the cache adds to every response it returns; stripped from responses before storing.
 META_KEYS = frozenset({"cache_hit", "cached_at", "tier", "text_length", "compression_used", "cache_source"})
 _MAX_PATTERN_LENGTH = 256
+_NO_OPTIONS = canonical_options(None)
 CACHE_CONTROLS = ("default", "no-store", "refresh", "only-if-cached")
 # Faults that mean "Redis is not answering": these trip the breaker. Other RedisErrors
 # (WRONGTYPE, OOM, READONLY) are failures of one call, counted but not a reason to stop calling.
@@ -56,7 +59,7 @@ _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _LOG_EVERY_SECONDS = 60.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CacheRequest:
     key: str
     operation: str
@@ -64,6 +67,14 @@ class CacheRequest:
     text_length: int
     use_memory: bool
     ttl: int
+    keygen_seconds: float | None = None  # reported once, by the first step that records
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    entry: MemoryEntry
+    encoded: Encoded
+    written: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +121,16 @@ class AIResponseCache(RedisCache):
         self.key_generator = CacheKeyGenerator(cfg.key_prefix, cfg.hash_algorithm)
         self.codec = Codec(cfg.compression_algorithm, cfg.compression_level, cfg.compression_threshold)
         self._identity = (str(server), cfg.key_prefix)
+        self._known_operations: set[str] = set()
+        memory_on = cfg.memory_cache_size > 0 and cfg.memory_cache_max_bytes > 0
+        self._memory_tiers = cfg.memory_tiers if memory_on else frozenset()
         self._state_generation = -1
         self._state_cache: ProcessState | None = None
 
     @property
     def _state(self) -> ProcessState:
         """This process's shared state for this cache (re-fetched after a fork or a reset)."""
-        if self._state_generation != state.generation():
+        if self._state_generation != state._generation:
             cfg = self.config
             self._state_cache = state.get_process_state(
                 self._identity,
@@ -125,6 +139,7 @@ class AIResponseCache(RedisCache):
                 cfg.circuit_breaker_failures,
                 cfg.circuit_breaker_reset_seconds,
                 cfg.memory_coherence,
+                lambda memory: build_monitor(cfg, self._identity[1], memory),
             )
             self._state_generation = state.generation()
         return self._state_cache
@@ -132,6 +147,12 @@ class AIResponseCache(RedisCache):
     @property
     def memory(self) -> MemoryTier:
         return self._state.memory
+
+    @property
+    def monitor(self) -> Any:
+        """This process's monitor for this cache (a ``CachePerformanceMonitor`` by default)."""
+        self._check_config()
+        return self._state.monitor
 
     # ----------------------------------------------------------------- plumbing
     def _check_config(self) -> conf.CacheConfig:
@@ -154,7 +175,7 @@ class AIResponseCache(RedisCache):
         state = self._state
         breaker = state.breaker
         if not breaker.allow():
-            state.count_error("circuit_open")
+            state.count_error("circuit_open", what)
             return default
         try:
             result = fn(*args, **kwargs)
@@ -169,14 +190,17 @@ class AIResponseCache(RedisCache):
         return result
 
     def _fault(self, kind: str, what: str, exc: BaseException) -> None:
-        self._state.count_error(kind)
+        self._state.count_error(kind, what)
         if self._state.should_log(kind, _LOG_EVERY_SECONDS):
-            logger.warning("aicache %s failed (%s): %s; serving without Redis", what, kind, exc)
+            consequence = "serving without Redis" if kind == "unreachable" else "treated as a miss"
+            logger.warning("aicache %s failed (%s): %s; %s", what, kind, exc, consequence)
 
     def _request(
         self, text: Any, operation: Any, options: Any, question: Any, ttl: Any = None
     ) -> CacheRequest:
-        cfg = self._check_config()
+        cfg = self.config
+        if cfg is None:
+            self._check_config()
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         n = len(text)
@@ -184,20 +208,25 @@ class AIResponseCache(RedisCache):
             raise ValueError("text must be a non-empty string")
         if n > cfg.max_text_length:
             raise ValueError(f"text is {n} characters long; MAX_TEXT_LENGTH is {cfg.max_text_length}")
-        validate_operation(operation)
-        opts = canonical_options(options)
+        if operation not in self._known_operations:  # validated once, then a set lookup
+            validate_operation(operation)
+            if len(self._known_operations) < 1024:
+                self._known_operations.add(operation)
+        opts = _NO_OPTIONS if options is None else canonical_options(options)
         if question is not None:
             if not isinstance(question, str):
                 raise TypeError(f"question must be a str or None, got {type(question).__name__}")
             if len(question) > cfg.max_text_length:
                 raise ValueError(f"question is longer than MAX_TEXT_LENGTH ({cfg.max_text_length})")
         if ttl is None:
-            ttl = cfg.ttl_for(operation)
+            ttl = cfg.operation_ttls.get(operation, cfg.default_ttl)
         elif not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
             raise ValueError(f"ttl must be a positive integer (seconds), got {ttl!r}")
         tier = cfg.tier_for(n)
+        started = perf_counter()
         key = self.key_generator.generate(text, operation, question=question, options_bytes=opts)
-        return CacheRequest(key, operation, tier, n, tier in cfg.memory_tiers and self.memory.enabled, ttl)
+        keygen = perf_counter() - started
+        return CacheRequest(key, operation, tier, n, tier in self._memory_tiers, ttl, keygen)
 
     def _serialize_response(self, response: Any) -> tuple[dict[str, Any], bytes]:
         if not isinstance(response, Mapping):
@@ -222,21 +251,23 @@ class AIResponseCache(RedisCache):
         value["cache_source"] = source
         return value
 
-    def _memory_usable(self, req: CacheRequest) -> bool:
+    def _memory_usable(self, req: CacheRequest, coherence: Any) -> bool:
         if not req.use_memory:
             return False
-        coherence = self._state.coherence
         if coherence.status == "starting":
             coherence.ensure_started(self.redis.connection_pool)
         return coherence.memory_usable
 
+    @timed_lookup
     def _lookup(self, req: CacheRequest) -> dict[str, Any] | None:
-        use_memory = self._memory_usable(req)
+        state = self._state
+        coherence = state.coherence
+        use_memory = self._memory_usable(req, coherence)
         if use_memory:
-            entry = self.memory.get(req.key)
+            entry = state.memory.get(req.key)
             if entry is not MISSING:
                 return self._respond(orjson.loads(entry.payload), req, entry, "memory")
-            token = self._state.coherence.fill_token(req.key)
+            token = coherence.fill_token(req.key)
         data = self._guarded("get", None, self.redis.get, req.key)
         if data is None:
             return None
@@ -259,10 +290,11 @@ class AIResponseCache(RedisCache):
         if self._state.coherence.fill_token(req.key) == token:
             self.memory.set(req.key, entry, len(entry.payload), min(ttl, req.ttl))
 
-    def _store(self, req: CacheRequest, payload: bytes) -> MemoryEntry:
+    @timed_store
+    def _store(self, req: CacheRequest, payload: bytes) -> Stored:
         encoded = self.codec.encode(payload, req.ttl)
-        use_memory = self._memory_usable(req)
         coherence = self._state.coherence
+        use_memory = self._memory_usable(req, coherence)
         if use_memory:
             token = coherence.fill_token(req.key)
             expecting = coherence.expect_own_write(req.key)
@@ -274,7 +306,7 @@ class AIResponseCache(RedisCache):
             # Filled even when Redis is down: the tier keeps serving, and the coherence
             # listener clears it when Redis comes back.
             self._fill(req, entry, token, req.ttl)
-        return entry
+        return Stored(entry, encoded, written)
 
     def _write(self, req: CacheRequest, data: bytes) -> bool:
         pipe = self.redis.pipeline(transaction=False)
@@ -375,6 +407,7 @@ class AIResponseCache(RedisCache):
             return hit
         return single_flight(self, req, compute, lock_timeout, wait_timeout)
 
+    @timed_invalidation("pattern", lambda pattern, operation_context="": (pattern, operation_context))
     def invalidate_pattern(self, pattern: str, operation_context: str = "") -> int:
         """Remove entries whose key (after the prefix) contains ``pattern`` literally.
 
@@ -392,6 +425,7 @@ class AIResponseCache(RedisCache):
         self.memory.delete_many([k for k in self.memory_keys() if pattern in k[head:]])
         return self._scan_unlink(f"{glob_escape(cfg.key_prefix)}:*{glob_escape(pattern)}*")
 
+    @timed_invalidation("operation", lambda operation, operation_context="": (operation, operation_context))
     def invalidate_by_operation(self, operation: str, operation_context: str = "") -> int:
         """Remove every entry of one operation, in time proportional to that operation's entries
         (a per-operation index, see ``aicache.invalidation``)."""
@@ -413,6 +447,7 @@ class AIResponseCache(RedisCache):
         )
         return progress.removed
 
+    @timed_invalidation("all", lambda operation_context="": ("*", operation_context))
     def invalidate_all(self, operation_context: str = "") -> int:
         """Remove every aicache entry (only keys under KEY_PREFIX; other data is untouched)."""
         cfg = self._check_config()
@@ -422,6 +457,9 @@ class AIResponseCache(RedisCache):
         self._scan_unlink(glob_escape(invalidation.index_key(cfg.key_prefix, "")) + "*")
         return removed
 
+    @timed_invalidation(
+        "memory", lambda operation_context="", everywhere=False: ("memory", operation_context)
+    )
     def invalidate_memory_cache(self, operation_context: str = "", everywhere: bool = False) -> int:
         """Clear this process's memory tier (returns the entries dropped here); with
         ``everywhere=True`` every process listening to this Redis clears its tier too."""
@@ -462,6 +500,29 @@ class AIResponseCache(RedisCache):
             if self.config is not None:
                 self._fault("corrupt_entry", "get", exc)
             return default
+
+    def get_performance_summary(self) -> dict[str, Any]:
+        """A short view of this process's figures for this cache."""
+        stats = self.monitor.get_performance_stats() if hasattr(self.monitor, "get_performance_stats") else {}
+        ops = stats.get("cache_operations", {})
+        records = self.monitor.export_metrics()["cache_operations"] if stats else []
+        gets = [r for r in records if r["operation"] == "get"]
+        by_tier: dict[str, list[float]] = {}
+        for r in gets:
+            by_tier.setdefault(r["tier"], []).append(r["duration"])
+        memory_hits = sum(1 for r in gets if r["source"] == "memory")
+        hits = sum(1 for r in gets if r["cache_hit"])
+        compression = stats.get("compression", {})
+        return {
+            "hit_ratio": stats.get("cache_hit_rate", 0.0) / 100,
+            "total_operations": stats.get("total_cache_operations", 0),
+            "memory_tier_hit_share": memory_hits / hits if hits else 0.0,
+            "avg_get_latency_by_tier": {t: sum(v) / len(v) for t, v in sorted(by_tier.items())},
+            "avg_operation_latency": ops.get("avg_duration", 0.0),
+            "compression_savings_percent": compression.get("overall_savings_percent", 0.0),
+            "compression_bytes_saved": compression.get("total_bytes_saved", 0),
+            "errors": self.error_counts(),
+        }
 
     def ping(self) -> bool:
         """True if Redis answers (fail-open: False, never an exception)."""

@@ -54,6 +54,19 @@ DEFAULTS: dict[str, Any] = {
     "SOCKET_CONNECT_TIMEOUT": 0.5,
     "SINGLE_FLIGHT_LOCK_TIMEOUT": 30.0,
     "SINGLE_FLIGHT_WAIT_TIMEOUT": 60.0,
+    # monitoring (aicache.monitoring); MONITOR_CLASS None turns recording off
+    "MONITOR_CLASS": "aicache.monitoring.recorder.CachePerformanceMonitor",
+    "MONITOR_RETENTION_HOURS": 1,
+    "MONITOR_MAX_MEASUREMENTS": 1000,
+    "KEY_GENERATION_THRESHOLD": 0.1,
+    "CACHE_OPERATION_THRESHOLD": 0.05,
+    "INVALIDATION_RATE_WARNING_PER_HOUR": 50,
+    "INVALIDATION_RATE_CRITICAL_PER_HOUR": 100,
+    "MEMORY_WARNING_THRESHOLD_BYTES": 50 * 1024 * 1024,
+    "MEMORY_SAMPLE_SECONDS": 10.0,
+    "METRICS_EXPORT_SECONDS": 1.0,
+    "METRICS_TOKEN": "",
+    "METRICS_PUBLIC": False,
 }
 
 XLARGE = "xlarge"
@@ -91,6 +104,7 @@ E_LIMITS = "E007"
 E_UNKNOWN = "E008"
 E_SERIALIZER = "E009"
 E_RESILIENCE = "E010"
+E_MONITORING = "E011"
 
 
 def validate(raw: Mapping[str, Any]) -> list[Problem]:
@@ -259,6 +273,48 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
                 f"must be a positive number of seconds, got {raw[name]!r}.",
                 "Bounded timeouts keep a dead Redis from stalling requests.",
             )
+    problems.extend(validate_monitoring(raw))
+    return problems
+
+
+def validate_monitoring(raw: Mapping[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def bad(name: str, message: str, hint: str) -> None:
+        problems.append(Problem(E_MONITORING, name, f"AICACHE {name}: {message}", hint))
+
+    cls = raw["MONITOR_CLASS"]
+    if cls not in (None, "") and not isinstance(cls, str):
+        bad("MONITOR_CLASS", f"must be a dotted path or None, got {cls!r}.", "None turns monitoring off.")
+    elif cls:
+        from django.utils.module_loading import import_string
+
+        try:
+            import_string(cls)
+        except ImportError as exc:
+            bad("MONITOR_CLASS", f"cannot import {cls!r}: {exc}", "Check the dotted path.")
+    for name in ("MONITOR_MAX_MEASUREMENTS", "MEMORY_WARNING_THRESHOLD_BYTES"):
+        if not _is_int(raw[name]) or raw[name] <= 0:
+            bad(name, f"must be a positive integer, got {raw[name]!r}.", "See README's configuration table.")
+    for name in (
+        "MONITOR_RETENTION_HOURS",
+        "KEY_GENERATION_THRESHOLD",
+        "CACHE_OPERATION_THRESHOLD",
+        "INVALIDATION_RATE_WARNING_PER_HOUR",
+        "INVALIDATION_RATE_CRITICAL_PER_HOUR",
+        "MEMORY_SAMPLE_SECONDS",
+        "METRICS_EXPORT_SECONDS",
+    ):
+        if not _is_number(raw[name]) or raw[name] <= 0:
+            bad(name, f"must be a positive number, got {raw[name]!r}.", "Durations are in seconds.")
+    warn, crit = raw["INVALIDATION_RATE_WARNING_PER_HOUR"], raw["INVALIDATION_RATE_CRITICAL_PER_HOUR"]
+    if _is_number(warn) and _is_number(crit) and warn > crit:
+        bad("INVALIDATION_RATE_CRITICAL_PER_HOUR", f"({crit}) is below the warning rate ({warn}).",
+            "The critical rate must be at least the warning rate.")  # fmt: skip
+    if not isinstance(raw["METRICS_TOKEN"], str):
+        bad("METRICS_TOKEN", "must be a string.", "An empty string means no token.")
+    if not isinstance(raw["METRICS_PUBLIC"], bool):
+        bad("METRICS_PUBLIC", "must be True or False.", "False: /metrics needs the token or a staff user.")
     return problems
 
 
@@ -290,6 +346,10 @@ class CacheConfig:
     socket_connect_timeout: float
     single_flight_lock_timeout: float
     single_flight_wait_timeout: float
+    monitor_class: str | None
+    monitor_options: Mapping[str, Any]
+    memory_sample_seconds: float
+    metrics_export_seconds: float
 
     def tier_for(self, text_length: int) -> str:
         for name, bound in self.text_size_tiers:
@@ -338,6 +398,18 @@ def parse(raw: Mapping[str, Any]) -> CacheConfig:
         socket_connect_timeout=float(raw["SOCKET_CONNECT_TIMEOUT"]),
         single_flight_lock_timeout=float(raw["SINGLE_FLIGHT_LOCK_TIMEOUT"]),
         single_flight_wait_timeout=float(raw["SINGLE_FLIGHT_WAIT_TIMEOUT"]),
+        monitor_class=raw["MONITOR_CLASS"] or None,
+        monitor_options={
+            "retention_hours": raw["MONITOR_RETENTION_HOURS"],
+            "max_measurements": raw["MONITOR_MAX_MEASUREMENTS"],
+            "key_generation_threshold": raw["KEY_GENERATION_THRESHOLD"],
+            "cache_operation_threshold": raw["CACHE_OPERATION_THRESHOLD"],
+            "invalidation_rate_warning_per_hour": raw["INVALIDATION_RATE_WARNING_PER_HOUR"],
+            "invalidation_rate_critical_per_hour": raw["INVALIDATION_RATE_CRITICAL_PER_HOUR"],
+            "memory_warning_threshold_bytes": raw["MEMORY_WARNING_THRESHOLD_BYTES"],
+        },
+        memory_sample_seconds=float(raw["MEMORY_SAMPLE_SECONDS"]),
+        metrics_export_seconds=float(raw["METRICS_EXPORT_SECONDS"]),
     )
 
 

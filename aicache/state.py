@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from aicache.coherence import Coherence
+from aicache.instrument import NullMonitor
 from aicache.memory import MemoryTier
 
 
@@ -53,18 +54,32 @@ class CircuitBreaker:
 class ProcessState:
     """What one process keeps per cache: shared by every thread's backend instance."""
 
-    def __init__(self, memory: MemoryTier, breaker: CircuitBreaker, coherence: Coherence) -> None:
+    def __init__(
+        self, memory: MemoryTier, breaker: CircuitBreaker, coherence: Coherence, monitor: Any
+    ) -> None:
         self.memory = memory
         self.breaker = breaker
         self.coherence = coherence
+        self.monitor = monitor
         self._errors: dict[str, int] = {}
         self._counters: dict[str, int] = {}
+        self._local = threading.local()
         self._last_logged: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def count_error(self, kind: str) -> None:
+    def count_error(self, kind: str, action: str = "") -> None:
         with self._lock:
             self._errors[kind] = self._errors.get(kind, 0) + 1
+        self._local.faults = getattr(self._local, "faults", 0) + 1
+        self._local.last = kind
+        self.monitor.count(f"error:{kind}:{action}")
+
+    def thread_faults(self) -> int:
+        """Faults counted by the calling thread (to tell whether one call met a fault)."""
+        return getattr(self._local, "faults", 0)
+
+    def thread_last_fault(self) -> str:
+        return getattr(self._local, "last", "")
 
     def error_snapshot(self) -> dict[str, int]:
         with self._lock:
@@ -73,6 +88,7 @@ class ProcessState:
     def count(self, kind: str, n: int = 1) -> None:
         with self._lock:
             self._counters[kind] = self._counters.get(kind, 0) + n
+        self.monitor.count(kind, n)
 
     def counter_snapshot(self) -> dict[str, int]:
         with self._lock:
@@ -105,6 +121,7 @@ def get_process_state(
     failures: int,
     reset: float,
     coherence_mode: str = "local",
+    monitor_factory: Any = None,
 ) -> ProcessState:
     """The one :class:`ProcessState` for ``identity`` (server + key prefix) in this process."""
     state = _registry.get(identity)
@@ -117,6 +134,7 @@ def get_process_state(
                     memory,
                     CircuitBreaker(failures, reset),
                     Coherence(memory, str(identity[-1]), coherence_mode),
+                    monitor_factory(memory) if monitor_factory else NullMonitor(),
                 )
                 _registry[identity] = state
     return state

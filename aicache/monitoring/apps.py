@@ -6,3 +6,9 @@ class MonitoringConfig(AppConfig):
     label = "aicache_monitoring"
     verbose_name = "AI cache monitoring"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from aicache.monitoring import prometheus
+        from aicache.monitoring.exporter import get_exporter
+
+        get_exporter().add_sink(prometheus.apply)

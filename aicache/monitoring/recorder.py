@@ -1,0 +1,560 @@
+"""``CachePerformanceMonitor``: the in-process recorder every cache action reports to.
+
+Recording is O(1) under one lock and never raises into the cache path. Each record goes two ways:
+
+- into bounded deques of recent measurements (``max_measurements`` per kind, ``retention_hours``),
+  from which the seed-compatible read methods compute their figures;
+- into per-minute rollups keyed by (minute, kind, operation, tier, outcome) holding count, sum,
+  min, max, a mergeable latency sketch and byte/length sums. ``drain()`` hands them to the
+  exporter thread (Prometheus, and the database via Celery), so nothing heavier than a dict update
+  happens on the request path.
+
+Hot-path records are kept as tuples (a frozen dataclass costs about a microsecond to build); the
+typed records of ``aicache.monitoring.events`` are made when someone reads.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aicache import conf
+from aicache.monitoring import recommendations, summaries
+from aicache.monitoring.events import (
+    CacheOperationRecord,
+    CompressionRecord,
+    InvalidationRecord,
+    KeyGenerationRecord,
+    MemoryRecord,
+    as_dict,
+)
+from aicache.monitoring.sketch import bucket_of
+
+logger = logging.getLogger("aicache.monitoring")
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_PENDING = 200_000  # records waiting to be folded; beyond it new records are dropped and counted
+
+
+def never_raises(method: F) -> F:
+    """The monitoring fail-open boundary: a broken recorder logs once and the cache keeps working."""
+
+    @functools.wraps(method)
+    def wrapper(self: CachePerformanceMonitor, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception:
+            self.failures += 1
+            if not self._failure_logged:
+                self._failure_logged = True
+                logger.exception("aicache monitoring failed to record; the cache keeps working")
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclass(slots=True)
+class Rollup:
+    """Aggregates of one (minute, kind, operation, tier, outcome)."""
+
+    count: int = 0
+    total: float = 0.0
+    min: float = float("inf")
+    max: float = 0.0
+    sketch: dict[int, int] = field(default_factory=dict)
+    text_length: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+    def add(self, duration: float, text_length: int, bytes_in: int, bytes_out: int) -> None:
+        self.count += 1
+        self.total += duration
+        if duration < self.min:
+            self.min = duration
+        if duration > self.max:
+            self.max = duration
+        b = bucket_of(duration)
+        self.sketch[b] = self.sketch.get(b, 0) + 1
+        self.text_length += text_length
+        self.bytes_in += bytes_in
+        self.bytes_out += bytes_out
+
+
+RollupKey = tuple[int, str, str, str, str]  # (minute start, kind, operation, tier, outcome)
+
+
+@dataclass
+class Drained:
+    """What accumulated since the previous drain: the unit of export."""
+
+    rollups: dict[RollupKey, Rollup]
+    invalidations: list[InvalidationRecord]
+    memory: list[MemoryRecord]
+    slow: list[CacheOperationRecord]
+    counters: dict[str, int]
+
+
+class CachePerformanceMonitor:
+    def __init__(
+        self,
+        retention_hours: float | None = None,
+        max_measurements: int | None = None,
+        key_generation_threshold: float | None = None,
+        cache_operation_threshold: float | None = None,
+        invalidation_rate_warning_per_hour: float | None = None,
+        invalidation_rate_critical_per_hour: float | None = None,
+        memory_warning_threshold_bytes: int | None = None,
+        name: str = "",
+    ) -> None:
+        """Every keyword defaults to its aicache setting (MONITOR_RETENTION_HOURS, ...)."""
+        given = {
+            "MONITOR_RETENTION_HOURS": retention_hours,
+            "MONITOR_MAX_MEASUREMENTS": max_measurements,
+            "KEY_GENERATION_THRESHOLD": key_generation_threshold,
+            "CACHE_OPERATION_THRESHOLD": cache_operation_threshold,
+            "INVALIDATION_RATE_WARNING_PER_HOUR": invalidation_rate_warning_per_hour,
+            "INVALIDATION_RATE_CRITICAL_PER_HOUR": invalidation_rate_critical_per_hour,
+            "MEMORY_WARNING_THRESHOLD_BYTES": memory_warning_threshold_bytes,
+        }
+        raw = {**conf.merged(), **{k: v for k, v in given.items() if v is not None}}
+        if problems := [p for p in conf.validate_monitoring(raw) if p.setting in given]:
+            raise ValueError("; ".join(p.message for p in problems))
+        self.retention_hours = raw["MONITOR_RETENTION_HOURS"]
+        self.max_measurements = raw["MONITOR_MAX_MEASUREMENTS"]
+        self.key_generation_threshold = raw["KEY_GENERATION_THRESHOLD"]
+        self.cache_operation_threshold = raw["CACHE_OPERATION_THRESHOLD"]
+        self.invalidation_rate_warning_per_hour = raw["INVALIDATION_RATE_WARNING_PER_HOUR"]
+        self.invalidation_rate_critical_per_hour = raw["INVALIDATION_RATE_CRITICAL_PER_HOUR"]
+        self.memory_warning_threshold_bytes = raw["MEMORY_WARNING_THRESHOLD_BYTES"]
+        self.name = name
+        self.failures = 0
+        self._failure_logged = False
+        self._lock = threading.Lock()  # guards the pending list only: held for an append
+        self._state_lock = threading.RLock()  # guards everything folded
+        self._pending: list[tuple] = []
+        self.dropped = 0
+        self._slow_logged = {"key_generation": False, "cache_operation": False}
+        self._new_series()
+        self._reset_locked()
+
+    def _new_series(self) -> None:
+        self._rollups: dict[RollupKey, Rollup] = {}
+        self._pending_invalidations: list[InvalidationRecord] = []
+        self._pending_memory: list[MemoryRecord] = []
+        self._pending_slow: list[CacheOperationRecord] = []
+        self._pending_counters: dict[str, int] = {}
+
+    def _reset_locked(self) -> None:
+        n = self.max_measurements
+        self._keygen: deque[tuple] = deque(maxlen=n)
+        self._ops: deque[tuple] = deque(maxlen=n)
+        self._compression: deque[tuple] = deque(maxlen=n)
+        self._memory: deque[MemoryRecord] = deque(maxlen=n)
+        self._invalidations: deque[InvalidationRecord] = deque(maxlen=n)
+        self.cache_hits = self.cache_misses = self.total_cache_operations = 0
+        self.total_invalidations = self.total_keys_invalidated = 0
+        self.counters: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ recording (hot path)
+    # A record method only timestamps its arguments and appends them, with the handler that will
+    # fold them in, to a pending list under a short lock. Folding (deques, counters, rollups,
+    # sketches) happens in _settle(): on the exporter thread every second, or when someone reads.
+
+    def _enqueue(self, item: tuple) -> None:
+        with self._lock:
+            if len(self._pending) < MAX_PENDING:
+                self._pending.append(item)
+                return
+            self.dropped += 1
+
+    @never_raises
+    def record_lookup(
+        self,
+        operation_type: str,
+        tier: str,
+        source: str,
+        duration: float,
+        keygen: float | None,
+        text_length: int,
+    ) -> None:
+        """A get and its key generation in one record (the backend's hot path)."""
+        item = (self._fold_lookup, time.time(), operation_type, tier, source, duration, keygen, text_length)
+        with self._lock:
+            if len(self._pending) < MAX_PENDING:
+                self._pending.append(item)
+                return
+            self.dropped += 1
+
+    @never_raises
+    def record_key_generation_time(
+        self, duration: float, text_length: int, operation_type: str = "", additional_data: dict | None = None
+    ) -> None:
+        self._enqueue(
+            (self._fold_keygen, time.time(), duration, text_length, operation_type, additional_data)
+        )
+
+    @never_raises
+    def record_cache_operation_time(
+        self,
+        operation: str,
+        duration: float,
+        cache_hit: bool,
+        text_length: int = 0,
+        additional_data: dict | None = None,
+        *,
+        operation_type: str = "",
+        tier: str = "",
+        source: str = "",
+    ) -> None:
+        """One cache action; only ``get`` counts towards hits and misses. For other actions
+        ``cache_hit`` means the action succeeded."""
+        self._enqueue(
+            (
+                self._fold_op,
+                time.time(),
+                operation,
+                duration,
+                bool(cache_hit),
+                text_length,
+                operation_type,
+                tier,
+                source,
+                additional_data,
+            )
+        )
+
+    @never_raises
+    def record_compression_ratio(
+        self, original_size: int, compressed_size: int, compression_time: float, operation_type: str = ""
+    ) -> None:
+        self._enqueue(
+            (
+                self._fold_compression,
+                time.time(),
+                original_size,
+                compressed_size,
+                compression_time,
+                operation_type,
+            )
+        )
+
+    @never_raises
+    def record_memory_usage(
+        self,
+        memory_entries: int,
+        memory_bytes: int,
+        memory_max_entries: int = 0,
+        memory_max_bytes: int = 0,
+        redis_used_bytes: int | None = None,
+        process_rss_bytes: int | None = None,
+    ) -> None:
+        record = MemoryRecord(
+            time.time(),
+            memory_entries,
+            memory_bytes,
+            memory_max_entries,
+            memory_max_bytes,
+            redis_used_bytes,
+            process_rss_bytes,
+        )
+        self._enqueue((self._fold_memory, record))
+
+    @never_raises
+    def record_invalidation_event(
+        self,
+        pattern: str,
+        keys_invalidated: int,
+        duration: float,
+        invalidation_type: str = "manual",
+        operation_context: str = "",
+        additional_data: dict | None = None,
+        *,
+        status: str = "success",
+        reason: str = "",
+    ) -> None:
+        record = InvalidationRecord(
+            time.time(),
+            pattern,
+            keys_invalidated,
+            duration,
+            invalidation_type,
+            operation_context,
+            status,
+            reason,
+            additional_data,
+        )
+        self._enqueue((self._fold_invalidation, record))
+
+    @never_raises
+    def count(self, name: str, n: int = 1) -> None:
+        """A named event counter (errors, single-flight waits, coalesced callers, drops)."""
+        self._enqueue((self._fold_count, name, n))
+
+    # ------------------------------------------------------------------ folding (off the hot path)
+    def _settle(self) -> None:
+        """Fold pending records in. Callers hold ``self._state_lock``."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            dropped, self.dropped = self.dropped, 0
+        for item in pending:
+            item[0](*item[1:])
+        if dropped:
+            self._fold_count("dropped_records", dropped)
+
+    def _roll(
+        self,
+        now: float,
+        kind: str,
+        op: str,
+        tier: str,
+        outcome: str,
+        duration: float,
+        text_length: int = 0,
+        bytes_in: int = 0,
+        bytes_out: int = 0,
+    ) -> None:
+        key = (int(now // 60) * 60, kind, op, tier, outcome)
+        rollup = self._rollups.get(key)
+        if rollup is None:
+            rollup = self._rollups[key] = Rollup()
+        rollup.add(duration, text_length, bytes_in, bytes_out)
+
+    def _note_slow(self, kind: str, duration: float, threshold: float, what: str) -> None:
+        """Log once per crossing (below -> above), not on every slow call."""
+        slow = duration > threshold
+        if slow != self._slow_logged[kind]:
+            self._slow_logged[kind] = slow
+            if slow:
+                logger.warning(
+                    "aicache %s took %.1f ms (threshold %.1f ms)", what, duration * 1e3, threshold * 1e3
+                )
+
+    def _fold_lookup(self, now, op_type, tier, source, duration, keygen, text_length) -> None:
+        if keygen is not None:
+            self._fold_keygen(now, keygen, text_length, op_type, None)
+        self._fold_op(now, "get", duration, bool(source), text_length, op_type, tier, source, None)
+
+    def _fold_keygen(self, now, duration, text_length, op_type, extra) -> None:
+        self._keygen.append((now, duration, text_length, op_type, extra))
+        self._roll(now, "keygen", op_type, "", "ok", duration, text_length)
+        self._note_slow("key_generation", duration, self.key_generation_threshold, "key generation")
+
+    def _fold_op(self, now, operation, duration, hit, text_length, op_type, tier, source, extra) -> None:
+        self._ops.append((now, operation, duration, hit, text_length, op_type, tier, source, extra))
+        self.total_cache_operations += 1
+        if operation == "get":
+            if hit:
+                self.cache_hits += 1
+                outcome = f"hit_{source}" if source else "hit"
+            else:
+                self.cache_misses += 1
+                outcome = "miss"
+        else:
+            outcome = "ok" if hit else "error"
+        self._roll(now, operation, op_type, tier, outcome, duration, text_length)
+        if duration > self.cache_operation_threshold:
+            self._pending_slow.append(
+                CacheOperationRecord(now, operation, duration, hit, text_length, op_type, tier, source, extra)
+            )
+        self._note_slow("cache_operation", duration, self.cache_operation_threshold, f"cache {operation}")
+
+    def _fold_compression(self, now, original, compressed, seconds, op_type) -> None:
+        self._compression.append((now, original, compressed, seconds, op_type))
+        self._roll(now, "compress", op_type, "", "ok", seconds, 0, original, compressed)
+
+    def _fold_memory(self, record: MemoryRecord) -> None:
+        self._memory.append(record)
+        self._pending_memory.append(record)
+
+    def _fold_invalidation(self, record: InvalidationRecord) -> None:
+        self._invalidations.append(record)
+        self._pending_invalidations.append(record)
+        self.total_invalidations += 1
+        self.total_keys_invalidated += record.keys_invalidated
+        self._roll(
+            record.timestamp,
+            "invalidate",
+            record.invalidation_type,
+            "",
+            record.status,
+            record.duration,
+            0,
+            record.keys_invalidated,
+        )
+
+    def _fold_count(self, name: str, n: int) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+        self._pending_counters[name] = self._pending_counters.get(name, 0) + n
+
+    # ------------------------------------------------------------------ export
+    def attach(self, memory: Any, config: Any) -> None:
+        """Called by the cache that owns this monitor: export from the background thread."""
+        from aicache.monitoring.exporter import get_exporter
+
+        get_exporter().register(self, memory, config)
+
+    def drain(self) -> Drained:
+        with self._state_lock:
+            self._settle()
+            out = Drained(
+                self._rollups,
+                self._pending_invalidations,
+                self._pending_memory,
+                self._pending_slow,
+                self._pending_counters,
+            )
+            self._new_series()
+        return out
+
+    # ------------------------------------------------------------------ reading
+    def _window(self, items: deque) -> list:
+        cutoff = time.time() - self.retention_hours * 3600
+        with self._state_lock:
+            self._settle()
+            return [i for i in items if (i[0] if isinstance(i, tuple) else i.timestamp) >= cutoff]
+
+    def _key_generation_records(self) -> list[KeyGenerationRecord]:
+        return [KeyGenerationRecord(*t) for t in self._window(self._keygen)]
+
+    def _operation_records(self) -> list[CacheOperationRecord]:
+        return [CacheOperationRecord(*t) for t in self._window(self._ops)]
+
+    def _compression_records(self) -> list[CompressionRecord]:
+        return [CompressionRecord(*t) for t in self._window(self._compression)]
+
+    def get_performance_stats(self) -> dict[str, Any]:
+        with self._state_lock:
+            return self._performance_stats()
+
+    def _performance_stats(self) -> dict[str, Any]:
+        self._settle()
+        stats: dict[str, Any] = {
+            "timestamp": time.time(),
+            "retention_hours": self.retention_hours,
+            "cache_hit_rate": summaries.hit_rate(self.cache_hits, self.cache_misses),
+            "total_cache_operations": self.total_cache_operations,
+            "cache_hits": self.cache_hits,
+            "cache_misses": self.cache_misses,
+        }
+        keygen = self._key_generation_records()
+        if keygen:
+            lengths = [r.text_length for r in keygen]
+            stats["key_generation"] = {
+                **summaries.duration_summary((r.duration for r in keygen), self.key_generation_threshold),
+                "avg_text_length": sum(lengths) / len(lengths),
+                "max_text_length": max(lengths),
+            }
+        ops = self._operation_records()
+        if ops:
+            stats["cache_operations"] = {
+                **summaries.duration_summary((r.duration for r in ops), self.cache_operation_threshold),
+                "by_operation_type": summaries.grouped_summary((r.operation, r.duration) for r in ops),
+                "by_tier": summaries.grouped_summary((r.tier, r.duration) for r in ops if r.tier),
+            }
+        compression = self._compression_records()
+        if compression:
+            stats["compression"] = summaries.compression_summary(
+                [(r.original_size, r.compressed_size, r.compression_time) for r in compression]
+            )
+        memory = self.get_memory_usage_stats()
+        if memory["total_samples"]:
+            stats["memory_usage"] = memory
+        if self._window(self._invalidations):
+            stats["invalidation"] = self.get_invalidation_frequency_stats()
+        return stats
+
+    def get_recent_slow_operations(self, threshold_multiplier: float = 2.0) -> dict[str, list[dict]]:
+        return {
+            "key_generation": summaries.slow_list(
+                map(as_dict, self._key_generation_records()), threshold_multiplier
+            ),
+            "cache_operations": summaries.slow_list(
+                map(as_dict, self._operation_records()), threshold_multiplier
+            ),
+            "compression": summaries.slow_list(
+                ({**as_dict(r), "duration": r.compression_time} for r in self._compression_records()),
+                threshold_multiplier,
+            ),
+        }
+
+    def get_memory_usage_stats(self) -> dict[str, Any]:
+        samples: list[MemoryRecord] = self._window(self._memory)
+        return memory_usage_stats(samples)
+
+    def get_memory_warnings(self) -> list[dict[str, Any]]:
+        return recommendations.memory_warnings(
+            self.get_memory_usage_stats().get("current"), self.memory_warning_threshold_bytes
+        )
+
+    def get_invalidation_frequency_stats(self) -> dict[str, Any]:
+        return summaries.invalidation_frequency(
+            [as_dict(r) for r in self._window(self._invalidations)],
+            now=time.time(),
+            window_hours=self.retention_hours,
+            warning_per_hour=self.invalidation_rate_warning_per_hour,
+            critical_per_hour=self.invalidation_rate_critical_per_hour,
+            total_invalidations=self.total_invalidations,
+            total_keys=self.total_keys_invalidated,
+        )
+
+    def get_invalidation_recommendations(self) -> list[dict[str, Any]]:
+        return recommendations.invalidation_recommendations(self.get_invalidation_frequency_stats())
+
+    def reset_stats(self) -> None:
+        """Zero the totals and forget the recent measurements (what awaits export is kept)."""
+        with self._state_lock:
+            self._settle()
+            self._reset_locked()
+
+    def export_metrics(self) -> dict[str, Any]:
+        with self._state_lock:
+            self._settle()
+            return self._export()
+
+    def _export(self) -> dict[str, Any]:
+        return {
+            "export_timestamp": time.time(),
+            "retention_hours": self.retention_hours,
+            "totals": {
+                "cache_hits": self.cache_hits,
+                "cache_misses": self.cache_misses,
+                "total_cache_operations": self.total_cache_operations,
+                "total_invalidations": self.total_invalidations,
+                "total_keys_invalidated": self.total_keys_invalidated,
+                "counters": dict(self.counters),
+            },
+            "key_generation": [as_dict(r) for r in self._key_generation_records()],
+            "cache_operations": [as_dict(r) for r in self._operation_records()],
+            "compression": [as_dict(r) for r in self._compression_records()],
+            "memory_usage": [as_dict(r) for r in self._window(self._memory)],
+            "invalidations": [as_dict(r) for r in self._window(self._invalidations)],
+        }
+
+
+def memory_usage_stats(samples: list[MemoryRecord]) -> dict[str, Any]:
+    if not samples:
+        return {"total_samples": 0}
+    current = samples[-1]
+    sizes = [s.memory_bytes for s in samples]
+    half = len(sizes) // 2
+    first, second = sizes[:half] or sizes, sizes[half:]
+    before, after = sum(first) / len(first), sum(second) / len(second)
+    trend = "increasing" if after > before * 1.1 else "decreasing" if after < before * 0.9 else "stable"
+    return {
+        "total_samples": len(samples),
+        "current": {
+            **as_dict(current),
+            "memory_utilization_percent": (
+                current.memory_bytes / current.memory_max_bytes * 100 if current.memory_max_bytes else 0.0
+            ),
+        },
+        "average_memory_bytes": sum(sizes) / len(sizes),
+        "peak_memory_bytes": max(sizes),
+        "min_memory_bytes": min(sizes),
+        "trend": trend,
+    }

@@ -1,0 +1,63 @@
+"""A mergeable latency histogram with bounded relative error (DDSketch-style log buckets).
+
+A positive value ``v`` falls in bucket ``i = ceil(log(v) / log(gamma))`` with
+``gamma = (1 + a) / (1 - a)``; reporting a bucket by ``2 * gamma**i / (gamma + 1)`` is within
+``a`` (relative) of every value in it. Buckets are plain ``{index: count}`` dicts, so sketches from
+different processes and minutes merge by adding counts, and serialise to JSON as they are.
+Values at or below ``MIN_VALUE`` (including 0) share one bucket.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+RELATIVE_ACCURACY = 0.01
+GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
+_LOG_GAMMA = math.log(GAMMA)
+MIN_VALUE = 1e-9  # seconds: a nanosecond
+ZERO_BUCKET = -(2**31)
+
+
+def bucket_of(value: float) -> int:
+    if value <= MIN_VALUE:
+        return ZERO_BUCKET
+    return math.ceil(math.log(value) / _LOG_GAMMA)
+
+
+def bucket_value(index: int) -> float:
+    """The representative value of a bucket (within RELATIVE_ACCURACY of all its members)."""
+    if index == ZERO_BUCKET:
+        return 0.0
+    return 2 * GAMMA**index / (GAMMA + 1)
+
+
+def bucket_upper(index: int) -> float:
+    return 0.0 if index == ZERO_BUCKET else GAMMA**index
+
+
+def merge(into: dict[int, int], other: Mapping[int | str, int]) -> dict[int, int]:
+    """Add ``other``'s counts into ``into`` (keys may be str after a JSON round trip)."""
+    for index, count in other.items():
+        i = int(index)
+        into[i] = into.get(i, 0) + count
+    return into
+
+
+def quantiles(buckets: Mapping[int, int], qs: Iterable[float]) -> list[float | None]:
+    """Values at the given quantiles (0..1), each within RELATIVE_ACCURACY; None when empty."""
+    qs = list(qs)
+    total = sum(buckets.values())
+    if not total:
+        return [None for _ in qs]
+    ordered = sorted(buckets.items())
+    out: list[float | None] = []
+    for q in qs:
+        rank = q * (total - 1)
+        seen = 0
+        for index, count in ordered:
+            seen += count
+            if seen > rank:
+                out.append(bucket_value(index))
+                break
+    return out
