@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test deps redis lint format clean
+.PHONY: run test bench deps redis lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ test: deps redis
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Benchmarks: client and the redis-server it starts pinned to one vCPU (see ../shared/PERFORMANCE.md);
+# BENCH_PIN= runs them unpinned.
+BENCH_PIN ?= taskset -c 0
+bench: deps redis
+	$(BENCH_PIN) $(BIN)/pytest tests/benchmarks --benchmark-only --benchmark-columns=min,median,mean,ops,rounds \
+		--benchmark-sort=name -p no:randomly $(PYTEST_ARGS)
 
 lint: deps
 	$(BIN)/ruff check .

@@ -2,7 +2,16 @@ import pytest
 from django.core.cache import caches
 
 from aicache.state import reset_process_state
-from tests.settings import FAKE_REDIS_SERVER  # noqa: F401  (the shared fake server)
+from tests.redis_server import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server on a free loopback port for the whole session (stopped at the end)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -1,16 +1,6 @@
 import pytest
 from django.core.cache import caches
 
-from tests.redis_server import RedisServer
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
-
 
 @pytest.fixture
 def real_cache_settings(redis_server):
