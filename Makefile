@@ -21,17 +21,21 @@ redis:
 run: deps redis
 	@scripts/run.sh
 
+# The whole suite on SQLite, then the monitoring-history tests again on a throwaway PostgreSQL.
 test: deps redis
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest $(PYTEST_ARGS)
+	scripts/with-postgres.sh $(BIN)/pytest -m history $(PYTEST_ARGS)
 
 # Benchmarks: client and the redis-server it starts pinned to one vCPU (see ../shared/PERFORMANCE.md);
 # BENCH_PIN= runs them unpinned.
 BENCH_PIN ?= taskset -c 0
 bench: deps redis
 	$(BENCH_PIN) $(BIN)/pytest tests/benchmarks --benchmark-only --benchmark-columns=min,median,mean,ops,rounds \
-		--benchmark-sort=name -p no:randomly $(PYTEST_ARGS)
+		--benchmark-sort=name $(PYTEST_ARGS)
+	scripts/with-postgres.sh $(BIN)/pytest tests/benchmarks -m history --benchmark-only \
+		--benchmark-columns=min,median,mean,rounds $(PYTEST_ARGS)
 
 lint: deps
 	$(BIN)/ruff check .

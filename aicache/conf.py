@@ -67,6 +67,15 @@ DEFAULTS: dict[str, Any] = {
     "METRICS_EXPORT_SECONDS": 1.0,
     "METRICS_TOKEN": "",
     "METRICS_PUBLIC": False,
+    # monitoring history (aicache.monitoring + Celery)
+    "HISTORY_ENABLED": True,
+    "FLUSH_INTERVAL": 10.0,
+    "FLUSH_MAX_ROLLUPS": 2000,
+    "FLUSH_BUFFER_BATCHES": 100,
+    "RETENTION_RAW_DAYS": 7,
+    "RETENTION_ROLLUP_DAYS": 90,
+    "MINUTE_ROLLUP_HOURS": 24,
+    "CLEANUP_BATCH_SIZE": 5000,
 }
 
 XLARGE = "xlarge"
@@ -293,7 +302,16 @@ def validate_monitoring(raw: Mapping[str, Any]) -> list[Problem]:
             import_string(cls)
         except ImportError as exc:
             bad("MONITOR_CLASS", f"cannot import {cls!r}: {exc}", "Check the dotted path.")
-    for name in ("MONITOR_MAX_MEASUREMENTS", "MEMORY_WARNING_THRESHOLD_BYTES"):
+    for name in (
+        "MONITOR_MAX_MEASUREMENTS",
+        "MEMORY_WARNING_THRESHOLD_BYTES",
+        "FLUSH_MAX_ROLLUPS",
+        "FLUSH_BUFFER_BATCHES",
+        "RETENTION_RAW_DAYS",
+        "RETENTION_ROLLUP_DAYS",
+        "MINUTE_ROLLUP_HOURS",
+        "CLEANUP_BATCH_SIZE",
+    ):
         if not _is_int(raw[name]) or raw[name] <= 0:
             bad(name, f"must be a positive integer, got {raw[name]!r}.", "See README's configuration table.")
     for name in (
@@ -304,15 +322,21 @@ def validate_monitoring(raw: Mapping[str, Any]) -> list[Problem]:
         "INVALIDATION_RATE_CRITICAL_PER_HOUR",
         "MEMORY_SAMPLE_SECONDS",
         "METRICS_EXPORT_SECONDS",
+        "FLUSH_INTERVAL",
     ):
         if not _is_number(raw[name]) or raw[name] <= 0:
             bad(name, f"must be a positive number, got {raw[name]!r}.", "Durations are in seconds.")
     warn, crit = raw["INVALIDATION_RATE_WARNING_PER_HOUR"], raw["INVALIDATION_RATE_CRITICAL_PER_HOUR"]
     if _is_number(warn) and _is_number(crit) and warn > crit:
-        bad("INVALIDATION_RATE_CRITICAL_PER_HOUR", f"({crit}) is below the warning rate ({warn}).",
-            "The critical rate must be at least the warning rate.")  # fmt: skip
+        bad(
+            "INVALIDATION_RATE_CRITICAL_PER_HOUR",
+            f"({crit}) is below the warning rate ({warn}).",
+            "The critical rate must be at least the warning rate.",
+        )
     if not isinstance(raw["METRICS_TOKEN"], str):
         bad("METRICS_TOKEN", "must be a string.", "An empty string means no token.")
+    if not isinstance(raw["HISTORY_ENABLED"], bool):
+        bad("HISTORY_ENABLED", "must be True or False.", "False keeps monitoring in-process only.")
     if not isinstance(raw["METRICS_PUBLIC"], bool):
         bad("METRICS_PUBLIC", "must be True or False.", "False: /metrics needs the token or a staff user.")
     return problems

@@ -8,6 +8,7 @@
 | DATABASE_URL   | sqlite:///<repo>/.run/db.sqlite3          |
 | REDIS_URL      | redis://127.0.0.1:6390/0 (`make run`)     |
 | CELERY_BROKER_URL | REDIS_URL with database 1              |
+| CELERY_RESULT_BACKEND | REDIS_URL with database 2          |
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -92,6 +94,11 @@ DATABASES = {
         os.environ.get("DATABASE_URL", f"sqlite:///{RUN_DIR / 'db.sqlite3'}"), conn_max_age=60
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Writers take the lock when their transaction starts: read-modify-write merges of
+    # monitoring rollups cannot interleave, and lock waits get 20 s before failing.
+    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6390/0")
 
@@ -107,11 +114,33 @@ CACHES = {
 # Global aicache settings (per-cache OPTIONS override these); see README's configuration table.
 AICACHE: dict = {}
 
+# Celery: broker and results on Redis, in other database numbers than the cache. The monitoring
+# tasks run on their own queue; start a worker with `-Q celery,aicache_monitoring`.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", redis_url_with_db(REDIS_URL, 1))
-CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", redis_url_with_db(REDIS_URL, 2))
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_EXPIRES = 3600
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # with acks_late: a dying worker holds at most one batch
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True  # redelivered, not half-acked
+CELERY_TASK_SOFT_TIME_LIMIT = 300
+CELERY_TASK_TIME_LIMIT = 360
+CELERY_BROKER_CONNECTION_TIMEOUT = 2  # a publish to a dead broker fails fast (the flusher retries)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+    "visibility_timeout": 3600,
+}
+CELERY_TASK_ROUTES = {"aicache.monitoring.*": {"queue": "aicache_monitoring"}}
+CELERY_BEAT_SCHEDULE = {
+    "aicache-snapshot-redis": {"task": "aicache.monitoring.snapshot_redis", "schedule": 60.0},
+    "aicache-compact": {"task": "aicache.monitoring.compact", "schedule": crontab(minute=7)},
+    "aicache-cleanup": {"task": "aicache.monitoring.cleanup", "schedule": crontab(minute=17)},
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

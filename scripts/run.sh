@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: a project-local Redis, migrations, and the web server; Ctrl-C stops all of it.
+# `make run`: a project-local Redis, migrations, a Celery worker and beat, and the web server;
+# Ctrl-C stops all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -42,13 +43,23 @@ fi
 "$BIN/python" manage.py migrate --noinput
 "$BIN/python" manage.py check
 
+# Celery: a worker for the monitoring queue and beat for the periodic jobs (cleanup, compact,
+# snapshot_redis), both on the project-local Redis (broker on database 1).
+"$BIN/celery" -A aicache_project worker -Q celery,aicache_monitoring --concurrency=2 --loglevel=INFO \
+  --logfile="$RUN/logs/celery-worker.log" &
+pids+=($!)
+"$BIN/celery" -A aicache_project beat --loglevel=INFO --schedule="$RUN/celerybeat-schedule" \
+  --logfile="$RUN/logs/celery-beat.log" &
+pids+=($!)
+
 cat <<MSG
 
 aicache is running:
   home       http://127.0.0.1:$WEB_PORT/
   health     http://127.0.0.1:$WEB_PORT/health/
   admin      http://127.0.0.1:$WEB_PORT/admin/   (create a user: .venv/bin/python manage.py createsuperuser)
-  redis      127.0.0.1:$REDIS_PORT (logs in $RUN/logs/)
+  metrics    http://127.0.0.1:$WEB_PORT/metrics   (staff login, or AICACHE METRICS_TOKEN)
+  redis      127.0.0.1:$REDIS_PORT; Celery worker + beat (logs in $RUN/logs/)
 Press Ctrl-C to stop.
 
 MSG

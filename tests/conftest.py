@@ -44,3 +44,10 @@ def make_cache(settings):
         return cache
 
     return build
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The test process must not ship monitoring batches at exit: its test database is gone."""
+    from aicache.monitoring import flusher
+
+    flusher._flusher = None

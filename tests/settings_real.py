@@ -4,6 +4,14 @@ import os
 
 from tests.settings import *  # noqa: F403
 
+CELERY_BROKER_URL = os.environ.get("AICACHE_TEST_BROKER_URL", "memory://")
+CELERY_TASK_ALWAYS_EAGER = False
+AICACHE = {
+    "HISTORY_ENABLED": os.environ.get("AICACHE_TEST_HISTORY") == "1",
+    "FLUSH_INTERVAL": 0.5,
+    "MONITOR_MAX_MEASUREMENTS": 100_000,
+}
+
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "ai": {

@@ -106,7 +106,7 @@ def _after_fork() -> None:
     global exporter
     sinks = exporter._sinks
     exporter = Exporter()
-    exporter._sinks = list(sinks)
+    exporter._sinks = [sink for sink in sinks if getattr(sink, "fork_safe", True)]
 
 
 def get_exporter() -> Exporter:

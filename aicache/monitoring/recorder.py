@@ -35,7 +35,7 @@ from aicache.monitoring.events import (
     MemoryRecord,
     as_dict,
 )
-from aicache.monitoring.sketch import GAMMA, MIN_VALUE, ZERO_BUCKET
+from aicache.monitoring.sketch import GAMMA, MIN_VALUE, ZERO_BUCKET, bucket_of
 
 _INV_LOG_GAMMA = 1 / math.log(GAMMA)
 _log, _ceil = math.log, math.ceil
@@ -72,8 +72,10 @@ class Rollup:
     max: float = 0.0
     sketch: dict[int, int] = field(default_factory=dict)
     text_length: int = 0
+    text_length_max: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    ratio_sketch: dict[int, int] = field(default_factory=dict)  # compression ratios (compress rows)
 
 
 RollupKey = tuple[int, str, str, str, str]  # (minute start, kind, operation, tier, outcome)
@@ -98,6 +100,8 @@ def _add(
     sketch[b] = sketch.get(b, 0) + 1
     if text_length:
         r.text_length += text_length
+        if text_length > r.text_length_max:
+            r.text_length_max = text_length
     if bytes_in:
         r.bytes_in += bytes_in
     if bytes_out:
@@ -320,7 +324,7 @@ class CachePerformanceMonitor:
         for item in pending:
             item[0](*item[1:])
         if dropped:
-            self._fold_count("dropped_records", dropped)
+            self._fold_count("dropped_pending", dropped)
 
     def _roll(
         self,
@@ -407,6 +411,10 @@ class CachePerformanceMonitor:
     def _fold_compression(self, now, original, compressed, seconds, op_type) -> None:
         self._compression.append((now, original, compressed, seconds, op_type))
         self._roll(now, "compress", op_type, "", "ok", seconds, 0, original, compressed)
+        ratio = compressed / original if original else 1.0
+        ratios = self._rollups[(int(now) // 60 * 60, "compress", op_type, "", "ok")].ratio_sketch
+        b = bucket_of(ratio)
+        ratios[b] = ratios.get(b, 0) + 1
 
     def _fold_memory(self, record: MemoryRecord) -> None:
         self._memory.append(record)
@@ -434,9 +442,17 @@ class CachePerformanceMonitor:
 
     # ------------------------------------------------------------------ export
     def attach(self, memory: Any, config: Any) -> None:
-        """Called by the cache that owns this monitor: export from the background thread."""
+        """Called by the cache that owns this monitor: export from the background thread, and
+        ship history through Celery when the monitoring app is installed and HISTORY_ENABLED."""
+        from django.apps import apps
+
         from aicache.monitoring.exporter import get_exporter
 
+        raw = conf.merged()
+        if raw["HISTORY_ENABLED"] and apps.is_installed("aicache.monitoring"):
+            from aicache.monitoring import flusher
+
+            flusher.install(raw)
         get_exporter().register(self, memory, config)
 
     def drain(self) -> Drained:

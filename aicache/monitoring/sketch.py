@@ -45,7 +45,8 @@ def merge(into: dict[int, int], other: Mapping[int | str, int]) -> dict[int, int
 
 
 def quantiles(buckets: Mapping[int, int], qs: Iterable[float]) -> list[float | None]:
-    """Values at the given quantiles (0..1), each within RELATIVE_ACCURACY; None when empty."""
+    """Nearest-rank quantiles (q in 0..1: the ceil(q n)-th smallest value, as in
+    ``summaries.percentile``), each within RELATIVE_ACCURACY; None when empty."""
     qs = list(qs)
     total = sum(buckets.values())
     if not total:
@@ -53,11 +54,24 @@ def quantiles(buckets: Mapping[int, int], qs: Iterable[float]) -> list[float | N
     ordered = sorted(buckets.items())
     out: list[float | None] = []
     for q in qs:
-        rank = q * (total - 1)
+        rank = max(1, math.ceil(q * total))
         seen = 0
         for index, count in ordered:
             seen += count
-            if seen > rank:
+            if seen >= rank:
                 out.append(bucket_value(index))
                 break
     return out
+
+
+def mean(buckets: Mapping[int, int]) -> float | None:
+    total = sum(buckets.values())
+    if not total:
+        return None
+    return sum(bucket_value(i) * c for i, c in buckets.items()) / total
+
+
+def extremes(buckets: Mapping[int, int]) -> tuple[float | None, float | None]:
+    if not buckets:
+        return None, None
+    return bucket_value(min(buckets)), bucket_value(max(buckets))

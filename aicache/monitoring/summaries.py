@@ -40,6 +40,34 @@ def duration_summary(durations: Iterable[float], threshold: float | None = None)
     return out
 
 
+def sketch_summary(
+    count: int,
+    total: float,
+    mn: float | None,
+    mx: float | None,
+    buckets: dict[int, int],
+    threshold: float | None = None,
+) -> dict[str, Any]:
+    """``duration_summary``'s shape from aggregates: exact count, average, min and max; median and
+    p95 from the merged sketch (within its 1 %); slow operations counted from sketch buckets."""
+    from aicache.monitoring import sketch
+
+    if not count:
+        return {"total_operations": 0}
+    median, p95 = sketch.quantiles(buckets, (0.5, 0.95))
+    out = {
+        "total_operations": count,
+        "avg_duration": total / count,
+        "median_duration": median,
+        "min_duration": mn,
+        "max_duration": mx,
+        "p95_duration": p95,
+    }
+    if threshold is not None:
+        out["slow_operations"] = sum(c for i, c in buckets.items() if sketch.bucket_value(i) > threshold)
+    return out
+
+
 def grouped_summary(pairs: Iterable[tuple[str, float]]) -> dict[str, dict[str, Any]]:
     """``{group: {count, avg_duration, max_duration, p95_duration}}`` from (group, duration)."""
     groups: dict[str, list[float]] = {}

@@ -12,11 +12,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Worker:
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, **env_extra: str) -> None:
         env = {
             **os.environ,
             "AICACHE_TEST_REDIS_URL": redis_url,
             "DJANGO_SETTINGS_MODULE": "tests.settings_real",
+            **env_extra,
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.integration.worker"],

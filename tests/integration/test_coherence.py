@@ -144,9 +144,13 @@ def test_read_invalidate_race_never_fills_stale(real_cache, monkeypatch):
     """A reads v1 from Redis; before A fills its tier, B writes v2 and the invalidation arrives.
     The fill must be skipped, or A would serve v1 until its TTL."""
     real_cache.cache_response(TEXT, "summarize", None, OLD)
+    coherence = real_cache._state.coherence
+    deadline = time.monotonic() + 5
+    while coherence._own:  # let the echo of that write arrive first: the race below needs quiet
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
     real_cache.invalidate_memory_cache()
     key = real_cache.key_generator.generate(TEXT, "summarize")
-    coherence = real_cache._state.coherence
     original_get = real_cache.redis.get
     raced = threading.Event()
 
@@ -244,13 +248,28 @@ def test_crashed_holder_waiter_computes_after_lease(workers, real_cache):
     holder, waiter = workers(2)
     counter = "test:crash"
     real_cache.redis.delete(counter)
-    holder.send("stampede", threads=1, text=TEXT, operation="qa", counter=counter, crash=True,
-                lock_timeout=1.0, start_at=time.monotonic())  # fmt: skip
+    holder.send(
+        "stampede",
+        threads=1,
+        text=TEXT,
+        operation="qa",
+        counter=counter,
+        crash=True,
+        lock_timeout=1.0,
+        start_at=time.monotonic(),
+    )
     with pytest.raises(RuntimeError, match="worker exited with 3"):
         holder.read()
     started = time.monotonic()
-    reply = waiter.call("stampede", threads=4, text=TEXT, operation="qa", counter=counter,
-                        compute_seconds=0.05, start_at=time.monotonic())  # fmt: skip
+    reply = waiter.call(
+        "stampede",
+        threads=4,
+        text=TEXT,
+        operation="qa",
+        counter=counter,
+        compute_seconds=0.05,
+        start_at=time.monotonic(),
+    )
     waited = time.monotonic() - started
     assert int(real_cache.redis.get(counter)) == 2  # the crashed attempt, then exactly one more
     assert len(reply["results"]) == 4 and not reply["errors"]

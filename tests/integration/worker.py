@@ -101,6 +101,45 @@ def op_stampede(msg: dict) -> dict:
     return {"results": results, "errors": errors, "counters": cache._state.counter_snapshot()}
 
 
+def op_script(msg: dict) -> dict:
+    """A scripted mix of writes and reads (deterministic given the seed)."""
+    import random
+
+    rng = random.Random(msg["seed"])
+    for i in range(msg["n"]):
+        text = f"scripted text {rng.randint(0, msg['distinct'])} " * (3 if i % 4 else 60)
+        operation = rng.choice(["summarize", "qa"])
+        if cache.get_cached_response(text, operation) is None:
+            cache.cache_response(text, operation, None, {"answer": "x" * rng.randint(10, 3000)})
+    return {}
+
+
+def op_flush(msg: dict) -> dict:
+    """Ship everything recorded so far (what the exporter and the flusher do on their own)."""
+    from aicache.monitoring.exporter import get_exporter
+    from aicache.monitoring.flusher import get_flusher
+
+    get_exporter().flush_now()
+    flusher = get_flusher()
+    if flusher is not None:
+        flusher.flush()
+    return {"waiting": flusher.waiting if flusher else None, "sent": flusher.sent if flusher else 0}
+
+
+def op_figures(msg: dict) -> dict:
+    """The exact in-process figures, for comparison with the database."""
+    stats = cache.monitor.get_performance_stats()
+    raw = cache.monitor.export_metrics()
+    return {
+        "hits": stats["cache_hits"],
+        "misses": stats["cache_misses"],
+        "operations": stats["total_cache_operations"],
+        "bytes_processed": stats.get("compression", {}).get("total_bytes_processed", 0),
+        "bytes_saved": stats.get("compression", {}).get("total_bytes_saved", 0),
+        "get_durations": [r["duration"] for r in raw["cache_operations"] if r["operation"] == "get"],
+    }
+
+
 def _reply(data: dict) -> None:
     sys.stdout.write(json.dumps(data) + "\n")
     sys.stdout.flush()

@@ -321,9 +321,17 @@ def test_cache_shared_by_threads(ai_cache):
 
 @pytest.mark.parametrize(
     "length,tier",
-    [(1, "small"), (500, "small"), (501, "medium"), (5000, "medium"), (5001, "large"), (50000, "large"),
-     (50001, "xlarge"), (1_000_000, "xlarge")],
-)  # fmt: skip
+    [
+        (1, "small"),
+        (500, "small"),
+        (501, "medium"),
+        (5000, "medium"),
+        (5001, "large"),
+        (50000, "large"),
+        (50001, "xlarge"),
+        (1_000_000, "xlarge"),
+    ],
+)
 def test_tier_at_every_boundary(ai_cache, length, tier):
     text = "x" * length
     ai_cache.cache_response(text, "summarize", None, RESPONSE)

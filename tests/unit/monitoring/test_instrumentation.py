@@ -48,8 +48,10 @@ def test_cache_calls_produce_records(ai_cache):
     assert stats["compression"]["total_operations"] == 1
     assert stats["compression"]["total_bytes_saved"] > 0
     inval = monitor.export_metrics()["invalidations"]
-    assert [(i["pattern"], i["keys_invalidated"], i["invalidation_type"], i["operation_context"], i["status"])
-            for i in inval] == [("summarize", 2, "operation", "test", "success")]  # fmt: skip
+    assert [
+        (i["pattern"], i["keys_invalidated"], i["invalidation_type"], i["operation_context"], i["status"])
+        for i in inval
+    ] == [("summarize", 2, "operation", "test", "success")]
     assert monitor.export_metrics()["totals"]["counters"]["error:corrupt_entry:decode"] == 1
 
     summary = ai_cache.get_performance_summary()

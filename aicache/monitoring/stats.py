@@ -1,0 +1,434 @@
+"""Cluster-wide stats from the monitoring history, in the same shapes as the in-process recorder.
+
+A window is ``last=1h|24h|7d|30d`` or ``since``/``until``; ``operation`` and ``tier`` filter it.
+The window is covered by the coarsest rollups that fit (whole days from day rows, whole hours
+from hour rows, the edges from minute rows; edges older than the minute horizon widen to whole
+hours), so a 30-day question reads about 30 rows per series. Counts, sums, minima and maxima are
+aggregated by the database (GROUP BY); percentiles come from merging the rows' sketches in Python.
+The API, the dashboard and the management commands all call these functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Count, Max, Min, Q, QuerySet, Sum
+from django.utils import timezone
+
+from aicache.conf import merged
+from aicache.monitoring import recommendations, sketch, summaries
+from aicache.monitoring.events import MemoryRecord
+from aicache.monitoring.models import (
+    IngestionBatch,
+    InvalidationEvent,
+    MemorySnapshot,
+    Resolution,
+    Rollup,
+    SlowOperation,
+)
+from aicache.monitoring.recorder import memory_usage_stats
+
+LAST = {
+    "1h": dt.timedelta(hours=1),
+    "24h": dt.timedelta(days=1),
+    "7d": dt.timedelta(days=7),
+    "30d": dt.timedelta(days=30),
+}
+INTERVALS = {"minute": Resolution.MINUTE, "hour": Resolution.HOUR, "day": Resolution.DAY}
+CACHE_KINDS = ("get", "set", "delete")
+
+
+@dataclass(frozen=True)
+class Window:
+    since: dt.datetime
+    until: dt.datetime
+    operation: str | None = None
+    tier: str | None = None
+
+    @property
+    def hours(self) -> float:
+        return (self.until - self.since).total_seconds() / 3600
+
+
+def window(
+    last: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    operation: str | None = None,
+    tier: str | None = None,
+) -> Window:
+    """Validate a window; ``ValueError`` says what is wrong."""
+    now = timezone.now()
+    if last is not None:
+        if since is not None:
+            raise ValueError("give either last or since, not both")
+        if last not in LAST:
+            raise ValueError(f"last must be one of {list(LAST)}, got {last!r}")
+        until = until or now
+        since = until - LAST[last]
+    if since is None:
+        raise ValueError("give last (1h, 24h, 7d, 30d) or since")
+    until = until or now
+    for name, value in (("since", since), ("until", until)):
+        if not isinstance(value, dt.datetime) or timezone.is_naive(value):
+            raise ValueError(f"{name} must be a timezone-aware datetime")
+    if since >= until:
+        raise ValueError("since must be before until")
+    for name, value in (("operation", operation), ("tier", tier)):
+        if value is not None and (not isinstance(value, str) or len(value) > 64):
+            raise ValueError(f"{name} must be a string of at most 64 characters")
+    return Window(since, until, operation or None, tier or None)
+
+
+def _floor(t: dt.datetime, seconds: int) -> dt.datetime:
+    ts = int(t.timestamp())
+    return dt.datetime.fromtimestamp(ts - ts % seconds, tz=dt.UTC)
+
+
+def _ceil(t: dt.datetime, seconds: int) -> dt.datetime:
+    floor = _floor(t, seconds)
+    return floor if floor == t else floor + dt.timedelta(seconds=seconds)
+
+
+def segments(w: Window, now: dt.datetime | None = None) -> list[tuple[int, dt.datetime, dt.datetime]]:
+    """(resolution, start, end) pieces covering the window with as few rows as possible."""
+    horizon = (now or timezone.now()) - dt.timedelta(hours=merged()["MINUTE_ROLLUP_HOURS"])
+    start, end = _floor(w.since, 60), _ceil(w.until, 60)
+    out: list[tuple[int, dt.datetime, dt.datetime]] = []
+
+    def fill(a: dt.datetime, b: dt.datetime, resolutions: tuple[int, ...]) -> None:
+        if a >= b:
+            return
+        if not resolutions:
+            return
+        res, rest = resolutions[0], resolutions[1:]
+        if res == Resolution.MINUTE:
+            if a < horizon:  # minute rows are gone: widen to the enclosing hours
+                out.append((Resolution.HOUR, _floor(a, 3600), _ceil(min(b, horizon), 3600)))
+                a = max(a, _ceil(min(b, horizon), 3600))
+            if a < b:
+                out.append((Resolution.MINUTE, a, b))
+            return
+        inner_a, inner_b = _ceil(a, res), _floor(b, res)
+        if inner_a < inner_b:
+            out.append((res, inner_a, inner_b))
+            fill(a, inner_a, rest)
+            fill(inner_b, b, rest)
+        else:
+            fill(a, b, rest)
+
+    fill(start, end, (Resolution.DAY, Resolution.HOUR, Resolution.MINUTE))
+    return out
+
+
+def rollups(w: Window) -> QuerySet[Rollup]:
+    q = Q()
+    for res, a, b in segments(w):
+        q |= Q(resolution=res, period_start__gte=a, period_start__lt=b)
+    return Rollup.objects.filter(q).matching(w.operation, w.tier)
+
+
+def _aggregate(qs: QuerySet[Rollup]) -> list[dict[str, Any]]:
+    return list(
+        qs.values("kind", "operation", "tier", "outcome")
+        .order_by()
+        .annotate(
+            n=Sum("count"),
+            total=Sum("total_duration"),
+            mn=Min("min_duration"),
+            mx=Max("max_duration"),
+            text=Sum("text_length"),
+            text_max=Max("text_length_max"),
+            b_in=Sum("bytes_in"),
+            b_out=Sum("bytes_out"),
+        )
+    )
+
+
+def _sketches(
+    qs: QuerySet[Rollup], kinds: Iterable[str], field: str = "sketch"
+) -> dict[tuple, dict[int, int]]:
+    out: dict[tuple, dict[int, int]] = {}
+    for kind, op, tier, outcome, buckets in qs.filter(kind__in=list(kinds)).values_list(
+        "kind", "operation", "tier", "outcome", field
+    ):
+        sketch.merge(out.setdefault((kind, op, tier, outcome), {}), buckets)
+    return out
+
+
+def _combine(groups: list[dict], sketches: dict[tuple, dict], key) -> dict[Any, dict[str, Any]]:
+    """Merge aggregated groups (and their sketches) by ``key(group)``."""
+    out: dict[Any, dict[str, Any]] = {}
+    for g in groups:
+        k = key(g)
+        if k is None:
+            continue
+        acc = out.setdefault(
+            k, {"n": 0, "total": 0.0, "mn": None, "mx": None, "text": 0, "text_max": 0, "sketch": {}}
+        )
+        acc["n"] += g["n"] or 0
+        acc["total"] += g["total"] or 0.0
+        if g["mn"] is not None:
+            acc["mn"] = g["mn"] if acc["mn"] is None else min(acc["mn"], g["mn"])
+        if g["mx"] is not None:
+            acc["mx"] = g["mx"] if acc["mx"] is None else max(acc["mx"], g["mx"])
+        acc["text"] += g["text"] or 0
+        acc["text_max"] = max(acc["text_max"], g["text_max"] or 0)
+        sketch.merge(acc["sketch"], sketches.get((g["kind"], g["operation"], g["tier"], g["outcome"]), {}))
+    return out
+
+
+def _grouped(combined: dict[str, dict]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, acc in sorted(combined.items()):
+        if acc["n"]:
+            (p95,) = sketch.quantiles(acc["sketch"], (0.95,))
+            out[name] = {
+                "count": acc["n"],
+                "avg_duration": acc["total"] / acc["n"],
+                "max_duration": acc["mx"],
+                "p95_duration": p95,
+            }
+    return out
+
+
+def performance_stats(w: Window) -> dict[str, Any]:
+    """``CachePerformanceMonitor.get_performance_stats()``'s shape, for every process, from the DB."""
+    raw = merged()
+    qs = rollups(w)
+    groups = _aggregate(qs)
+    sketches = _sketches(qs, (*CACHE_KINDS, "keygen"))
+    hits = sum(g["n"] for g in groups if g["kind"] == "get" and g["outcome"].startswith("hit"))
+    misses = sum(g["n"] for g in groups if g["kind"] == "get" and g["outcome"] == "miss")
+    stats: dict[str, Any] = {
+        "timestamp": timezone.now().timestamp(),
+        "window": {"since": w.since.isoformat(), "until": w.until.isoformat()},
+        "cache_hit_rate": summaries.hit_rate(hits, misses),
+        "total_cache_operations": sum(g["n"] for g in groups if g["kind"] in CACHE_KINDS),
+        "cache_hits": hits,
+        "cache_misses": misses,
+    }
+    keygen = _combine(groups, sketches, lambda g: "all" if g["kind"] == "keygen" else None).get("all")
+    if keygen and keygen["n"]:
+        stats["key_generation"] = {
+            **summaries.sketch_summary(
+                keygen["n"],
+                keygen["total"],
+                keygen["mn"],
+                keygen["mx"],
+                keygen["sketch"],
+                raw["KEY_GENERATION_THRESHOLD"],
+            ),
+            "avg_text_length": keygen["text"] / keygen["n"],
+            "max_text_length": keygen["text_max"],
+        }
+    ops = _combine(groups, sketches, lambda g: "all" if g["kind"] in CACHE_KINDS else None).get("all")
+    if ops and ops["n"]:
+        slow = SlowOperation.objects.filter(timestamp__gte=w.since, timestamp__lt=w.until)
+        slow = slow.filter(operation=w.operation) if w.operation else slow
+        slow = slow.filter(tier=w.tier) if w.tier else slow
+        stats["cache_operations"] = {
+            **summaries.sketch_summary(ops["n"], ops["total"], ops["mn"], ops["mx"], ops["sketch"]),
+            "slow_operations": slow.count(),
+            "by_operation_type": _grouped(
+                _combine(groups, sketches, lambda g: g["kind"] if g["kind"] in CACHE_KINDS else None)
+            ),
+            "by_tier": _grouped(
+                _combine(groups, sketches, lambda g: g["tier"] or None if g["kind"] in CACHE_KINDS else None)
+            ),
+        }
+    compression = compression_stats(qs, groups)
+    if compression:
+        stats["compression"] = compression
+    memory = memory_usage(w)
+    if memory["total_samples"]:
+        stats["memory_usage"] = memory
+    frequency = invalidation_frequency(w)
+    if frequency["total_invalidations"]:
+        stats["invalidation"] = frequency
+    stats["ingestion"] = ingestion(w, groups)
+    return stats
+
+
+def compression_stats(qs: QuerySet[Rollup], groups: list[dict]) -> dict[str, Any] | None:
+    rows = [g for g in groups if g["kind"] == "compress"]
+    count = sum(g["n"] for g in rows)
+    if not count:
+        return None
+    ratios = _sketches(qs, ("compress",), "ratio_sketch")
+    merged_ratios: dict[int, int] = {}
+    for buckets in ratios.values():
+        sketch.merge(merged_ratios, buckets)
+    processed = sum(g["b_in"] for g in rows)
+    stored = sum(g["b_out"] for g in rows)
+    best, worst = sketch.extremes(merged_ratios)
+    (median,) = sketch.quantiles(merged_ratios, (0.5,))
+    return {
+        "total_operations": count,
+        "avg_compression_ratio": sketch.mean(merged_ratios),
+        "median_compression_ratio": median,
+        "best_compression_ratio": best,
+        "worst_compression_ratio": worst,
+        "avg_compression_time": sum(g["total"] for g in rows) / count,
+        "max_compression_time": max(g["mx"] or 0.0 for g in rows),
+        "total_bytes_processed": processed,
+        "total_bytes_saved": processed - stored,
+        "overall_savings_percent": (processed - stored) / processed * 100 if processed else 0.0,
+    }
+
+
+def memory_usage(w: Window) -> dict[str, Any]:
+    rows = MemorySnapshot.objects.filter(timestamp__gte=w.since, timestamp__lt=w.until).order_by("timestamp")
+    samples = [
+        MemoryRecord(
+            r.timestamp.timestamp(),
+            r.memory_entries or 0,
+            r.memory_bytes or 0,
+            r.memory_max_entries or 0,
+            r.memory_max_bytes or 0,
+            r.redis_used_bytes,
+            r.process_rss_bytes,
+        )
+        for r in rows.filter(source=MemorySnapshot.Source.PROCESS)
+    ]
+    stats = memory_usage_stats(samples)
+    redis = rows.filter(source=MemorySnapshot.Source.REDIS).last()
+    if redis is not None:
+        stats["redis"] = {
+            "used_bytes": redis.redis_used_bytes,
+            "live_entries": redis.redis_key_count,
+            "keyspace_hits": redis.redis_keyspace_hits,
+            "keyspace_misses": redis.redis_keyspace_misses,
+            "timestamp": redis.timestamp.timestamp(),
+        }
+        if "current" in stats:
+            stats["current"]["redis_used_bytes"] = redis.redis_used_bytes
+    return stats
+
+
+def memory_warnings(w: Window) -> list[dict[str, Any]]:
+    usage = memory_usage(w)
+    current = usage.get("current") or (
+        {"redis_used_bytes": usage["redis"]["used_bytes"]} if "redis" in usage else None
+    )
+    return recommendations.memory_warnings(current, merged()["MEMORY_WARNING_THRESHOLD_BYTES"])
+
+
+def invalidation_frequency(w: Window) -> dict[str, Any]:
+    raw = merged()
+    rows = InvalidationEvent.objects.filter(timestamp__gte=w.since, timestamp__lt=w.until)
+    records = [
+        {**r, "timestamp": r["timestamp"].timestamp()}
+        for r in rows.values("timestamp", "pattern", "keys_invalidated", "duration", "invalidation_type")
+    ]
+    return summaries.invalidation_frequency(
+        records,
+        now=w.until.timestamp(),
+        window_hours=w.hours,
+        warning_per_hour=raw["INVALIDATION_RATE_WARNING_PER_HOUR"],
+        critical_per_hour=raw["INVALIDATION_RATE_CRITICAL_PER_HOUR"],
+    )
+
+
+def invalidation_recommendations(w: Window) -> list[dict[str, Any]]:
+    return recommendations.invalidation_recommendations(invalidation_frequency(w))
+
+
+def slow_operations(w: Window, threshold_multiplier: float = 2.0, limit: int = 50) -> dict[str, list[dict]]:
+    """``get_recent_slow_operations``'s shape. Slow cache operations are stored one by one (those
+    over CACHE_OPERATION_THRESHOLD); "times slower" compares with the window's average."""
+    groups = _aggregate(rollups(w).filter(kind__in=CACHE_KINDS))
+    count = sum(g["n"] for g in groups)
+    avg = sum(g["total"] for g in groups) / count if count else 0.0
+    rows = SlowOperation.objects.filter(timestamp__gte=w.since, timestamp__lt=w.until)
+    if w.operation:
+        rows = rows.filter(operation=w.operation)
+    out = []
+    if avg > 0:
+        for r in rows.filter(duration__gt=avg * threshold_multiplier).order_by("-duration")[:limit]:
+            out.append(
+                {
+                    "timestamp": r.timestamp.timestamp(),
+                    "operation": r.action,
+                    "operation_type": r.operation,
+                    "tier": r.tier,
+                    "source": r.source,
+                    "duration": r.duration,
+                    "cache_hit": r.cache_hit,
+                    "text_length": r.text_length,
+                    "process": r.process,
+                    "times_slower": r.duration / avg,
+                }
+            )
+    return {"key_generation": [], "cache_operations": out, "compression": []}
+
+
+def ingestion(w: Window, groups: list[dict] | None = None) -> dict[str, int]:
+    batches = IngestionBatch.objects.filter(received_at__gte=w.since, received_at__lt=w.until).aggregate(
+        batches=Count("id"), dropped_batches=Sum("dropped_batches"), dropped_records=Sum("dropped_records")
+    )
+    groups = groups if groups is not None else _aggregate(rollups(w))
+    pending = sum(g["n"] for g in groups if g["kind"] == "counter" and g["operation"] == "dropped_pending")
+    return {
+        "batches": batches["batches"] or 0,
+        "dropped_batches": batches["dropped_batches"] or 0,
+        "dropped_records": (batches["dropped_records"] or 0) + pending,
+    }
+
+
+def time_series(w: Window, interval: str = "hour") -> list[dict[str, Any]]:
+    """Per period: operations, hits, misses, hit rate, get latency p50/p95/p99 by tier,
+    compression bytes saved, invalidations."""
+    if interval not in INTERVALS:
+        raise ValueError(f"interval must be one of {list(INTERVALS)}, got {interval!r}")
+    res = INTERVALS[interval]
+    qs = Rollup.objects.filter(
+        resolution=res, period_start__gte=_floor(w.since, res), period_start__lt=_ceil(w.until, res)
+    ).matching(w.operation, w.tier)
+    points: dict[dt.datetime, dict[str, Any]] = {}
+
+    def point(at: dt.datetime) -> dict[str, Any]:
+        return points.setdefault(
+            at,
+            {
+                "period_start": at.isoformat(),
+                "operations": 0,
+                "hits": 0,
+                "misses": 0,
+                "compression_bytes_saved": 0,
+                "invalidations": 0,
+                "_lat": {},
+            },
+        )
+
+    rows = (
+        qs.values("period_start", "kind", "tier", "outcome")
+        .order_by()
+        .annotate(n=Sum("count"), b_in=Sum("bytes_in"), b_out=Sum("bytes_out"))
+    )
+    for r in rows:
+        p = point(r["period_start"])
+        kind = r["kind"]
+        if kind in CACHE_KINDS:
+            p["operations"] += r["n"]
+        if kind == "get":
+            p["hits" if r["outcome"].startswith("hit") else "misses"] += r["n"]
+        elif kind == "compress":
+            p["compression_bytes_saved"] += r["b_in"] - r["b_out"]
+        elif kind == "invalidate":
+            p["invalidations"] += r["n"]
+    for at, tier, buckets in qs.filter(kind="get").values_list("period_start", "tier", "sketch"):
+        sketch.merge(point(at)["_lat"].setdefault(tier, {}), buckets)
+    out = []
+    for at in sorted(points):
+        p = points[at]
+        p["hit_rate"] = summaries.hit_rate(p["hits"], p["misses"])
+        p["latency_by_tier"] = {
+            tier: dict(zip(("p50", "p95", "p99"), sketch.quantiles(buckets, (0.5, 0.95, 0.99)), strict=True))
+            for tier, buckets in sorted(p.pop("_lat").items())
+        }
+        out.append(p)
+    return out

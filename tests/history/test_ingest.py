@@ -1,0 +1,150 @@
+"""Ingestion: validated, idempotent per batch id, additive per series, three resolutions."""
+
+import datetime as dt
+import time
+
+import pytest
+
+from aicache.monitoring.ingest import BadBatch, ingest
+from aicache.monitoring.models import IngestionBatch, InvalidationEvent, MemorySnapshot, Rollup, SlowOperation
+
+pytestmark = pytest.mark.django_db
+T0 = 1_795_000_020.0  # a whole minute (2026-11-18, 7 minutes past an hour)
+
+
+def row(
+    ts=T0,
+    kind="get",
+    op="qa",
+    tier="small",
+    outcome="hit_memory",
+    count=2,
+    total=0.004,
+    mn=0.001,
+    mx=0.003,
+    sketch=None,
+    text=200,
+    text_max=120,
+    b_in=0,
+    b_out=0,
+    ratios=None,
+):
+    return [
+        ts,
+        kind,
+        op,
+        tier,
+        outcome,
+        count,
+        total,
+        mn,
+        mx,
+        sketch or {"-600": count},
+        text,
+        text_max,
+        b_in,
+        b_out,
+        ratios or {},
+    ]
+
+
+def batch(batch_id="b1", **extra):
+    return {"batch_id": batch_id, "process": "h:1", "sent_at": T0, "rollups": [row()], **extra}
+
+
+def test_batch_written_at_three_resolutions():
+    ingest(
+        batch(
+            slow=[[T0, "get", "qa", "small", "redis", 0.09, 300, True]],
+            invalidations=[[T0, "qa", 4, 0.002, "operation", "ctx", "success", ""]],
+            memory=[[T0, 5, 500, 100, 1000, None, 123456]],
+        )
+    )
+    rows = Rollup.objects.order_by("resolution")
+    assert [(r.resolution, r.count) for r in rows] == [(60, 2), (3600, 2), (86400, 2)]
+    start = dt.datetime.fromtimestamp(T0, tz=dt.UTC)
+    assert rows[0].period_start == start
+    assert rows[1].period_start == start.replace(minute=0)
+    assert rows[2].period_start == start.replace(hour=0, minute=0)
+    assert SlowOperation.objects.get().duration == 0.09
+    assert InvalidationEvent.objects.get().operation_context == "ctx"
+    assert MemorySnapshot.objects.get().process_rss_bytes == 123456
+    assert IngestionBatch.objects.get().events == 3
+
+
+def test_duplicate_delivery_counted_once():
+    assert ingest(batch("same"))["duplicate"] is False
+    assert ingest(batch("same"))["duplicate"] is True
+    assert Rollup.objects.get(resolution=60).count == 2
+    assert IngestionBatch.objects.count() == 1
+
+
+def test_two_processes_same_minute_are_merged():
+    ingest(batch("a"))
+    ingest(
+        {
+            "batch_id": "b",
+            "process": "h:2",
+            "rollups": [
+                row(
+                    ts=T0 + 30,
+                    count=3,
+                    total=0.03,
+                    mn=0.0005,
+                    mx=0.02,
+                    sketch={"-600": 1, "-390": 2},
+                    text=900,
+                    text_max=500,
+                )
+            ],
+        }
+    )
+    minute = Rollup.objects.get(resolution=60)
+    assert (minute.count, minute.min_duration, minute.max_duration) == (5, 0.0005, 0.02)
+    assert minute.total_duration == pytest.approx(0.034)
+    assert minute.sketch == {"-600": 3, "-390": 2}
+    assert (minute.text_length, minute.text_length_max) == (1100, 500)
+    assert Rollup.objects.count() == 3  # one row per resolution, merged
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        None,
+        [],
+        {"rollups": []},
+        {"batch_id": ""},
+        {"batch_id": 7},
+        {"batch_id": "x", "rollups": [["not", "a", "row"]]},
+        {"batch_id": "x", "rollups": [row(count=-1)]},
+        {"batch_id": "x", "rollups": [row(sketch=[1, 2])]},
+        {"batch_id": "x", "rollups": [row(kind=5)]},
+        {"batch_id": "x", "slow": [[T0, "get"]]},
+        {"batch_id": "x", "sent_at": "yesterday"},
+    ],
+)
+def test_bad_batches_are_rejected_and_write_nothing(payload):
+    with pytest.raises(BadBatch):
+        ingest(payload)
+    assert not Rollup.objects.exists() and not IngestionBatch.objects.exists()
+
+
+def test_empty_batch_is_recorded():
+    assert ingest({"batch_id": "empty", "dropped": {"batches": 2, "records": 40}})["duplicate"] is False
+    assert IngestionBatch.objects.get().dropped_records == 40
+
+
+def test_now_aligned_rows():
+    now = time.time()
+    ingest({"batch_id": "now", "rollups": [row(ts=now)]})
+    minute = Rollup.objects.get(resolution=60)
+    assert minute.period_start.second == 0 and abs(minute.period_start.timestamp() - now) < 60
+
+
+def test_runs_on_the_configured_database():
+    import os
+
+    from django.db import connection
+
+    expected = "postgresql" if os.environ.get("AICACHE_TEST_DATABASE_URL") else "sqlite"
+    assert connection.vendor == expected

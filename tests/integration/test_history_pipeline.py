@@ -1,0 +1,146 @@
+"""The monitoring pipeline end to end: cache processes -> Celery on the real Redis broker -> a
+real worker -> the database -> stats. Runs on SQLite and (scripts/with-postgres.sh) PostgreSQL."""
+
+import time
+import uuid
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+
+from aicache.monitoring import stats
+from aicache.monitoring.models import IngestionBatch, Rollup
+from aicache.monitoring.summaries import percentile
+from aicache_project.celery import app as celery_app
+from tests.integration.processes import Worker
+from tests.redis_server import RedisServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.history, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """The Celery broker: its own redis-server, so a test can stop it while the cache works on."""
+    server = RedisServer(tmp_path_factory.mktemp("broker"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def celery_worker(broker, settings):
+    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}
+    if broker.process is None:
+        broker.start()
+    url = f"{broker.url}/0"
+    broker.client().flushdb()  # no message left over from an earlier test
+    if celery_app.conf.broker_url != url:
+        # Publishers must use this broker, not a connection pool made for an earlier one.
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+    celery_app.conf.update(
+        broker_url=url,
+        task_always_eager=False,
+        result_backend=None,
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+    )
+    with start_worker(
+        celery_app,
+        pool="solo",
+        perform_ping_check=False,
+        queues=["aicache_monitoring", "celery"],
+        shutdown_timeout=20,
+    ) as worker:
+        yield worker
+    celery_app.conf.update(task_always_eager=True, broker_url="memory://")
+
+
+def wait_for(predicate, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_two_processes_exact_figures(celery_worker, broker, redis_server):
+    redis_server.client().flushdb()
+    env = {"AICACHE_TEST_HISTORY": "1", "AICACHE_TEST_BROKER_URL": f"{broker.url}/0"}
+    procs = [Worker(f"{redis_server.url}/0", **env) for _ in range(2)]
+    try:
+        for i, w in enumerate(procs):
+            w.send("script", seed=i, n=400, distinct=60)
+        for w in procs:
+            assert w.read() == {}
+        figures = [w.call("figures") for w in procs]
+        for w in procs:
+            assert w.call("flush")["waiting"] == 0
+    finally:
+        for w in procs:
+            w.close()
+    wait_for(lambda: IngestionBatch.objects.count() >= 2, what="two ingested batches")
+    hits, misses = sum(f["hits"] for f in figures), sum(f["misses"] for f in figures)
+    w = stats.window(last="1h")
+    wait_for(
+        lambda: (
+            stats.performance_stats(w)["cache_hits"] + stats.performance_stats(w)["cache_misses"]
+            >= hits + misses
+        ),
+        what="every read ingested",
+    )
+    db = stats.performance_stats(w)
+    assert (db["cache_hits"], db["cache_misses"]) == (hits, misses)
+    assert db["total_cache_operations"] == sum(f["operations"] for f in figures)
+    assert db["cache_hit_rate"] == pytest.approx(100 * hits / (hits + misses))
+    assert db["compression"]["total_bytes_processed"] == sum(f["bytes_processed"] for f in figures)
+    assert db["compression"]["total_bytes_saved"] == sum(f["bytes_saved"] for f in figures)
+    durations = sorted(d for f in figures for d in f["get_durations"])
+    gets = db["cache_operations"]["by_operation_type"]["get"]
+    assert gets["count"] == len(durations)
+    assert gets["p95_duration"] == pytest.approx(percentile(durations, 95), rel=0.0101)
+    assert gets["max_duration"] == pytest.approx(durations[-1])
+
+
+def test_duplicate_delivery_is_counted_once(celery_worker):
+    from aicache.monitoring.tasks import ingest_batch
+
+    payload = {
+        "batch_id": uuid.uuid4().hex,
+        "process": "test:1",
+        "rollups": [
+            [time.time(), "get", "qa", "small", "miss", 7, 0.07, 0.005, 0.02, {"-500": 7}, 70, 10, 0, 0, {}]
+        ],
+    }
+    ingest_batch.apply_async(args=[payload])
+    ingest_batch.apply_async(args=[payload])  # a redelivery
+    wait_for(lambda: IngestionBatch.objects.filter(batch_id=payload["batch_id"]).exists(), what="the batch")
+    time.sleep(1.0)  # let the second delivery be processed too
+    assert IngestionBatch.objects.filter(batch_id=payload["batch_id"]).count() == 1
+    assert Rollup.objects.get(resolution=60, kind="get").count == 7
+
+
+def test_broker_down_cache_keeps_working_drops_counted_then_recovers(
+    celery_worker, broker, real_cache, settings
+):
+    from aicache.monitoring.flusher import CeleryFlusher
+
+    flusher = CeleryFlusher(interval=0, max_rollups=1000, buffer_batches=2)
+    monitor = real_cache.monitor
+    broker.stop()
+    started = time.monotonic()
+    for i in range(5):
+        real_cache.cache_response(f"down {i} " * 10, "qa", None, {"a": i})
+        assert real_cache.get_cached_response(f"down {i} " * 10, "qa")["a"] == i
+        flusher(monitor, monitor.drain())
+    elapsed = time.monotonic() - started
+    assert flusher.waiting == 2 and flusher.dropped_batches == 3
+    assert elapsed < 30  # each failed publish is bounded (2 s connect timeout), the cache unaffected
+    broker.start()
+    deadline = time.monotonic() + 30
+    while flusher.waiting and time.monotonic() < deadline:
+        flusher.flush()
+        time.sleep(0.2)
+    assert flusher.waiting == 0
+    wait_for(lambda: IngestionBatch.objects.filter(dropped_batches=3).exists(), what="the drop report")
+    w = stats.window(last="1h")
+    assert stats.ingestion(w)["dropped_batches"] == 3
+    wait_for(lambda: IngestionBatch.objects.count() >= 2, what="the buffered batches")
