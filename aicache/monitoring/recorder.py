@@ -203,12 +203,9 @@ class CachePerformanceMonitor:
         text_length: int,
     ) -> None:
         """A get and its key generation in one record (the backend's hot path)."""
-        item = (self._fold_lookup, time.time(), operation_type, tier, source, duration, keygen, text_length)
-        with self._lock:
-            if len(self._pending) < MAX_PENDING:
-                self._pending.append(item)
-                return
-            self.dropped += 1
+        self._enqueue(
+            (self._fold_lookup, time.time(), operation_type, tier, source, duration, keygen, text_length)
+        )
 
     @never_raises
     def record_key_generation_time(
