@@ -262,7 +262,7 @@ class AIResponseCache(RedisCache):
     def _lookup(self, req: CacheRequest) -> dict[str, Any] | None:
         state = self._state
         coherence = state.coherence
-        use_memory = self._memory_usable(req, coherence)
+        use_memory = req.use_memory and (coherence.memory_usable or self._memory_usable(req, coherence))
         if use_memory:
             entry = state.memory.get(req.key)
             if entry is not MISSING:

@@ -93,9 +93,15 @@ class Coherence:
 
     # ------------------------------------------------------------------ reading side
     @property
-    def memory_usable(self) -> bool:
-        """Serve from and fill the memory tier only while invalidations can reach it."""
-        return self.status in (LIVE, DISCONNECTED, LOCAL)
+    def status(self) -> str:
+        return self._status
+
+    @status.setter
+    def status(self, value: str) -> None:
+        self._status = value
+        # Serve from and fill the memory tier only while invalidations can reach it. A plain
+        # attribute, because every cache read checks it.
+        self.memory_usable = value in (LIVE, DISCONNECTED, LOCAL)
 
     @property
     def signals(self) -> bool:

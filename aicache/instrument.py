@@ -93,7 +93,8 @@ def timed_lookup(method: F) -> F:
         hit = method(self, req)
         duration = perf_counter() - started
         keygen, req.keygen_seconds = req.keygen_seconds, None
-        self._state.monitor.record_lookup(
+        # _state_cache: the process state that ``method`` just looked up (and refreshed if needed)
+        self._state_cache.monitor.record_lookup(
             req.operation,
             req.tier,
             hit["cache_source"] if hit is not None else "",

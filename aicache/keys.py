@@ -54,6 +54,9 @@ class CacheKeyGenerator:
             raise ValueError(f"hash_algorithm must be 'sha256' or 'blake2b', got {hash_algorithm!r}")
         self.prefix = prefix
         self.hash_algorithm = hash_algorithm
+        # The common request has no options and no question: hash that framing once and copy it.
+        self._plain = self._new()
+        self._plain.update(len(_EMPTY_OPTIONS).to_bytes(8, "big") + _EMPTY_OPTIONS + _NO_QUESTION)
 
     def operation_prefix(self, operation: str) -> str:
         return f"{self.prefix}:{operation}:"
@@ -73,16 +76,19 @@ class CacheKeyGenerator:
         """
         # Every part before the text is length-framed and the text runs to the end of the
         # stream, so the encoding is injective: different requests never hash the same bytes.
-        h = self._new()
         opts = canonical_options(options) if options_bytes is None else options_bytes
-        h.update(len(opts).to_bytes(8, "big"))
-        h.update(opts)
-        if question:
-            q = question.encode("utf-8", "surrogatepass")
-            h.update(len(q).to_bytes(8, "big"))
-            h.update(q)
+        if not question and opts == _EMPTY_OPTIONS:
+            h = self._plain.copy()
         else:
-            h.update(_NO_QUESTION)
+            h = self._new()
+            h.update(len(opts).to_bytes(8, "big"))
+            h.update(opts)
+            if question:
+                q = question.encode("utf-8", "surrogatepass")
+                h.update(len(q).to_bytes(8, "big"))
+                h.update(q)
+            else:
+                h.update(_NO_QUESTION)
         n = len(text)
         if n <= _CHUNK_CHARS:
             h.update(text.encode("utf-8", "surrogatepass"))

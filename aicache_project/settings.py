@@ -114,6 +114,12 @@ CACHES = {
 # Global aicache settings (per-cache OPTIONS override these); see README's configuration table.
 AICACHE: dict = {}
 
+# The reference text processor behind the demo and the benchmarks; point CLASS at your LLM client.
+AICACHE_TEXT_PROCESSOR = {
+    "CLASS": os.environ.get("AICACHE_PROCESSOR_CLASS", "aicache_project.processor.LocalTextProcessor"),
+    "OPTIONS": {"latency": float(os.environ.get("AICACHE_PROCESSOR_LATENCY", "0.8"))},
+}
+
 # Celery: broker and results on Redis, in other database numbers than the cache. The monitoring
 # tasks run on their own queue; start a worker with `-Q celery,aicache_monitoring`.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", redis_url_with_db(REDIS_URL, 1))

@@ -1,8 +1,8 @@
 import pytest
 from django.core.cache import caches
 
+from aicache.bench.redis_server import RedisServer
 from aicache.state import reset_process_state
-from tests.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")

@@ -80,6 +80,7 @@ class Rollup:
 
 RollupKey = tuple[int, str, str, str, str]  # (minute start, kind, operation, tier, outcome)
 _HIT_OUTCOMES = {"memory": "hit_memory", "redis": "hit_redis"}
+_LOOKUP = object()  # tags a read record: folded inline by _fold_batch
 
 
 def _add(
@@ -203,9 +204,7 @@ class CachePerformanceMonitor:
         text_length: int,
     ) -> None:
         """A get and its key generation in one record (the backend's hot path)."""
-        self._enqueue(
-            (self._fold_lookup, time.time(), operation_type, tier, source, duration, keygen, text_length)
-        )
+        self._enqueue((_LOOKUP, time.time(), operation_type, tier, source, duration, keygen, text_length))
 
     @never_raises
     def record_key_generation_time(
@@ -314,14 +313,71 @@ class CachePerformanceMonitor:
 
     # ------------------------------------------------------------------ folding (off the hot path)
     def _settle(self) -> None:
-        """Fold pending records in. Callers hold ``self._state_lock``."""
+        """Fold pending records in. Callers hold ``self._state_lock``.
+
+        Reads are most records, so they are folded inline here rather than through a handler,
+        and a read whose entry the bounded windows would drop again in this same pass is not
+        appended to them (the counters and rollups still count it)."""
         with self._lock:
             pending, self._pending = self._pending, []
             dropped, self.dropped = self.dropped, 0
-        for item in pending:
-            item[0](*item[1:])
+        if pending:
+            self._fold_batch(pending)
         if dropped:
             self._fold_count("dropped_pending", dropped)
+
+    def _fold_batch(self, pending: list[tuple]) -> None:
+        lookup = _LOOKUP
+        op_fold, keygen_fold = self._fold_op, self._fold_keygen
+        keep = self.max_measurements
+        # how many records each window still has to take after the current one
+        ops_left = sum(1 for item in pending if item[0] is lookup or item[0] == op_fold)
+        keygen_left = sum(
+            1 for item in pending if (item[0] is lookup and item[6] is not None) or item[0] == keygen_fold
+        )
+        rollups, ops, keygens = self._rollups, self._ops, self._keygen
+        kg_threshold, op_threshold = self.key_generation_threshold, self.cache_operation_threshold
+        slow_logged = self._slow_logged
+        hits = misses = total = 0
+        for item in pending:
+            if item[0] is not lookup:
+                if item[0] == op_fold:
+                    ops_left -= 1
+                elif item[0] == keygen_fold:
+                    keygen_left -= 1
+                item[0](*item[1:])
+                continue
+            _, now, op_type, tier, source, duration, keygen, text_length = item
+            minute = int(now) // 60 * 60
+            if keygen is not None:
+                keygen_left -= 1
+                if keygen_left < keep:
+                    keygens.append((now, keygen, text_length, op_type, None))
+                _add(rollups, (minute, "keygen", op_type, "", "ok"), keygen, text_length, 0, 0)
+                if (keygen > kg_threshold) != slow_logged["key_generation"]:
+                    self._note_slow("key_generation", keygen, kg_threshold, "key generation")
+            ops_left -= 1
+            if ops_left < keep:
+                ops.append((now, "get", duration, bool(source), text_length, op_type, tier, source, None))
+            total += 1
+            if source:
+                hits += 1
+                outcome = _HIT_OUTCOMES.get(source) or f"hit_{source}"
+            else:
+                misses += 1
+                outcome = "miss"
+            _add(rollups, (minute, "get", op_type, tier, outcome), duration, text_length, 0, 0)
+            if duration > op_threshold:
+                self._pending_slow.append(
+                    CacheOperationRecord(
+                        now, "get", duration, bool(source), text_length, op_type, tier, source
+                    )
+                )
+            if (duration > op_threshold) != slow_logged["cache_operation"]:
+                self._note_slow("cache_operation", duration, op_threshold, "cache get")
+        self.cache_hits += hits
+        self.cache_misses += misses
+        self.total_cache_operations += total
 
     def _roll(
         self,
@@ -353,33 +409,6 @@ class CachePerformanceMonitor:
                 logger.warning(
                     "aicache %s took %.1f ms (threshold %.1f ms)", what, duration * 1e3, threshold * 1e3
                 )
-
-    def _fold_lookup(self, now, op_type, tier, source, duration, keygen, text_length) -> None:
-        # The hot fold: one per cache read, so it stays flat (no helper calls on the common path).
-        minute = int(now) // 60 * 60
-        rollups = self._rollups
-        if keygen is not None:
-            self._keygen.append((now, keygen, text_length, op_type, None))
-            _add(rollups, (minute, "keygen", op_type, "", "ok"), keygen, text_length, 0, 0)
-            if (keygen > self.key_generation_threshold) != self._slow_logged["key_generation"]:
-                self._note_slow("key_generation", keygen, self.key_generation_threshold, "key generation")
-        hit = bool(source)
-        self._ops.append((now, "get", duration, hit, text_length, op_type, tier, source, None))
-        self.total_cache_operations += 1
-        if hit:
-            self.cache_hits += 1
-            outcome = _HIT_OUTCOMES.get(source) or f"hit_{source}"
-        else:
-            self.cache_misses += 1
-            outcome = "miss"
-        _add(rollups, (minute, "get", op_type, tier, outcome), duration, text_length, 0, 0)
-        threshold = self.cache_operation_threshold
-        if duration > threshold:
-            self._pending_slow.append(
-                CacheOperationRecord(now, "get", duration, hit, text_length, op_type, tier, source)
-            )
-        if (duration > threshold) != self._slow_logged["cache_operation"]:
-            self._note_slow("cache_operation", duration, threshold, "cache get")
 
     def _fold_keygen(self, now, duration, text_length, op_type, extra) -> None:
         self._keygen.append((now, duration, text_length, op_type, extra))

@@ -7,7 +7,7 @@ background while the "on" rounds run, so its cost is inside the "on" figures too
 
 import pytest
 
-from tests.benchmarks.payloads import llm_response, prose
+from aicache.bench.payloads import llm_response, prose
 
 pytestmark = pytest.mark.benchmark
 

@@ -7,12 +7,12 @@ import uuid
 import pytest
 from celery.contrib.testing.worker import start_worker
 
+from aicache.bench.redis_server import RedisServer
 from aicache.monitoring import stats
 from aicache.monitoring.models import IngestionBatch, Rollup
 from aicache.monitoring.summaries import percentile
 from aicache_project.celery import app as celery_app
 from tests.integration.processes import Worker
-from tests.redis_server import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.history, pytest.mark.django_db(transaction=True)]
 

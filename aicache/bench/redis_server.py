@@ -22,7 +22,7 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
-                "redis-server is not installed; `make test` installs it (scripts/ensure-redis.sh)"
+                "redis-server is not installed (Debian: apt-get install redis-server; `make test` does it)"
             )
         self.binary = binary
         self.workdir = Path(workdir)
