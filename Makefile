@@ -31,11 +31,16 @@ test: deps redis
 # Benchmarks: client and the redis-server it starts pinned to one vCPU (see ../shared/PERFORMANCE.md);
 # BENCH_PIN= runs them unpinned.
 BENCH_PIN ?= taskset -c 0
+# `make bench BENCH_ARGS=--quick` for the one-minute version of the scenarios.
+BENCH_ARGS ?=
 bench: deps redis
 	$(BENCH_PIN) $(BIN)/pytest tests/benchmarks --benchmark-only --benchmark-columns=min,median,mean,ops,rounds \
 		--benchmark-sort=name $(PYTEST_ARGS)
 	scripts/with-postgres.sh $(BIN)/pytest tests/benchmarks -m history --benchmark-only \
 		--benchmark-columns=min,median,mean,rounds $(PYTEST_ARGS)
+	mkdir -p .run
+	DEBUG=1 $(BENCH_PIN) $(BIN)/python manage.py aicache_benchmark --json .run/benchmark.json $(BENCH_ARGS) \
+		| tee .run/benchmark.md
 
 lint: deps
 	$(BIN)/ruff check .

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 from asgiref.sync import async_to_sync, sync_to_async
@@ -77,9 +77,8 @@ class Stored:
     written: bool
 
 
-@dataclass(frozen=True, slots=True)
-class MemoryEntry:
-    payload: bytes  # serialized JSON; decoded per hit so callers never share a mutable dict
+class MemoryEntry(NamedTuple):
+    payload: bytes | memoryview  # serialized JSON; decoded per hit: callers never share a dict
     cached_at: float
     compression_used: bool
 

@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import orjson
 from django.utils.module_loading import import_string
@@ -143,9 +143,8 @@ class Encoded:
     compression_seconds: float
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    payload: bytes  # serialized (uncompressed) JSON bytes
+class Decoded(NamedTuple):  # a tuple: built on every Redis hit, where a dataclass costs more
+    payload: bytes | memoryview  # serialized (uncompressed) JSON bytes
     cached_at: float  # unix seconds
     ttl: int
     compression_used: bool
@@ -201,7 +200,7 @@ class Codec:
         decoder = self._decoders.get(flag)
         if decoder is None:
             raise CodecError(f"unknown codec flag {flag}")
-        body = data[HEADER_SIZE:]
+        body = memoryview(data)[HEADER_SIZE:]  # no copy of the payload
         try:
             payload = decoder.decompress(body, MAX_DECOMPRESSED_BYTES) if flag else body
         except zlib.error as exc:

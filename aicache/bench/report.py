@@ -55,19 +55,46 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
             )
     comp = data.get("compression", {}).get("codecs", [])
     z6 = {r["payload_bytes"]: r for r in comp if r["algorithm"] == "zlib" and r["level"] == 6}
-    zs = {r["payload_bytes"]: r for r in comp if r["algorithm"] == "zstd" and r["level"] == 3}
-    for size in sorted(z6):
-        if size >= 4000 and size in zs:
-            out.append(
-                {
-                    "target": f"default <= 0.45 of JSON at {size} B; zstd >= 2x zlib-6 speed at <= ratio",
-                    "measured": f"zlib-6 {z6[size]['ratio']:.3f}; zstd-3 {zs[size]['ratio']:.3f} at "
-                    f"{zs[size]['compress_mb_s'] / z6[size]['compress_mb_s']:.1f}x the speed",
-                    "met": z6[size]["ratio"] <= 0.45
-                    and zs[size]["compress_mb_s"] >= 2 * z6[size]["compress_mb_s"]
-                    and zs[size]["ratio"] <= z6[size]["ratio"],
-                }
+    for size, base in sorted(z6.items()):
+        if size < 4000:
+            continue
+        out.append(
+            {
+                "target": f"default (zlib-6) stores <= 0.45 of the JSON at {size} B",
+                "measured": f"{base['ratio']:.3f}",
+                "met": base["ratio"] <= 0.45,
+            }
+        )
+        zstd = [r for r in comp if r["algorithm"] == "zstd" and r["payload_bytes"] == size]
+        meeting = [
+            r for r in zstd if r["compress_mb_s"] >= 2 * base["compress_mb_s"] and r["ratio"] <= base["ratio"]
+        ]
+        fastest_2x = max(
+            (r for r in zstd if r["compress_mb_s"] >= 2 * base["compress_mb_s"]),
+            key=lambda r: r["level"],
+            default=None,
+        )
+        if meeting:
+            best = meeting[0]
+            measured = (
+                f"zstd-{best['level']}: {best['compress_mb_s'] / base['compress_mb_s']:.1f}x the speed, "
+                f"ratio {best['ratio']:.3f} vs {base['ratio']:.3f}"
             )
+        elif fastest_2x:
+            measured = (
+                f"none; closest zstd-{fastest_2x['level']}: "
+                f"{fastest_2x['compress_mb_s'] / base['compress_mb_s']:.1f}x the speed, ratio "
+                f"{fastest_2x['ratio']:.3f} vs {base['ratio']:.3f}"
+            )
+        else:
+            measured = "no zstd level reaches 2x the speed"
+        out.append(
+            {
+                "target": f"some zstd level >= 2x zlib-6 speed at an equal or better ratio ({size} B)",
+                "measured": measured,
+                "met": bool(meeting),
+            }
+        )
     mon = _by_name(data.get("monitoring", []))
     for what in ("memory-tier hit", "Redis hit"):
         on = [r["p50_us"] for n, r in mon.items() if n.startswith("monitoring on") and n.endswith(what)]
@@ -163,7 +190,8 @@ def markdown(data: dict[str, Any]) -> str:
             "",
             "## Seed scenario",
             f"{seed['requests']} requests over {seed['patterns']} patterns, "
-            f"{seed['clients']} concurrent clients, model latency {seed['model_latency_s']} s.",
+            f"{seed['clients']} concurrent clients (warm pass: one client), "
+            f"model latency {seed['model_latency_s']} s.",
             "",
             _table(
                 ["run", "total s", "p50 ms", "p95 ms", "hit ratio", "model calls"],

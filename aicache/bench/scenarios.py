@@ -55,7 +55,7 @@ def seed_scenario(
                 calls["n"] += 1
             return processor.process(*args)
 
-    def run(handler) -> tuple[float, list[float], list[dict]]:
+    def run(handler, clients: int = clients) -> tuple[float, list[float], list[dict]]:
         latencies: list[float] = []
         results: list[dict] = []
 
@@ -81,7 +81,7 @@ def seed_scenario(
 
     cold_total, cold_lat, cold_results = run(cached)
     cold_calls = calls["n"]
-    warm_total, warm_lat, warm_results = run(cached)
+    warm_total, warm_lat, warm_results = run(cached, clients=1)  # one client: the cache, not the GIL
     cache.invalidate_all()
     hits = sum(r["cache_hit"] for r in cold_results)
     return {
@@ -125,17 +125,20 @@ def _loop(cache, items, seconds: float) -> int:
     return n
 
 
-def _child(url: str, prefix: str, memory: bool, seconds: float, items, queue) -> None:
+def _child(url: str, options: dict, seconds: float, items, queue) -> None:
     import django
 
     django.setup()
+    from django.conf import settings
+    from django.test.utils import override_settings
+
     from aicache.backend import AIResponseCache
 
-    options = {"KEY_PREFIX": prefix} if memory else {"KEY_PREFIX": prefix, "MEMORY_TIERS": []}
-    cache = AIResponseCache(url, {"OPTIONS": options})
-    cache.start_coherence(wait=5)
-    _loop(cache, items, 0.5)  # warm the memory tier
-    queue.put(_loop(cache, items, seconds))
+    with override_settings(AICACHE={**getattr(settings, "AICACHE", {}), "HISTORY_ENABLED": False}):
+        cache = AIResponseCache(url, {"OPTIONS": options})
+        cache.start_coherence(wait=5)
+        _loop(cache, items, 0.5)  # warm the memory tier
+        queue.put(_loop(cache, items, seconds))
 
 
 def concurrency(url: str, quick: bool = False) -> list[dict[str, Any]]:
@@ -144,7 +147,8 @@ def concurrency(url: str, quick: bool = False) -> list[dict[str, Any]]:
     items = [(prose(400, seed=900 + i), OPERATIONS[i % 5]) for i in range(200)]
     out = []
     for memory in (True, False):
-        cache = make_aicache(url) if memory else make_aicache(url, MEMORY_TIERS=[])
+        options = {"MEMORY_CACHE_SIZE": 1000} if memory else {"MEMORY_TIERS": []}  # all 200 keys fit
+        cache = make_aicache(url, **options)
         for text, op in items:
             cache.get_or_compute(text, op, lambda: {"answer": "computed"})
         _loop(cache, items, 0.3)
@@ -160,7 +164,7 @@ def concurrency(url: str, quick: bool = False) -> list[dict[str, Any]]:
             )
         ctx = multiprocessing.get_context("spawn")
         queue = ctx.Queue()
-        args = (cache._server, cache.config.key_prefix, memory, seconds, items, queue)
+        args = (cache._server, {**options, "KEY_PREFIX": cache.config.key_prefix}, seconds, items, queue)
         procs = [ctx.Process(target=_child, args=args) for _ in range(2)]
         for p in procs:
             p.start()
