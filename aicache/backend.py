@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from time import perf_counter
@@ -121,6 +122,8 @@ class AIResponseCache(RedisCache):
         self.codec = Codec(cfg.compression_algorithm, cfg.compression_level, cfg.compression_threshold)
         self._identity = (str(server), cfg.key_prefix)
         self._known_operations: set[str] = set()
+        self._tier_bounds = tuple(bound for _, bound in cfg.text_size_tiers)  # for bisect
+        self._tier_names = (*(name for name, _ in cfg.text_size_tiers), conf.XLARGE)
         memory_on = cfg.memory_cache_size > 0 and cfg.memory_cache_max_bytes > 0
         self._memory_tiers = cfg.memory_tiers if memory_on else frozenset()
         self._state_generation = -1
@@ -221,7 +224,7 @@ class AIResponseCache(RedisCache):
             ttl = cfg.operation_ttls.get(operation, cfg.default_ttl)
         elif not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
             raise ValueError(f"ttl must be a positive integer (seconds), got {ttl!r}")
-        tier = cfg.tier_for(n)
+        tier = self._tier_names[bisect_left(self._tier_bounds, n)]  # == cfg.tier_for(n), in one C call
         started = perf_counter()
         key = self.key_generator.generate(text, operation, question=question, options_bytes=opts)
         keygen = perf_counter() - started
@@ -259,11 +262,11 @@ class AIResponseCache(RedisCache):
 
     @timed_lookup
     def _lookup(self, req: CacheRequest) -> dict[str, Any] | None:
-        state = self._state
-        coherence = state.coherence
+        shared = self._state_cache if self._state_generation == state._generation else self._state
+        coherence = shared.coherence
         use_memory = req.use_memory and (coherence.memory_usable or self._memory_usable(req, coherence))
         if use_memory:
-            entry = state.memory.get(req.key)
+            entry = shared.memory.get(req.key)
             if entry is not MISSING:
                 return self._respond(orjson.loads(entry.payload), req, entry, "memory")
             token = coherence.fill_token(req.key)

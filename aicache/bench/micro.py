@@ -45,6 +45,7 @@ def reads(url: str, quick: bool = False) -> list[Result]:
     out: list[Result] = []
     memory = make_aicache(url, MEMORY_TIERS=["small", "medium", "large", "xlarge"])
     redis_only = make_aicache(url, MEMORY_TIERS=[])
+    redis_zstd = make_aicache(url, MEMORY_TIERS=[], COMPRESSION_ALGORITHM="zstd", COMPRESSION_LEVEL=3)
     peers = {
         "django-redis get (pickle)": DjangoRedisRedisCache(url, {}),
         "django-redis get (JSON + zlib)": DjangoRedisRedisCache(
@@ -86,6 +87,15 @@ def reads(url: str, quick: bool = False) -> list[Result]:
                 rounds=rounds,
             )
         )
+        redis_zstd.cache_response(text, "summarize", None, response)
+        out.append(
+            measure(
+                f"read {label}: aicache Redis hit (zstd)",
+                lambda t=text: redis_zstd.get_cached_response(t, "summarize"),
+                calls=calls,
+                rounds=rounds,
+            )
+        )
         key = text_key(text)
         raw.set(key, payload)
         out.append(
@@ -106,7 +116,7 @@ def reads(url: str, quick: bool = False) -> list[Result]:
                     rounds=rounds,
                 )
             )
-    for cache in (memory, redis_only):
+    for cache in (memory, redis_only, redis_zstd):
         cache.invalidate_all()
     return out
 
@@ -162,6 +172,8 @@ def compression(url: str, quick: bool = False) -> tuple[list[dict[str, Any]], li
             ("zlib", 9),
             ("zstd", 1),
             ("zstd", 3),
+            ("zstd", 4),
+            ("zstd", 6),
             ("zstd", 9),
             ("zstd", 19),
         ):

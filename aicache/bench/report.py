@@ -270,7 +270,7 @@ def _ratios(rows: list[dict]) -> str:
     out_rows = []
     for size in ("500", "5000", "50000"):
         group = {r["name"].split(": ", 1)[1]: r for r in rows if r["name"].startswith(f"read {size} chars")}
-        for mine in ("aicache memory-tier hit", "aicache Redis hit"):
+        for mine in ("aicache memory-tier hit", "aicache Redis hit", "aicache Redis hit (zstd)"):
             if mine not in group:
                 continue
             for other, r in group.items():
