@@ -83,3 +83,14 @@ class IngestionBatchFactory(factory.django.DjangoModelFactory):
     rollups = 3
     events = 1
     sent_at = factory.LazyFunction(lambda: timezone.now() - dt.timedelta(seconds=1))
+
+
+def rollup_everywhere(**fields) -> list[Rollup]:
+    """One rollup written at all three resolutions, as ingestion writes it."""
+    from aicache.monitoring.ingest import aligned
+
+    at = fields.pop("period_start", timezone.now()).timestamp()
+    return [
+        RollupFactory(period_start=aligned(at, int(res)), resolution=res, **fields)
+        for res in (Resolution.MINUTE, Resolution.HOUR, Resolution.DAY)
+    ]

@@ -14,8 +14,8 @@ from tests.factories import (
     IngestionBatchFactory,
     InvalidationEventFactory,
     MemorySnapshotFactory,
-    RollupFactory,
     SlowOperationFactory,
+    rollup_everywhere,
 )
 
 pytestmark = pytest.mark.django_db
@@ -187,11 +187,11 @@ def test_memory_invalidation_slow_and_ingestion_from_rows():
     )
     for i in range(6):
         InvalidationEventFactory(pattern="summarize", keys_invalidated=0)
-    RollupFactory(kind="get", outcome="hit_redis", count=100, total_duration=0.1, max_duration=0.09)
+    rollup_everywhere(kind="get", outcome="hit_redis", count=100, total_duration=0.1, max_duration=0.09)
     SlowOperationFactory(duration=0.09)
     SlowOperationFactory(duration=0.0015)
     IngestionBatchFactory(dropped_batches=2, dropped_records=50)
-    RollupFactory(kind="counter", operation="dropped_pending", tier="", outcome="", count=7)
+    rollup_everywhere(kind="counter", operation="dropped_pending", tier="", outcome="", count=7)
     w = stats.window(last="1h")
     memory = stats.memory_usage(w)
     assert memory["total_samples"] == 2 and memory["peak_memory_bytes"] == 60 * 1024 * 1024
