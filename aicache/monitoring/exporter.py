@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aicache.monitoring.recorder import CachePerformanceMonitor, Drained
+from aicache.monitoring.recorder import CachePerformanceMonitor
+from aicache.monitoring.rollups import Drained
 
 logger = logging.getLogger("aicache.monitoring")
 

@@ -30,7 +30,8 @@ import uuid
 from collections import deque
 from typing import Any
 
-from aicache.monitoring.recorder import CachePerformanceMonitor, Drained, Rollup
+from aicache.monitoring.recorder import CachePerformanceMonitor
+from aicache.monitoring.rollups import Drained, Rollup
 from aicache.monitoring.sketch import merge
 
 logger = logging.getLogger("aicache.monitoring")

@@ -30,7 +30,8 @@ from prometheus_client import (
 )
 
 from aicache.conf import aicache_settings
-from aicache.monitoring.recorder import CachePerformanceMonitor, Drained
+from aicache.monitoring.recorder import CachePerformanceMonitor
+from aicache.monitoring.rollups import Drained
 from aicache.monitoring.sketch import bucket_value
 
 LATENCY_BUCKETS_MS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000)

@@ -29,7 +29,7 @@ from aicache.monitoring.models import (
     Rollup,
     SlowOperation,
 )
-from aicache.monitoring.recorder import memory_usage_stats
+from aicache.monitoring.readings import memory_usage_stats
 
 LAST = {
     "1h": dt.timedelta(hours=1),

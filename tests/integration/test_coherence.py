@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from aicache.bench.scenarios import populate
 from tests.integration.processes import Worker
 
 pytestmark = pytest.mark.integration
@@ -174,27 +175,13 @@ def test_read_invalidate_race_never_fills_stale(real_cache, monkeypatch):
 
 
 # ------------------------------------------------------------------ invalidation at scale
-def _bulk_entries(cache, operation: str, n: int) -> None:
-    from aicache import invalidation
-
-    frame = cache.codec.encode(b'{"label":"neutral"}', 3600).data
-    pipe = cache.redis.pipeline(transaction=False)
-    for i in range(n):
-        key = cache.key_generator.generate(f"text {i}", operation)
-        pipe.set(key, frame, ex=3600)
-        invalidation.index_write(pipe, cache.config.key_prefix, operation, key, 3600)
-        if i % 2000 == 1999:
-            pipe.execute()
-    pipe.execute()
-
-
 def test_invalidating_100k_entries_of_one_operation(real_cache):
-    _bulk_entries(real_cache, "sentiment", 100_000)
-    _bulk_entries(real_cache, "summarize", 3_000)
+    populate(real_cache, "sentiment", 100_000)
+    populate(real_cache, "summarize", 3_000)
     real_cache.cache_response(TEXT, "qa", None, {"answer": "kept"}, question="q")
     worst = [0.0]
     stop = threading.Event()
-    probe_key = real_cache.key_generator.generate("text 1", "summarize")
+    probe_key = real_cache.key_generator.generate("summarize text 1", "summarize")
     reader = real_cache.redis.__class__(connection_pool=real_cache.redis.connection_pool)
 
     def read_loop():
