@@ -53,6 +53,7 @@ T = TypeVar("T")
 META_KEYS = frozenset({"cache_hit", "cached_at", "tier", "text_length", "compression_used", "cache_source"})
 _MAX_PATTERN_LENGTH = 256
 _NO_OPTIONS = canonical_options(None)
+_MISSING_PLAIN = object()  # a sentinel: a cached None is a hit
 CACHE_CONTROLS = ("default", "no-store", "refresh", "only-if-cached")
 # Faults that mean "Redis is not answering": these trip the breaker. Other RedisErrors
 # (WRONGTYPE, OOM, READONLY) are failures of one call, counted but not a reason to stop calling.
@@ -502,6 +503,19 @@ class AIResponseCache(RedisCache):
             if self.config is not None:
                 self._fault("corrupt_entry", "get", exc)
             return default
+
+    def get_many(self, keys: Any, version: Any = None, client: Any = None) -> dict[Any, Any]:
+        """As Django's, but one corrupt value is a miss for that key, not an error for all."""
+        keys = list(keys)
+        try:
+            return super().get_many(keys, version=version, client=client)
+        except CodecError:
+            found = {}
+            for key in keys:
+                value = self.get(key, _MISSING_PLAIN, version=version, client=client)
+                if value is not _MISSING_PLAIN:
+                    found[key] = value
+            return found
 
     def get_performance_summary(self) -> dict[str, Any]:
         """A short view of this process's figures for this cache."""

@@ -197,6 +197,10 @@ def test_plain_api_never_unpickles(ai_cache, monkeypatch):
     assert ai_cache.error_counts()["corrupt_entry"] == 1
     with pytest.raises(TypeError, match="JSON-typed"):
         ai_cache.set("obj", object())
+    ai_cache.set("good", [1, 2])
+    ai_cache.set("none", None)
+    assert ai_cache.get_many(["good", "evil", "none", "absent"]) == {"good": [1, 2], "none": None}
+    assert ai_cache.error_counts()["corrupt_entry"] == 2
 
 
 # ------------------------------------------------------------------ bad input
