@@ -225,7 +225,7 @@ class AIResponseCache(RedisCache):
             ttl = cfg.operation_ttls.get(operation, cfg.default_ttl)
         elif not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
             raise ValueError(f"ttl must be a positive integer (seconds), got {ttl!r}")
-        tier = self._tier_names[bisect_left(self._tier_bounds, n)]  # == cfg.tier_for(n), in one C call
+        tier = self._tier_names[bisect_left(self._tier_bounds, n)]  # a length equal to a bound: that tier
         started = perf_counter()
         key = self.key_generator.generate(text, operation, question=question, options_bytes=opts)
         keygen = perf_counter() - started

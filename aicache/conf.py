@@ -375,15 +375,6 @@ class CacheConfig:
     memory_sample_seconds: float
     metrics_export_seconds: float
 
-    def tier_for(self, text_length: int) -> str:
-        for name, bound in self.text_size_tiers:
-            if text_length <= bound:
-                return name
-        return XLARGE
-
-    def ttl_for(self, operation: str) -> int:
-        return self.operation_ttls.get(operation, self.default_ttl)
-
 
 def merged(options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Defaults, then ``settings.AICACHE``, then the cache's ``OPTIONS`` (aicache keys only)."""
