@@ -114,6 +114,16 @@ def _text(value: Any, limit: int) -> str:
     return value[:limit]
 
 
+def _count(value: Any) -> int | None:
+    """A non-negative integer, or None; anything else makes the batch bad (not a database error
+    that Celery would retry)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadBatch(f"expected a non-negative integer, got {value!r:.50}")
+    return value
+
+
 def series(rows: Iterable[list]) -> dict[SeriesKey, Agg]:
     """Validated rollup rows expanded to every resolution and summed per series."""
     out: dict[SeriesKey, Agg] = {}
@@ -123,6 +133,7 @@ def series(rows: Iterable[list]) -> dict[SeriesKey, Agg]:
                 row
             )
             ts, count, total = float(ts), int(count), float(total)
+            mn, mx = (None if v is None else float(v) for v in (mn, mx))
             parts = (_text(kind, 16), _text(op, 64), _text(tier, 32), _text(outcome, 32))
             numbers = (int(text), int(text_max), int(b_in), int(b_out))
             if count < 0 or not isinstance(sketch, dict) or not isinstance(ratios, dict):
@@ -228,12 +239,12 @@ def ingest(payload: Any) -> dict[str, Any]:
                 timestamp=when(ts),
                 source=MemorySnapshot.Source.PROCESS,
                 process=process,
-                memory_entries=entries,
-                memory_bytes=size,
-                memory_max_entries=max_entries,
-                memory_max_bytes=max_size,
-                redis_used_bytes=redis_used,
-                process_rss_bytes=rss,
+                memory_entries=_count(entries),
+                memory_bytes=_count(size),
+                memory_max_entries=_count(max_entries),
+                memory_max_bytes=_count(max_size),
+                redis_used_bytes=_count(redis_used),
+                process_rss_bytes=_count(rss),
             )
             for ts, entries, size, max_entries, max_size, redis_used, rss in payload.get("memory") or []
         ]

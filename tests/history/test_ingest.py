@@ -121,6 +121,9 @@ def test_two_processes_same_minute_are_merged():
         {"batch_id": "x", "rollups": [row(kind=5)]},
         {"batch_id": "x", "slow": [[T0, "get"]]},
         {"batch_id": "x", "sent_at": "yesterday"},
+        {"batch_id": "x", "memory": [[T0, "lots", 500, 100, 1000, None, 1]]},
+        {"batch_id": "x", "rollups": [row(mn="fast")]},
+        {"batch_id": "x", "memory": [[T0, 5, -1, 100, 1000, None, 1]]},
     ],
 )
 def test_bad_batches_are_rejected_and_write_nothing(payload):
