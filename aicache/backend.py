@@ -457,7 +457,7 @@ class AIResponseCache(RedisCache):
         _check_context(operation_context)
         self.memory.clear()
         removed = self._scan_unlink(f"{glob_escape(cfg.key_prefix)}:*")
-        self._scan_unlink(glob_escape(invalidation.index_key(cfg.key_prefix, "")) + "*")
+        self._guarded("invalidate", None, invalidation.drop_indexes, self.redis, cfg.key_prefix)
         return removed
 
     @timed_invalidation(

@@ -35,10 +35,16 @@ def index_key(prefix: str, operation: str) -> str:
     return f"{prefix}!idx:{operation}"
 
 
+def operations_key(prefix: str) -> str:
+    """A set of the operations that have an index: lets readers find them without a SCAN."""
+    return f"{prefix}!ops"
+
+
 def index_write(pipe: Any, prefix: str, operation: str, key: str, ttl: int) -> None:
     """Queue the index upkeep of one write on ``pipe`` (same round trip as the SET)."""
     idx = index_key(prefix, operation)
     now_ms = int(time.time() * 1000)
+    pipe.sadd(operations_key(prefix), operation)
     pipe.zadd(idx, {key: now_ms + ttl * 1000})
     pipe.zremrangebyscore(idx, "-inf", now_ms)
     pipe.expire(idx, ttl, nx=True)
@@ -52,6 +58,22 @@ class Progress:
 
     def __init__(self) -> None:
         self.removed = 0
+
+
+def live_entries(client: Any, prefix: str) -> int:
+    """Unexpired aicache entries, from the indexes (ZCOUNT by expiry): no scan of the keyspace."""
+    now_ms = int(time.time() * 1000)
+    operations = sorted(client.smembers(operations_key(prefix)))
+    pipe = client.pipeline(transaction=False)
+    for operation in operations:
+        pipe.zcount(index_key(prefix, operation.decode()), now_ms, "+inf")
+    return sum(pipe.execute()) if operations else 0
+
+
+def drop_indexes(client: Any, prefix: str) -> None:
+    """Remove every index and the set naming them (``invalidate_all``)."""
+    operations = [op.decode() for op in client.smembers(operations_key(prefix))]
+    client.unlink(operations_key(prefix), *(index_key(prefix, op) for op in operations))
 
 
 def scan_unlink(client: Any, match: str, progress: Progress) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 from django.core.cache import caches
@@ -54,19 +53,6 @@ def compact(now: dt.datetime | None = None) -> dict[str, int]:
     return {"minute_rollups_folded": removed}
 
 
-def _live_entries(client: Any, prefix: str) -> int:
-    """Live aicache entries from the per-operation indexes (ZCOUNT of unexpired members): no
-    scan of the keyspace, only of the few index keys."""
-    now_ms = int(time.time() * 1000)
-    total = 0
-    for key in client.scan_iter(
-        match=invalidation.glob_escape(invalidation.index_key(prefix, "")) + "*", count=100
-    ):
-        if b":drain:" not in key:
-            total += client.zcount(key, now_ms, "+inf")
-    return total
-
-
 def snapshot_redis() -> list[dict[str, Any]]:
     """Record Redis memory, live entry count and hit/miss counters for each aicache cache."""
     out = []
@@ -76,7 +62,7 @@ def snapshot_redis() -> list[dict[str, Any]]:
             client = cache.redis
             memory = client.info("memory")
             stats = client.info("stats")
-            entries = _live_entries(client, cache.config.key_prefix)
+            entries = invalidation.live_entries(client, cache.config.key_prefix)
         except RedisError as exc:
             out.append({"alias": alias, "error": str(exc)})
             continue

@@ -179,6 +179,16 @@ def test_invalidation_spans_many_batches(ai_cache):
     for i in range(1234):
         ai_cache.cache_response(f"text {i}", "questions", None, {"q": i})
     assert ai_cache.invalidate_by_operation("questions") == 1234
+    # Only the small set naming the operations with an index remains (it is bookkeeping).
+    assert [k.decode() for k in ai_cache.redis.scan_iter()] == ["ai_cache!ops"]
+    from aicache import invalidation
+
+    assert invalidation.live_entries(ai_cache.redis, "ai_cache") == 0
+    for i in range(3):
+        ai_cache.cache_response(f"again {i}", "questions", None, {"q": i})
+    ai_cache.cache_response("other", "qa", None, {"a": 1}, question="q")
+    assert invalidation.live_entries(ai_cache.redis, "ai_cache") == 4
+    assert ai_cache.invalidate_all() == 4
     assert ai_cache.redis.dbsize() == 0
 
 
