@@ -80,11 +80,11 @@ def time_once(fn: Callable[[], Any]) -> float:
 
 
 def _version(module: str) -> str:
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return version(module)
-    except Exception:
+    except PackageNotFoundError:
         return "not installed"
 
 

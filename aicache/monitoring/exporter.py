@@ -85,6 +85,8 @@ class Exporter:
                     try:
                         sink(watched.monitor, drained)
                     except Exception:
+                        # Broad on purpose: sinks are plug-ins (Prometheus, the Celery flusher, a
+                        # user's); one that breaks must not stop the others or kill this thread.
                         self.sink_failures += 1
                         logger.exception("aicache monitoring sink %r failed", sink)
 

@@ -30,6 +30,9 @@ import uuid
 from collections import deque
 from typing import Any
 
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
+
 from aicache.monitoring.recorder import CachePerformanceMonitor
 from aicache.monitoring.rollups import Drained, Rollup
 from aicache.monitoring.sketch import merge
@@ -187,7 +190,7 @@ class CeleryFlusher:
                 batch["dropped"] = {"batches": self.dropped_batches, "records": self.dropped_records}
                 try:
                     self._send(batch)
-                except Exception as exc:
+                except (KombuError, RedisError, OSError) as exc:  # broker unreachable or refusing
                     self.failures += 1
                     if self.failures == 1 or self.failures % 100 == 0:
                         logger.warning(

@@ -46,6 +46,8 @@ def never_raises(method: F) -> F:
         try:
             return method(self, *args, **kwargs)
         except Exception:
+            # Deliberately broad: this is the monitoring's one fail-open boundary. Whatever broke
+            # in here, the cache call that reported must go on.
             self.failures += 1
             if not self._failure_logged:
                 self._failure_logged = True
