@@ -29,6 +29,14 @@ BAD_SETTINGS = [
     ("aicache.E007", "MAX_TEXT_LENGTH", {"MAX_TEXT_LENGTH": 0}),
     ("aicache.E010", "SOCKET_TIMEOUT", {"SOCKET_TIMEOUT": -1}),
     ("aicache.E010", "CIRCUIT_BREAKER_FAILURES", {"CIRCUIT_BREAKER_FAILURES": 0}),
+    ("aicache.E010", "SINGLE_FLIGHT_LOCK_TIMEOUT", {"SINGLE_FLIGHT_LOCK_TIMEOUT": 0}),
+    ("aicache.E011", "MONITOR_CLASS", {"MONITOR_CLASS": "no.such.Monitor"}),
+    ("aicache.E011", "MONITOR_RETENTION_HOURS", {"MONITOR_RETENTION_HOURS": 0}),
+    ("aicache.E011", "INVALIDATION_RATE_CRITICAL_PER_HOUR", {"INVALIDATION_RATE_CRITICAL_PER_HOUR": 10}),
+    ("aicache.E011", "METRICS_PUBLIC", {"METRICS_PUBLIC": "yes"}),
+    ("aicache.E011", "FLUSH_INTERVAL", {"FLUSH_INTERVAL": -5}),
+    ("aicache.E011", "RETENTION_RAW_DAYS", {"RETENTION_RAW_DAYS": 0}),
+    ("aicache.E011", "HISTORY_ENABLED", {"HISTORY_ENABLED": 1}),
 ]
 
 
@@ -40,7 +48,10 @@ def test_global_setting_errors(settings, check_id, setting, bad):
     assert setting in messages[0].msg and messages[0].hint
 
 
-@pytest.mark.parametrize("check_id,setting,bad", BAD_SETTINGS[:4])
+@pytest.mark.parametrize(
+    "check_id,setting,bad",
+    [*BAD_SETTINGS[:4], ("aicache.E002", "MEMORY_COHERENCE", {"MEMORY_COHERENCE": "pubsub"})],
+)
 def test_per_cache_option_errors(settings, check_id, setting, bad):
     settings.CACHES = {
         **settings.CACHES,
