@@ -425,7 +425,7 @@ class AIResponseCache(RedisCache):
             )
         _check_context(operation_context)
         head = len(cfg.key_prefix) + 1
-        self.memory.delete_many([k for k in self.memory_keys() if pattern in k[head:]])
+        self.memory.delete_where(lambda key: pattern in key[head:])
         return self._scan_unlink(f"{glob_escape(cfg.key_prefix)}:*{glob_escape(pattern)}*")
 
     @timed_invalidation("operation", lambda operation, operation_context="": (operation, operation_context))
@@ -485,9 +485,6 @@ class AIResponseCache(RedisCache):
         if wait > 0:
             coherence.wait_live(wait)
         return coherence.status
-
-    def memory_keys(self) -> list[str]:
-        return self.memory.keys()
 
     def _scan_unlink(self, match: str) -> int:
         """The exact number removed, even if Redis fails midway (what went before counts)."""

@@ -16,7 +16,7 @@ from django.utils.module_loading import import_string
 from aicache import conf
 
 W_UNKNOWN = "aicache.W001"
-E_PICKLE = "aicache.E009"
+E_PICKLE = f"aicache.{conf.E_SERIALIZER}"
 PICKLE_SERIALIZERS = ("django_redis.serializers.pickle.PickleSerializer",)
 
 

@@ -89,7 +89,6 @@ class Coherence:
         self._live = threading.Event()
         self.reconnects = 0
         self.messages = 0
-        self.last_message_at = 0.0
 
     # ------------------------------------------------------------------ reading side
     @property
@@ -277,7 +276,6 @@ class Coherence:
         if not isinstance(message, list) or len(message) != 3 or message[0] != b"message":
             return
         self.messages += 1
-        self.last_message_at = time.monotonic()
         channel, payload = message[1], message[2]
         if channel == INVALIDATE_CHANNEL:
             if payload is None:

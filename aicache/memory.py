@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -104,10 +105,14 @@ class MemoryTier:
                     removed += 1
             return removed
 
-    def delete_prefix(self, prefix: str) -> int:
+    def delete_where(self, match: Callable[[str], bool]) -> int:
+        """Delete every key for which ``match(key)`` is true."""
         with self._lock:
-            doomed = [k for k in self._data if k.startswith(prefix)]
+            doomed = [k for k in self._data if match(k)]
         return self.delete_many(doomed)
+
+    def delete_prefix(self, prefix: str) -> int:
+        return self.delete_where(lambda key: key.startswith(prefix))
 
     def clear(self) -> int:
         with self._lock:

@@ -32,10 +32,6 @@ class CircuitBreaker:
     def allow(self) -> bool:
         return self._open_until <= time.monotonic()
 
-    @property
-    def is_open(self) -> bool:
-        return not self.allow()
-
     def success(self) -> None:
         if self._failures:
             with self._lock:

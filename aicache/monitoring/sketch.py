@@ -32,10 +32,6 @@ def bucket_value(index: int) -> float:
     return 2 * GAMMA**index / (GAMMA + 1)
 
 
-def bucket_upper(index: int) -> float:
-    return 0.0 if index == ZERO_BUCKET else GAMMA**index
-
-
 def merge(into: dict[int, int], other: Mapping[int | str, int]) -> dict[int, int]:
     """Add ``other``'s counts into ``into`` (keys may be str after a JSON round trip)."""
     for index, count in other.items():
