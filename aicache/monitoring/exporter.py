@@ -73,7 +73,10 @@ class Exporter:
         while not self._stop.wait(self.interval):
             self.flush_now()
 
-    def flush_now(self, force_memory_sample: bool = False) -> None:
+    def flush_now(self, force_memory_sample: bool = False, ship: bool = True) -> None:
+        """Drain every monitor into every sink. ``ship=False`` (the /metrics view, a request
+        thread) hands sinks that ship over the network (they have ``collect``) the data without
+        letting them send it: that waits for the exporter thread."""
         with self._lock:
             now = time.monotonic()
             for watched in self._watched:
@@ -83,7 +86,10 @@ class Exporter:
                 drained = watched.monitor.drain()
                 for sink in self._sinks:
                     try:
-                        sink(watched.monitor, drained)
+                        if not ship and hasattr(sink, "collect"):
+                            sink.collect(watched.monitor, drained)
+                        else:
+                            sink(watched.monitor, drained)
                     except Exception:
                         # Broad on purpose: sinks are plug-ins (Prometheus, the Celery flusher, a
                         # user's); one that breaks must not stop the others or kill this thread.

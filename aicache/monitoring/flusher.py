@@ -33,6 +33,7 @@ from typing import Any
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
+from aicache.conf import aicache_settings
 from aicache.monitoring.recorder import CachePerformanceMonitor
 from aicache.monitoring.rollups import Drained, Rollup
 from aicache.monitoring.sketch import merge
@@ -84,10 +85,14 @@ class CeleryFlusher:
         self._memory: list[list] = []
 
     def __call__(self, monitor: CachePerformanceMonitor, drained: Drained) -> None:
-        from aicache.conf import aicache_settings
+        """Exporter sink: collect, and send when a batch is due."""
+        if self.collect(monitor, drained):
+            self.flush()
 
+    def collect(self, monitor: CachePerformanceMonitor, drained: Drained) -> bool:
+        """Merge a drained batch into the pending one; True when it is due to be sent."""
         if not aicache_settings.HISTORY_ENABLED:
-            return
+            return False
         with self._lock:
             self._monitor = monitor
             for key, rollup in drained.rollups.items():
@@ -137,11 +142,9 @@ class CeleryFlusher:
                 ]
                 for r in drained.memory
             )
-            due = (
+            return (
                 time.monotonic() - self._last_flush >= self.interval or len(self._rollups) >= self.max_rollups
             )
-        if due:
-            self.flush()
 
     def _seal(self) -> dict | None:
         if not (self._rollups or self._slow or self._invalidations or self._memory):

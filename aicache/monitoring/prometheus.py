@@ -154,7 +154,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         return response
     from aicache.monitoring.exporter import get_exporter
 
-    get_exporter().flush_now()
+    get_exporter().flush_now(ship=False)  # a scrape must not wait on the Celery broker
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

@@ -116,3 +116,26 @@ def test_cache_calls_reach_the_database_through_eager_celery(settings, ai_cache)
     flusher(ai_cache.monitor, ai_cache.monitor.drain())
     assert Rollup.objects.filter(kind="get", resolution=60).get().outcome == "hit_memory"
     assert Rollup.objects.filter(kind="set", resolution=60).exists()
+
+
+def test_a_scrape_collects_but_does_not_ship(history_on):
+    """/metrics flushes with ship=False: a request thread never waits on the Celery broker."""
+    from types import SimpleNamespace
+
+    from aicache.memory import MemoryTier
+    from aicache.monitoring.exporter import Exporter
+
+    monitor, broker = CachePerformanceMonitor(), Broker()
+    flusher = CeleryFlusher(interval=0, max_rollups=1000, buffer_batches=5, send=broker)
+    exporter = Exporter()
+    exporter._sinks = [flusher]
+    exporter._watched.append(
+        SimpleNamespace(monitor=monitor, memory=MemoryTier(1, 1), sample_seconds=1e9, last_sample=1e18)
+    )
+    reads(monitor, 4)
+    exporter.flush_now(ship=False)
+    assert broker.delivered == [] and flusher.waiting == 0
+    exporter.flush_now()
+    assert len(broker.delivered) == 1
+    (get,) = [r for r in broker.delivered[0]["rollups"] if r[1] == "get"]
+    assert get[5] == 4  # what the scrape collected was shipped by the next exporter pass
