@@ -68,54 +68,35 @@ def reads(url: str, quick: bool = False) -> list[Result]:
         calls = _calls(quick, 20000 if response_bytes < 10000 else 4000)
         size = f"{len(payload) // 1000} KB" if len(payload) >= 1000 else f"{len(payload)} B"
         label = f"{text_chars} chars / {size}"
-        memory.cache_response(text, "summarize", None, response)
-        memory.get_cached_response(text, "summarize")
-        out.append(
-            measure(
-                f"read {label}: aicache memory-tier hit",
-                lambda t=text: memory.get_cached_response(t, "summarize"),
-                calls=calls,
-                rounds=rounds,
-            )
-        )
-        redis_only.cache_response(text, "summarize", None, response)
-        out.append(
-            measure(
-                f"read {label}: aicache Redis hit",
-                lambda t=text: redis_only.get_cached_response(t, "summarize"),
-                calls=calls,
-                rounds=rounds,
-            )
-        )
-        redis_zstd.cache_response(text, "summarize", None, response)
-        out.append(
-            measure(
-                f"read {label}: aicache Redis hit (zstd)",
-                lambda t=text: redis_zstd.get_cached_response(t, "summarize"),
-                calls=calls,
-                rounds=rounds,
-            )
-        )
+        ours = {
+            "aicache memory-tier hit": memory,
+            "aicache Redis hit": redis_only,
+            "aicache Redis hit (zstd)": redis_zstd,
+        }
         key = text_key(text)
-        raw.set(key, payload)
-        out.append(
-            measure(
-                f"read {label}: raw redis-py GET + orjson.loads",
-                lambda t=text: orjson.loads(raw.get(text_key(t))),
-                calls=calls,
-                rounds=rounds,
+        # name -> (store the answer, read it back); each case stores right before it is measured,
+        # since the Redis peers share one key and each writes its own format there.
+        cases = {}
+        for name, cache in ours.items():
+            cases[name] = (
+                lambda c=cache, t=text, r=response: (
+                    c.cache_response(t, "summarize", None, r),
+                    c.get_cached_response(t, "summarize"),
+                ),
+                lambda c=cache, t=text: c.get_cached_response(t, "summarize"),
             )
+        cases["raw redis-py GET + orjson.loads"] = (
+            lambda k=key, p=payload: raw.set(k, p),
+            lambda t=text: orjson.loads(raw.get(text_key(t))),
         )
         for name, peer in peers.items():
-            peer.set(key, response, timeout=3600)
-            out.append(
-                measure(
-                    f"read {label}: {name}",
-                    lambda p=peer, t=text: p.get(text_key(t)),
-                    calls=calls,
-                    rounds=rounds,
-                )
+            cases[name] = (
+                lambda p=peer, k=key, r=response: p.set(k, r, timeout=3600),
+                lambda p=peer, t=text: p.get(text_key(t)),
             )
+        for name, (store, read) in cases.items():
+            store()
+            out.append(measure(f"read {label}: {name}", read, calls=calls, rounds=rounds))
     for cache in (memory, redis_only, redis_zstd):
         cache.invalidate_all()
     return out
