@@ -42,6 +42,7 @@ from aicache.instrument import build_monitor, timed_invalidation, timed_lookup, 
 from aicache.invalidation import Progress, glob_escape
 from aicache.keys import CacheKeyGenerator, canonical_options, validate_operation
 from aicache.memory import MISSING, MemoryTier
+from aicache.monitoring.summaries import EMPTY_SUMMARY
 from aicache.singleflight import single_flight
 from aicache.state import ProcessState
 
@@ -515,27 +516,9 @@ class AIResponseCache(RedisCache):
             return found
 
     def get_performance_summary(self) -> dict[str, Any]:
-        """A short view of this process's figures for this cache."""
-        stats = self.monitor.get_performance_stats() if hasattr(self.monitor, "get_performance_stats") else {}
-        ops = stats.get("cache_operations", {})
-        records = self.monitor.export_metrics()["cache_operations"] if stats else []
-        gets = [r for r in records if r["operation"] == "get"]
-        by_tier: dict[str, list[float]] = {}
-        for r in gets:
-            by_tier.setdefault(r["tier"], []).append(r["duration"])
-        memory_hits = sum(1 for r in gets if r["source"] == "memory")
-        hits = sum(1 for r in gets if r["cache_hit"])
-        compression = stats.get("compression", {})
-        return {
-            "hit_ratio": stats.get("cache_hit_rate", 0.0) / 100,
-            "total_operations": stats.get("total_cache_operations", 0),
-            "memory_tier_hit_share": memory_hits / hits if hits else 0.0,
-            "avg_get_latency_by_tier": {t: sum(v) / len(v) for t, v in sorted(by_tier.items())},
-            "avg_operation_latency": ops.get("avg_duration", 0.0),
-            "compression_savings_percent": compression.get("overall_savings_percent", 0.0),
-            "compression_bytes_saved": compression.get("total_bytes_saved", 0),
-            "errors": self.error_counts(),
-        }
+        """A short view of this process's figures for this cache (zeros with monitoring off)."""
+        summary = getattr(self.monitor, "summary", None)
+        return {**(summary() if summary is not None else EMPTY_SUMMARY), "errors": self.error_counts()}
 
     def ping(self) -> bool:
         """True if Redis answers (fail-open: False, never an exception)."""

@@ -78,6 +78,29 @@ class Readings:
             stats["invalidation"] = self.get_invalidation_frequency_stats()
         return stats
 
+    def summary(self) -> dict[str, Any]:
+        """``AIResponseCache.get_performance_summary``'s figures, from one settle of the windows."""
+        with self._state_lock:
+            stats = self._performance_stats()
+            ops = self._operation_records()
+        by_tier: dict[str, list[float]] = {}
+        memory_hits = hits = 0
+        for r in ops:
+            if r.operation == "get":
+                by_tier.setdefault(r.tier, []).append(r.duration)
+                hits += r.cache_hit
+                memory_hits += r.source == "memory"
+        compression = stats.get("compression", {})
+        return {
+            "hit_ratio": stats["cache_hit_rate"] / 100,
+            "total_operations": stats["total_cache_operations"],
+            "memory_tier_hit_share": memory_hits / hits if hits else 0.0,
+            "avg_get_latency_by_tier": {t: sum(v) / len(v) for t, v in sorted(by_tier.items())},
+            "avg_operation_latency": stats.get("cache_operations", {}).get("avg_duration", 0.0),
+            "compression_savings_percent": compression.get("overall_savings_percent", 0.0),
+            "compression_bytes_saved": compression.get("total_bytes_saved", 0),
+        }
+
     def get_recent_slow_operations(self, threshold_multiplier: float = 2.0) -> dict[str, list[dict]]:
         return {
             "key_generation": summaries.slow_list(

@@ -14,6 +14,16 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+EMPTY_SUMMARY: dict[str, Any] = {
+    "hit_ratio": 0.0,
+    "total_operations": 0,
+    "memory_tier_hit_share": 0.0,
+    "avg_get_latency_by_tier": {},
+    "avg_operation_latency": 0.0,
+    "compression_savings_percent": 0.0,
+    "compression_bytes_saved": 0,
+}
+
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of already sorted values (q in 0..100)."""
