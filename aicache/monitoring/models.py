@@ -131,6 +131,8 @@ class InvalidationEvent(models.Model):
     class Meta:
         verbose_name = "invalidation event"
         ordering = ["-timestamp"]
+        # Checked by the API, the commands' callers and the dashboard before any invalidation.
+        permissions = [("invalidate_cache", "Can invalidate the AI cache and reset its monitor")]
         indexes = [models.Index(fields=["invalidation_type", "timestamp"], name="aicache_inval_type_ts")]
 
 
