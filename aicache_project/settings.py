@@ -116,7 +116,7 @@ AICACHE: dict = {}
 
 # The reference text processor behind the demo and the benchmarks; point CLASS at your LLM client.
 AICACHE_TEXT_PROCESSOR = {
-    "CLASS": os.environ.get("AICACHE_PROCESSOR_CLASS", "aicache_project.processor.LocalTextProcessor"),
+    "CLASS": os.environ.get("AICACHE_PROCESSOR_CLASS", "aicache.processor.LocalTextProcessor"),
     "OPTIONS": {"latency": float(os.environ.get("AICACHE_PROCESSOR_LATENCY", "0.8"))},
 }
 

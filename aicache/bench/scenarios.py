@@ -40,7 +40,7 @@ def seed_scenario(
 ) -> dict[str, Any]:
     """``requests`` requests over ``patterns`` distinct ones through the reference processor, from
     ``clients`` concurrent clients: without a cache, and with aicache (cold, then warm)."""
-    from aicache_project.processor import LocalTextProcessor
+    from aicache.processor import LocalTextProcessor
 
     processor = LocalTextProcessor(latency)
     work = _patterns(patterns)
@@ -76,7 +76,7 @@ def seed_scenario(
     cache = make_aicache(url)
     calls["n"] = 0
 
-    def cached(t, op, o, q):  # what aicache_project.processor.process_cached does
+    def cached(t, op, o, q):  # what aicache.processor.process_cached does
         return cache.get_or_compute(t, op, lambda: counting.process(t, op, o, q), o, q)
 
     cold_total, cold_lat, cold_results = run(cached)

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from aicache.bench.payloads import llm_response, prose
-from aicache_project.processor import LocalTextProcessor, get_processor, process_cached
+from aicache.processor import LocalTextProcessor, get_processor, process_cached
 
 TEXT = (
     "Caching makes repeated answers fast and cheap. Errors in the model are costly and slow to fix. "
@@ -67,7 +67,7 @@ def test_latency_is_simulated():
 
 def test_pluggable_processor_and_cached_path(settings, ai_cache):
     settings.AICACHE_TEXT_PROCESSOR = {
-        "CLASS": "aicache_project.processor.LocalTextProcessor",
+        "CLASS": "aicache.processor.LocalTextProcessor",
         "OPTIONS": {"latency": 0},
     }
     assert get_processor().latency == 0

@@ -23,7 +23,7 @@ from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 OPERATIONS = ("summarize", "sentiment", "key_points", "questions", "qa")
-DEFAULT_SETTINGS = {"CLASS": "aicache_project.processor.LocalTextProcessor", "OPTIONS": {"latency": 0.8}}
+DEFAULT_SETTINGS = {"CLASS": "aicache.processor.LocalTextProcessor", "OPTIONS": {"latency": 0.8}}
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
