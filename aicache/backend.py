@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from time import perf_counter
 from typing import Any, NamedTuple, TypeVar
 
@@ -413,21 +415,44 @@ class AIResponseCache(RedisCache):
 
     @timed_invalidation("pattern", lambda pattern, operation_context="": (pattern, operation_context))
     def invalidate_pattern(self, pattern: str, operation_context: str = "") -> int:
-        """Remove entries whose key (after the prefix) contains ``pattern`` literally.
-
-        Glob characters in ``pattern`` match themselves, so user input cannot widen the match.
-        """
+        """Remove the entries of every operation whose name matches ``pattern``, a Redis-style glob
+        over the operation segment of the key (``*``, ``?``, ``[...]``): ``"summarize"``,
+        ``"summ*"``, ``"qa_v[12]"``, ``"*"``. A trailing ``:`` is ignored (the seed's
+        ``"summarize:"``). A pattern never matches inside a digest: keys are
+        ``{prefix}:{operation}:{hex digest}`` and neither part holds a ``:``."""
         cfg = self._check_config()
-        if not isinstance(pattern, str):
-            raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
-        if not pattern or len(pattern) > _MAX_PATTERN_LENGTH:
-            raise ValueError(
-                f"pattern must be 1-{_MAX_PATTERN_LENGTH} characters; use invalidate_all() for all"
-            )
+        op_glob = _operation_glob(pattern)
         _check_context(operation_context)
-        head = len(cfg.key_prefix) + 1
-        self.memory.delete_where(lambda key: pattern in key[head:])
-        return self._scan_unlink(f"{glob_escape(cfg.key_prefix)}:*{glob_escape(pattern)}*")
+        self.memory.delete_where(_memory_matcher(cfg.key_prefix, op_glob))
+        return self._scan_unlink(f"{glob_escape(cfg.key_prefix)}:{op_glob}:*", cfg.key_prefix)
+
+    def count_pattern(self, pattern: str) -> int:
+        """How many entries :meth:`invalidate_pattern` would remove now (SCAN, no deletion)."""
+        cfg = self._check_config()
+        op_glob = _operation_glob(pattern)
+        progress = Progress()
+        self._guarded(
+            "count",
+            None,
+            invalidation.scan_count,
+            self.redis,
+            f"{glob_escape(cfg.key_prefix)}:{op_glob}:*",
+            progress,
+        )
+        return progress.removed
+
+    def count_by_operation(self, operation: str) -> int:
+        """Live entries of one operation, from its index (no scan of the keyspace)."""
+        cfg = self._check_config()
+        validate_operation(operation)
+        return int(
+            self._guarded("count", 0, invalidation.live_entries, self.redis, cfg.key_prefix, [operation])
+        )
+
+    def count_all(self) -> int:
+        """Live entries of every operation, from the indexes (no scan of the keyspace)."""
+        cfg = self._check_config()
+        return int(self._guarded("count", 0, invalidation.live_entries, self.redis, cfg.key_prefix))
 
     @timed_invalidation("operation", lambda operation, operation_context="": (operation, operation_context))
     def invalidate_by_operation(self, operation: str, operation_context: str = "") -> int:
@@ -487,10 +512,10 @@ class AIResponseCache(RedisCache):
             coherence.wait_live(wait)
         return coherence.status
 
-    def _scan_unlink(self, match: str) -> int:
+    def _scan_unlink(self, match: str, prefix: str | None = None) -> int:
         """The exact number removed, even if Redis fails midway (what went before counts)."""
         progress = Progress()
-        self._guarded("invalidate", None, invalidation.scan_unlink, self.redis, match, progress)
+        self._guarded("invalidate", None, invalidation.scan_unlink, self.redis, match, progress, prefix)
         return progress.removed
 
     # ----------------------------------------------------------------- plain API
@@ -570,6 +595,34 @@ def _seconds(name: str, value: Any, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
     return float(value)
+
+
+_OPERATION_GLOB_RE = re.compile(rf"[a-z0-9_\-*?\[\]^]{{1,{_MAX_PATTERN_LENGTH}}}")
+
+
+def _operation_glob(pattern: Any) -> str:
+    """``pattern`` checked as a glob over operation names ([a-z0-9_-] plus ``* ? [ ] ^``)."""
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
+    glob = pattern[:-1] if pattern.endswith(":") else pattern
+    if not _OPERATION_GLOB_RE.fullmatch(glob):
+        raise ValueError(
+            f"pattern must be a glob over operation names: 1-{_MAX_PATTERN_LENGTH} characters of "
+            f"[a-z0-9_-] and * ? [ ] ^, got {pattern!r}; use invalidate_all() for everything"
+        )
+    return glob
+
+
+def _memory_matcher(prefix: str, op_glob: str) -> Callable[[str], bool]:
+    """The memory-tier side of a pattern: Redis's ``[^...]`` is fnmatch's ``[!...]``."""
+    head = len(prefix) + 1
+    translated = op_glob.replace("[^", "[!")
+
+    def match(key: str) -> bool:
+        operation = key[head:].partition(":")[0]
+        return fnmatchcase(operation, translated)
+
+    return match
 
 
 def _check_context(operation_context: Any) -> None:

@@ -60,13 +60,15 @@ class Progress:
         self.removed = 0
 
 
-def live_entries(client: Any, prefix: str) -> int:
-    """Unexpired aicache entries, from the indexes (ZCOUNT by expiry): no scan of the keyspace."""
+def live_entries(client: Any, prefix: str, operations: list[str] | None = None) -> int:
+    """Unexpired aicache entries (of ``operations``, default all), from the indexes (ZCOUNT by
+    expiry): no scan of the keyspace."""
     now_ms = int(time.time() * 1000)
-    operations = sorted(client.smembers(operations_key(prefix)))
+    if operations is None:
+        operations = sorted(op.decode() for op in client.smembers(operations_key(prefix)))
     pipe = client.pipeline(transaction=False)
     for operation in operations:
-        pipe.zcount(index_key(prefix, operation.decode()), now_ms, "+inf")
+        pipe.zcount(index_key(prefix, operation), now_ms, "+inf")
     return sum(pipe.execute()) if operations else 0
 
 
@@ -76,15 +78,38 @@ def drop_indexes(client: Any, prefix: str) -> None:
     client.unlink(operations_key(prefix), *(index_key(prefix, op) for op in operations))
 
 
-def scan_unlink(client: Any, match: str, progress: Progress) -> None:
+def scan_unlink(client: Any, match: str, progress: Progress, prefix: str | None = None) -> None:
+    """UNLINK every key matching ``match`` in batches of 500 (SCAN, never KEYS). With ``prefix``,
+    the removed keys also leave their operation's index, so index counts stay exact."""
     batch: list[bytes] = []
     for key in client.scan_iter(match=match, count=SCAN_COUNT):
         batch.append(key)
         if len(batch) >= UNLINK_BATCH:
-            progress.removed += client.unlink(*batch)
-            batch.clear()
+            _unlink_batch(client, batch, progress, prefix)
+            batch = []
     if batch:
+        _unlink_batch(client, batch, progress, prefix)
+
+
+def _unlink_batch(client: Any, batch: list[bytes], progress: Progress, prefix: str | None) -> None:
+    if prefix is None:
         progress.removed += client.unlink(*batch)
+        return
+    by_operation: dict[str, list[bytes]] = {}
+    head = len(prefix) + 1
+    for key in batch:
+        by_operation.setdefault(key[head:].partition(b":")[0].decode(), []).append(key)
+    pipe = client.pipeline(transaction=False)
+    pipe.unlink(*batch)
+    for operation, keys in by_operation.items():
+        pipe.zrem(index_key(prefix, operation), *keys)
+    progress.removed += pipe.execute()[0]
+
+
+def scan_count(client: Any, match: str, progress: Progress) -> None:
+    """Count the keys matching ``match`` (SCAN, never KEYS); ``progress.removed`` holds the count."""
+    for _ in client.scan_iter(match=match, count=SCAN_COUNT):
+        progress.removed += 1
 
 
 def drain_index(client: Any, prefix: str, operation: str, max_ttl: int, progress: Progress) -> None:

@@ -251,7 +251,7 @@ def invalidation_at_scale(url: str, quick: bool = False) -> list[dict[str, Any]]
             }
         )
     populate(cache, "summarize", 10_000)
-    removed, elapsed, reader = _with_reader(cache, probes, lambda: cache.invalidate_pattern("summarize:"))
+    removed, elapsed, reader = _with_reader(cache, probes, lambda: cache.invalidate_pattern("summarize"))
     out.append(
         {
             "method": "invalidate_pattern (SCAN of the keyspace)",

@@ -55,7 +55,7 @@ def _propagate(a: Worker, b: Worker, operation: str, **call) -> tuple[float, flo
     "call",
     [
         {"method": "invalidate_by_operation", "args": ["summarize"]},
-        {"method": "invalidate_pattern", "args": ["summarize:"]},
+        {"method": "invalidate_pattern", "args": ["summarize"]},
         {"method": "invalidate_all"},
         {"method": "invalidate_memory_cache", "kwargs": {"everywhere": True}},
     ],

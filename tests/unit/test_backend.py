@@ -153,15 +153,31 @@ def test_invalidate_by_operation_scope(ai_cache):
     assert ai_cache.redis.get("other:app:key") == b"keep me"
 
 
-def test_invalidate_pattern_is_literal(ai_cache):
+def test_invalidate_pattern_is_a_glob_over_operation_names(ai_cache):
     _populate(ai_cache)
-    assert ai_cache.invalidate_pattern("*") == 0  # a glob character matches only itself
-    assert ai_cache.invalidate_pattern("?") == 0
-    assert ai_cache.invalidate_pattern("[s]*") == 0
-    assert ai_cache.invalidate_pattern("sentiment:") == 5
+    ai_cache.cache_response(f"{SMALL} x", "summarize_v2", None, {"summary": "v2"})
+    assert ai_cache.count_pattern("summ*") == 6
+    assert ai_cache.invalidate_pattern("summarize") == 5  # exactly that operation, not summarize_v2
+    assert ai_cache.get_cached_response(f"{SMALL} x", "summarize_v2")["summary"] == "v2"
+    assert ai_cache.invalidate_pattern("sentiment:") == 5  # the seed's "operation:" spelling
     assert ai_cache.get_cached_response(f"{SMALL} 2", "sentiment") is None
-    assert ai_cache.get_cached_response(f"{SMALL} 2", "summarize") is not None
+    assert ai_cache.invalidate_pattern("summarize_v[0-9]") == 1
+    assert ai_cache.count_all() == ai_cache.count_pattern("*")
     assert ai_cache.redis.get("other:app:key") == b"keep me"
+
+
+def test_a_short_hex_pattern_never_matches_inside_a_digest(ai_cache):
+    for i in range(200):
+        ai_cache.cache_response(f"{SMALL} {i}", "summarize", None, {"summary": str(i)})
+    digests = [key.decode().rsplit(":", 1)[1] for key in ai_cache.redis.scan_iter("ai_cache:*")]
+    assert sum("a1" in d for d in digests) > 10  # the pattern does occur inside digests
+    assert ai_cache.count_pattern("a1") == 0
+    assert ai_cache.invalidate_pattern("a1") == 0
+    assert ai_cache.invalidate_pattern("*a1*") == 0
+    assert ai_cache.count_by_operation("summarize") == 200
+    assert len(ai_cache.memory) == 100  # the memory tier kept them too
+    with pytest.raises(ValueError, match="glob over operation names"):
+        ai_cache.invalidate_pattern("summarize:abc")  # a digest segment cannot be named
 
 
 def test_invalidate_all_and_memory(ai_cache):
@@ -272,6 +288,8 @@ def test_bad_responses(ai_cache, response, exc, match):
         (lambda c: c.invalidate_pattern(""), ValueError),
         (lambda c: c.invalidate_pattern(None), TypeError),
         (lambda c: c.invalidate_pattern("x" * 300), ValueError),
+        (lambda c: c.invalidate_pattern("Sum"), ValueError),
+        (lambda c: c.count_pattern("a b"), ValueError),
         (lambda c: c.invalidate_by_operation("Bad Op"), ValueError),
         (lambda c: c.invalidate_all(operation_context=5), TypeError),
         (lambda c: c.get_or_compute(SMALL, "summarize", "not callable"), TypeError),
