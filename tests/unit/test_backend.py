@@ -48,11 +48,17 @@ def test_returned_dicts_are_independent(ai_cache):
     assert ai_cache.get_cached_response(SMALL, "key_points")["points"] == ["a", "b"]
 
 
-def test_metadata_keys_are_not_stored(ai_cache):
-    ai_cache.cache_response(SMALL, "qa", None, {**RESPONSE, "cache_hit": True, "tier": "bogus"}, question="q")
-    raw = ai_cache.codec.loads(ai_cache.redis.get(ai_cache.key_generator.generate(SMALL, "qa", None, "q")))
-    assert raw == RESPONSE
-    assert not META_KEYS & raw.keys()
+@pytest.mark.parametrize("reserved", sorted(META_KEYS))
+def test_reserved_metadata_keys_refused(ai_cache, reserved):
+    """Issue 9.11: a response carrying a key the cache adds is refused, naming it, and nothing is
+    stored or computed twice."""
+    with pytest.raises(ValueError, match=reserved):
+        ai_cache.cache_response(SMALL, "qa", None, {**RESPONSE, reserved: "mine"}, question="q")
+    calls = []
+    with pytest.raises(ValueError, match=reserved):
+        ai_cache.get_or_compute(SMALL, "qa", lambda: calls.append(1) or {"answer": 1, reserved: 2})
+    assert calls == [1]
+    assert ai_cache.redis.dbsize() == 0
 
 
 @pytest.mark.parametrize("algorithm", ["zlib", "zstd"])
@@ -195,17 +201,21 @@ def test_invalidation_spans_many_batches(ai_cache):
     for i in range(1234):
         ai_cache.cache_response(f"text {i}", "questions", None, {"q": i})
     assert ai_cache.invalidate_by_operation("questions") == 1234
-    # Only the small set naming the operations with an index remains (it is bookkeeping).
-    assert [k.decode() for k in ai_cache.redis.scan_iter()] == ["ai_cache!ops"]
+    # Bookkeeping remains: the set naming the indexed operations and the operation's fence.
+    assert sorted(k.decode() for k in ai_cache.redis.scan_iter()) == [
+        "ai_cache!gen:questions",
+        "ai_cache!ops",
+    ]
     from aicache import invalidation
 
-    assert invalidation.live_entries(ai_cache.redis, "ai_cache") == 0
+    assert invalidation.live_entries(ai_cache.redis, ai_cache.ns) == 0
     for i in range(3):
         ai_cache.cache_response(f"again {i}", "questions", None, {"q": i})
     ai_cache.cache_response("other", "qa", None, {"a": 1}, question="q")
-    assert invalidation.live_entries(ai_cache.redis, "ai_cache") == 4
+    assert invalidation.live_entries(ai_cache.redis, ai_cache.ns) == 4
     assert ai_cache.invalidate_all() == 4
-    assert ai_cache.redis.dbsize() == 0
+    assert not list(ai_cache.redis.scan_iter("ai_cache:*"))
+    assert invalidation.live_entries(ai_cache.redis, ai_cache.ns) == 0
 
 
 def test_plain_django_api_still_works(ai_cache):
