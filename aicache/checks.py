@@ -16,6 +16,7 @@ from django.utils.module_loading import import_string
 from aicache import conf
 
 W_UNKNOWN = "aicache.W001"
+E_REDIS_VERSION = "aicache.E012"
 E_PICKLE = f"aicache.{conf.E_SERIALIZER}"
 PICKLE_SERIALIZERS = ("django_redis.serializers.pickle.PickleSerializer",)
 
@@ -62,6 +63,38 @@ def check_aicache_settings(app_configs: Any = None, **kwargs: Any) -> list[Check
                     hint="Remove OPTIONS['SERIALIZER']; aicache uses aicache.codec.SafeSerializer.",
                     obj=alias,
                     id=E_PICKLE,
+                )
+            )
+    return messages
+
+
+@register(Tags.caches)
+def check_redis_version(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """When Redis answers, refuse one older than aicache needs (client tracking BCAST, scripts).
+    An unreachable Redis is not a configuration error: the cache degrades and checks on use."""
+    from django.core.cache import caches
+    from redis.exceptions import RedisError
+
+    from aicache.backend import MIN_REDIS_VERSION, _server_info, parse_version
+
+    messages: list[CheckMessage] = []
+    for alias, _ in aicache_aliases():
+        cache = caches[alias]
+        if cache.config is None:
+            continue  # reported by check_aicache_settings
+        try:
+            info = _server_info(cache.client.get_client(write=True))
+        except (RedisError, OSError):
+            continue
+        text = str(info.get("redis_version", ""))
+        if text and parse_version(text) < MIN_REDIS_VERSION:
+            needed = ".".join(map(str, MIN_REDIS_VERSION))
+            messages.append(
+                Error(
+                    f"Cache {alias!r}: Redis {text} is too old; aicache needs Redis {needed} or later.",
+                    hint="Upgrade Redis (Debian 12 ships 7.0).",
+                    obj=alias,
+                    id=E_REDIS_VERSION,
                 )
             )
     return messages
