@@ -20,22 +20,6 @@ NEW = {"summary": "new answer"}
 BOUND = 1.0  # generous: correctness, not speed (the benchmark measures the delay)
 
 
-@pytest.fixture
-def workers(redis_server, real_cache):
-    started: list[Worker] = []
-
-    def start(n: int) -> list[Worker]:
-        for _ in range(n):
-            worker = Worker(f"{redis_server.url}/0")
-            assert worker.call("status")["status"] == "live"
-            started.append(worker)
-        return started[-n:]
-
-    yield start
-    for worker in started:
-        worker.close()
-
-
 def _cached_in_a(a: Worker, operation: str = "summarize", question=None) -> None:
     a.call("cache", text=TEXT, operation=operation, response=OLD, question=question)
     got = a.call("get", text=TEXT, operation=operation, question=question)

@@ -8,27 +8,10 @@ import pytest
 from django.core.cache import caches
 
 from tests.helpers import run_threads, tcp_proxy, wait_for
-from tests.integration.processes import Worker
 
 pytestmark = pytest.mark.integration
 
 TEXT = "Single flight keeps one LLM call per question, whatever Redis is doing. " * 3
-
-
-@pytest.fixture
-def workers(redis_server, real_cache):
-    started: list[Worker] = []
-
-    def start(n: int) -> list[Worker]:
-        for _ in range(n):
-            worker = Worker(f"{redis_server.url}/0")
-            assert worker.call("status")["status"] == "live"
-            started.append(worker)
-        return started[-n:]
-
-    yield start
-    for worker in started:
-        worker.close()
 
 
 def test_stampede_32_threads_3_processes_one_compute(workers, real_cache):
