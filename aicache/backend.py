@@ -35,14 +35,12 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django_redis.cache import RedisCache
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from aicache import conf, invalidation, singleflight, state
 from aicache.codec import Codec, CodecError, Encoded
 from aicache.coherence import PendingWrite
+from aicache.guard import GuardMixin, _versions
 from aicache.instrument import build_monitor, timed_lookup, timed_store
 from aicache.invalidation_api import InvalidationMixin
 from aicache.keys import CacheKeyGenerator
@@ -50,7 +48,7 @@ from aicache.listener import WAKE_PREFIX
 from aicache.memory import MISSING
 from aicache.monitoring.summaries import EMPTY_SUMMARY
 from aicache.namespace import Namespace
-from aicache.request import META_KEYS, CacheRequest, RequestBuilder
+from aicache.request import META_KEYS, CacheRequest, RequestBuilder, call_compute, computed_metadata, seconds
 from aicache.state import ProcessState
 
 logger = logging.getLogger("aicache")
@@ -61,12 +59,6 @@ __all__ = ["META_KEYS", "AIResponseCache", "CacheRequest"]
 
 _MISSING_PLAIN = object()  # a sentinel: a cached None is a hit
 CACHE_CONTROLS = ("default", "no-store", "refresh", "only-if-cached")
-# Faults that mean "Redis is not answering": these trip the breaker. Other RedisErrors
-# (WRONGTYPE, OOM, READONLY) are failures of one call: Redis answered, so the breaker closes.
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-_LOG_EVERY_SECONDS = 60.0
-MIN_REDIS_VERSION = (6, 2)  # client tracking BCAST + Lua; nothing needs 7.0
-_versions: dict[tuple[str, str], tuple[int, ...]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,18 +85,7 @@ def _async_twin(name: str) -> Callable[..., Any]:
     return twin
 
 
-def _server_info(client: Any) -> dict[str, Any]:
-    try:
-        return client.info("server")
-    except ResponseError:
-        return {}
-
-
-def parse_version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
-
-
-class AIResponseCache(InvalidationMixin, RedisCache):
+class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         params = dict(params)
         options = dict(params.get("OPTIONS") or {})
@@ -188,64 +169,6 @@ class AIResponseCache(InvalidationMixin, RedisCache):
         if self._identity not in _versions and self.config is not None:
             self._check_version(self._raw_client)
         return self._raw_client
-
-    def _check_version(self, client: Any) -> None:
-        """Once per process and cache, when Redis first answers: refuse a Redis that is too old."""
-        info = self.guarded("info", None, _server_info, client)
-        if info is None:
-            return  # unreachable now: checked on a later call
-        if not info:  # the server has no INFO (a test double): nothing to compare
-            _versions[self._identity] = ()
-            return
-        version = parse_version(str(info.get("redis_version", "0")))
-        _versions[self._identity] = version
-        if version < MIN_REDIS_VERSION:
-            raise ImproperlyConfigured(
-                f"aicache needs Redis {'.'.join(map(str, MIN_REDIS_VERSION))} or later; "
-                f"{self._identity[0]} runs {info.get('redis_version')}"
-            )
-
-    def guarded(self, what: str, default: T, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one Redis call fail-open: the result, or ``default`` after a counted fault."""
-        st = self._state
-        if st.call_unreachable():
-            return default  # this call met an unreachable Redis already: don't wait twice
-        breaker = st.breaker
-        if not breaker.allow():
-            st.count_error("circuit_open", what)
-            return default
-        try:
-            result = fn(*args, **kwargs)
-        except _UNREACHABLE as exc:
-            breaker.failure()
-            st.mark_unreachable()
-            self._fault("unreachable", what, exc)
-            return default
-        except RedisError as exc:
-            breaker.success()
-            self._fault("redis_error", what, exc)
-            return default
-        except BaseException:
-            breaker.release()
-            raise
-        breaker.success()
-        return result
-
-    _guarded = guarded
-
-    def redis_usable(self) -> bool:
-        """Whether this call may still use Redis (no fault met yet, breaker not open)."""
-        st = self._state
-        return not st.call_unreachable() and st.breaker.would_allow()
-
-    def _fault(self, kind: str, what: str, exc: BaseException) -> None:
-        self._state.count_error(kind, what)
-        if self._state.should_log(kind, _LOG_EVERY_SECONDS):
-            consequence = "serving without Redis" if kind == "unreachable" else "treated as a miss"
-            logger.warning("aicache %s failed (%s): %s; %s", what, kind, exc, consequence)
-
-    def count(self, kind: str) -> None:
-        self._state.count(kind)
 
     def _request(
         self, text: Any, operation: Any, options: Any, question: Any, ttl: Any = None
@@ -336,7 +259,7 @@ class AIResponseCache(InvalidationMixin, RedisCache):
         fence = None
         if fenced:
             fence = self.guarded("fence", None, invalidation.read_fence, self.redis, self.ns, req.operation)
-        result = _call(compute)
+        result = call_compute(compute)
         payload = self.requests.payload(self.codec, result)
         if fenced and fence is None:  # Redis unreachable: nothing to store into
             entry = MemoryEntry(payload, None, False)
@@ -406,13 +329,13 @@ class AIResponseCache(InvalidationMixin, RedisCache):
         if cache not in CACHE_CONTROLS:
             raise ValueError(f"cache must be one of {list(CACHE_CONTROLS)}, got {cache!r}")
         cfg = self._check_config()
-        lock_timeout = _seconds("lock_timeout", lock_timeout, cfg.single_flight_lock_timeout)
-        wait_timeout = _seconds("wait_timeout", wait_timeout, cfg.single_flight_wait_timeout)
+        lock_timeout = seconds("lock_timeout", lock_timeout, cfg.single_flight_lock_timeout)
+        wait_timeout = seconds("wait_timeout", wait_timeout, cfg.single_flight_wait_timeout)
         req = self._request(text, operation, options, question, ttl)
         if cache == "no-store":
-            result = _call(compute)
+            result = call_compute(compute)
             self.requests.payload(self.codec, result)  # the same checks as a stored response
-            return {**result, **_computed(req)}
+            return {**result, **computed_metadata(req)}
         if cache == "refresh":
             return self.compute_and_store(req, compute)
         if cache == "only-if-cached":
@@ -556,33 +479,5 @@ class AIResponseCache(InvalidationMixin, RedisCache):
         )
 
 
-def _call(compute: Callable[[], Any]) -> Any:
-    result = compute()
-    if inspect.isawaitable(result):
-        if inspect.iscoroutine(result):
-            result.close()
-        raise TypeError("compute returned an awaitable; use aget_or_compute for async callables")
-    return result
-
-
-def _computed(req: CacheRequest) -> dict[str, Any]:
-    return {
-        "cache_hit": False,
-        "cached_at": None,
-        "tier": req.tier,
-        "text_length": req.text_length,
-        "compression_used": False,
-        "cache_source": "compute",
-    }
-
-
 async def _await(awaitable: Any) -> Any:
     return await awaitable
-
-
-def _seconds(name: str, value: Any, default: float) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)

@@ -16,7 +16,7 @@ from django.utils.module_loading import import_string
 from aicache import conf
 
 W_UNKNOWN = "aicache.W001"
-E_REDIS_VERSION = "aicache.E012"
+E_REDIS_VERSION = "aicache.E013"
 E_PICKLE = f"aicache.{conf.E_SERIALIZER}"
 PICKLE_SERIALIZERS = ("django_redis.serializers.pickle.PickleSerializer",)
 
@@ -75,7 +75,7 @@ def check_redis_version(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     from django.core.cache import caches
     from redis.exceptions import RedisError
 
-    from aicache.backend import MIN_REDIS_VERSION, _server_info, parse_version
+    from aicache.guard import MIN_REDIS_VERSION, _server_info, parse_version
 
     messages: list[CheckMessage] = []
     for alias, _ in aicache_aliases():

@@ -6,8 +6,9 @@ Every argument is validated here and named in the error (``TypeError`` for a wro
 
 from __future__ import annotations
 
+import inspect
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -102,3 +103,31 @@ class RequestBuilder:
         if len(payload) > limit:
             raise ValueError(f"response is {len(payload)} bytes serialized; MAX_RESPONSE_BYTES is {limit}")
         return payload
+
+
+def call_compute(compute: Callable[[], Any]) -> Any:
+    result = compute()
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()
+        raise TypeError("compute returned an awaitable; use aget_or_compute for async callables")
+    return result
+
+
+def computed_metadata(req: CacheRequest) -> dict[str, Any]:
+    return {
+        "cache_hit": False,
+        "cached_at": None,
+        "tier": req.tier,
+        "text_length": req.text_length,
+        "compression_used": False,
+        "cache_source": "compute",
+    }
+
+
+def seconds(name: str, value: Any, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)

@@ -6,7 +6,7 @@ import pytest
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 
-from aicache import backend as backend_module
+from aicache import guard as backend_module
 from aicache.checks import E_REDIS_VERSION, check_redis_version
 from tests.helpers import tcp_proxy
 
