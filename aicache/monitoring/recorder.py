@@ -11,6 +11,15 @@ Recording is O(1) under one lock and never raises into the cache path. Each reco
 
 Hot-path records are kept as tuples (a frozen dataclass costs about a microsecond to build); the
 typed records of ``aicache.monitoring.events`` are made when someone reads.
+
+Bounded without an exporter too: every ``SETTLE_AT`` pending records the recording thread folds
+them itself, and a monitor nobody drains keeps at most ``max_measurements`` of each exported
+series and its rollups for ``retention_hours`` (the excess is counted as ``dropped_pending``;
+``tests/unit/monitoring/test_bounds.py::test_standalone_monitor_memory_is_bounded``). Slow events
+for the database are capped at ``SLOW_EVENTS_PER_MINUTE`` per minute and action (the rest are
+counted as ``dropped_slow_events``), and a memory sample is shipped only when a figure moved by
+more than ``MEMORY_CHANGE_RATIO`` or ``MEMORY_HEARTBEAT_SECONDS`` passed, so an idle process ships
+nothing (``test_bounds.py::test_idle_process_ships_nothing``).
 """
 
 from __future__ import annotations
@@ -35,7 +44,12 @@ from aicache.monitoring.sketch import bucket_of
 
 logger = logging.getLogger("aicache.monitoring")
 F = TypeVar("F", bound=Callable[..., Any])
-MAX_PENDING = 200_000  # records waiting to be folded; beyond it new records are dropped and counted
+MAX_PENDING = 100_000  # records waiting to be folded; beyond it new records are dropped and counted
+SETTLE_AT = 4096  # pending records that make the recording thread fold them itself
+SLOW_EVENTS_PER_MINUTE = 20  # slow operations kept for the database, per minute and action
+MEMORY_CHANGE_RATIO = 0.05  # a memory sample is shipped when a figure moved more than this...
+MEMORY_HEARTBEAT_SECONDS = 300.0  # ...or this long after the last shipped one
+ROLLUP_PRUNE_AT = 2048  # undrained rollups beyond this: minutes older than the retention go
 
 
 def never_raises(method: F) -> F:
@@ -96,7 +110,11 @@ class CachePerformanceMonitor(Readings):
         self._state_lock = threading.RLock()  # guards everything folded
         self._pending: list[tuple] = []
         self.dropped = 0
+        self.history_enabled: bool | None = None  # set by attach(): this cache's HISTORY_ENABLED
         self._slow_logged = {"key_generation": False, "cache_operation": False}
+        self._slow_minute = -1
+        self._slow_counts: dict[str, int] = {}
+        self._last_shipped_memory: MemoryRecord | None = None
         self._new_series()
         self._reset_locked()
 
@@ -114,9 +132,28 @@ class CachePerformanceMonitor(Readings):
         self._compression: deque[tuple] = deque(maxlen=n)
         self._memory: deque[MemoryRecord] = deque(maxlen=n)
         self._invalidations: deque[InvalidationRecord] = deque(maxlen=n)
-        self.cache_hits = self.cache_misses = self.total_cache_operations = 0
-        self.total_invalidations = self.total_keys_invalidated = 0
+        self._hits = self._misses = self._operations = 0
+        self._invalidation_count = self._keys_invalidated = 0
         self.counters: dict[str, int] = {}
+        # Since the start or the last reset, for summary(): every figure from the same window.
+        self._reset_at = time.time()
+        self._gets: dict[tuple[str, str], list] = {}  # (tier, outcome) -> [count, seconds]
+        self._op_seconds = 0.0
+        self._compressed = [0, 0]  # bytes in, bytes out
+
+    # ------------------------------------------------------------------ the original's counters
+    # Read as attributes, as in the original; each read folds what is pending first.
+    def _settled(self, name: str) -> int:
+        with self._state_lock:
+            self._settle()
+            return getattr(self, name)
+
+    cache_hits = property(lambda self: self._settled("_hits"))
+    cache_misses = property(lambda self: self._settled("_misses"))
+    total_operations = property(lambda self: self._settled("_operations"))
+    total_cache_operations = total_operations
+    total_invalidations = property(lambda self: self._settled("_invalidation_count"))
+    total_keys_invalidated = property(lambda self: self._settled("_keys_invalidated"))
 
     # ------------------------------------------------------------------ recording (hot path)
     # A record method only timestamps its arguments and appends them, with the handler that will
@@ -125,10 +162,20 @@ class CachePerformanceMonitor(Readings):
 
     def _enqueue(self, item: tuple) -> None:
         with self._lock:
-            if len(self._pending) < MAX_PENDING:
-                self._pending.append(item)
-                return
-            self.dropped += 1
+            pending = self._pending
+            if len(pending) < MAX_PENDING:
+                pending.append(item)
+                if len(pending) < SETTLE_AT:
+                    return
+            else:
+                self.dropped += 1
+        # Nobody drained in time (a standalone monitor, or a burst): fold here, unless a reader
+        # or the exporter is folding right now.
+        if self._state_lock.acquire(blocking=False):
+            try:
+                self._settle()
+            finally:
+                self._state_lock.release()
 
     @never_raises
     def record_lookup(
@@ -163,9 +210,10 @@ class CachePerformanceMonitor(Readings):
         operation_type: str = "",
         tier: str = "",
         source: str = "",
+        success: bool = True,
     ) -> None:
-        """One cache action; only ``get`` counts towards hits and misses. For other actions
-        ``cache_hit`` means the action succeeded."""
+        """One cache action; only a ``get`` counts towards hits and misses (``cache_hit``).
+        ``success`` says whether the action worked (a write that Redis refused: False)."""
         self._enqueue(
             (
                 self._fold_op,
@@ -178,6 +226,7 @@ class CachePerformanceMonitor(Readings):
                 tier,
                 source,
                 additional_data,
+                bool(success),
             )
         )
 
@@ -260,8 +309,25 @@ class CachePerformanceMonitor(Readings):
             dropped, self.dropped = self.dropped, 0
         if pending:
             self._fold_batch(pending)
+            self._bound_undrained()
         if dropped:
             self._fold_count("dropped_pending", dropped)
+
+    def _bound_undrained(self) -> None:
+        """What awaits export stays bounded when nobody drains it (a standalone monitor)."""
+        lost = 0
+        keep = self.max_measurements
+        for series in (self._pending_invalidations, self._pending_memory, self._pending_slow):
+            if len(series) > keep:
+                lost += len(series) - keep
+                del series[:-keep]
+        if len(self._rollups) > ROLLUP_PRUNE_AT:
+            cutoff = time.time() - self.retention_hours * 3600
+            old = [key for key in self._rollups if key[0] < cutoff]
+            for key in old:
+                lost += self._rollups.pop(key).count
+        if lost:
+            self._fold_count("dropped_pending", lost)
 
     def _fold_batch(self, pending: list[tuple]) -> None:
         lookup = _LOOKUP
@@ -275,7 +341,9 @@ class CachePerformanceMonitor(Readings):
         rollups, ops, keygens = self._rollups, self._ops, self._keygen
         kg_threshold, op_threshold = self.key_generation_threshold, self.cache_operation_threshold
         slow_logged = self._slow_logged
-        hits = misses = total = 0
+        gets = self._gets
+        hits = misses = total = coalesced = 0
+        seconds = 0.0
         for item in pending:
             if item[0] is not lookup:
                 if item[0] == op_fold:
@@ -295,16 +363,26 @@ class CachePerformanceMonitor(Readings):
                     self._note_slow("key_generation", keygen, kg_threshold, "key generation")
             ops_left -= 1
             if ops_left < keep:
-                ops.append((now, "get", duration, bool(source), text_length, op_type, tier, source, None))
+                ops.append(
+                    (now, "get", duration, bool(source), text_length, op_type, tier, source, None, True)
+                )
             total += 1
+            seconds += duration
             if source:
                 hits += 1
                 outcome = _HIT_OUTCOMES.get(source) or f"hit_{source}"
+                if source == "coalesced":
+                    coalesced += 1
             else:
                 misses += 1
                 outcome = "miss"
+            agg = gets.get((tier, outcome))
+            if agg is None:
+                agg = gets[(tier, outcome)] = [0, 0.0]
+            agg[0] += 1
+            agg[1] += duration
             _add(rollups, (minute, "get", op_type, tier, outcome), duration, text_length, 0, 0)
-            if duration > op_threshold:
+            if duration > op_threshold and self._keep_slow(now, "get"):
                 self._pending_slow.append(
                     CacheOperationRecord(
                         now, "get", duration, bool(source), text_length, op_type, tier, source
@@ -312,9 +390,26 @@ class CachePerformanceMonitor(Readings):
                 )
             if (duration > op_threshold) != slow_logged["cache_operation"]:
                 self._note_slow("cache_operation", duration, op_threshold, "cache get")
-        self.cache_hits += hits
-        self.cache_misses += misses
-        self.total_cache_operations += total
+        self._hits += hits
+        self._misses += misses
+        self._operations += total
+        self._op_seconds += seconds
+        if coalesced:
+            # a caller that received another caller's computed value: a hit, and counted apart
+            self._fold_count("single_flight_coalesced", coalesced)
+
+    def _keep_slow(self, now: float, action: str) -> bool:
+        """At most SLOW_EVENTS_PER_MINUTE slow events per minute and action go to the database,
+        so a slow Redis grows the table with time, not with the request rate."""
+        minute = int(now) // 60
+        if minute != self._slow_minute:
+            self._slow_minute, self._slow_counts = minute, {}
+        seen = self._slow_counts.get(action, 0)
+        self._slow_counts[action] = seen + 1
+        if seen < SLOW_EVENTS_PER_MINUTE:
+            return True
+        self._fold_count("dropped_slow_events", 1)
+        return False
 
     def _roll(
         self,
@@ -352,27 +447,40 @@ class CachePerformanceMonitor(Readings):
         self._roll(now, "keygen", op_type, "", "ok", duration, text_length)
         self._note_slow("key_generation", duration, self.key_generation_threshold, "key generation")
 
-    def _fold_op(self, now, operation, duration, hit, text_length, op_type, tier, source, extra) -> None:
-        self._ops.append((now, operation, duration, hit, text_length, op_type, tier, source, extra))
-        self.total_cache_operations += 1
+    def _fold_op(
+        self, now, operation, duration, hit, text_length, op_type, tier, source, extra, success
+    ) -> None:
+        self._ops.append((now, operation, duration, hit, text_length, op_type, tier, source, extra, success))
+        self._operations += 1
+        self._op_seconds += duration
         if operation == "get":
+            if source == "coalesced":
+                hit = True
+                self._fold_count("single_flight_coalesced", 1)
             if hit:
-                self.cache_hits += 1
-                outcome = f"hit_{source}" if source else "hit"
+                self._hits += 1
+                outcome = _HIT_OUTCOMES.get(source) or (f"hit_{source}" if source else "hit")
             else:
-                self.cache_misses += 1
+                self._misses += 1
                 outcome = "miss"
+            agg = self._gets.setdefault((tier, outcome), [0, 0.0])
+            agg[0] += 1
+            agg[1] += duration
         else:
-            outcome = "ok" if hit else "error"  # for writes and deletes, cache_hit means success
+            outcome = "ok" if success else "error"
         self._roll(now, operation, op_type, tier, outcome, duration, text_length)
-        if duration > self.cache_operation_threshold:
+        if duration > self.cache_operation_threshold and self._keep_slow(now, operation):
             self._pending_slow.append(
-                CacheOperationRecord(now, operation, duration, hit, text_length, op_type, tier, source, extra)
+                CacheOperationRecord(
+                    now, operation, duration, hit, text_length, op_type, tier, source, extra, success
+                )
             )
         self._note_slow("cache_operation", duration, self.cache_operation_threshold, f"cache {operation}")
 
     def _fold_compression(self, now, original, compressed, seconds, op_type) -> None:
         self._compression.append((now, original, compressed, seconds, op_type))
+        self._compressed[0] += original
+        self._compressed[1] += compressed
         self._roll(now, "compress", op_type, "", "ok", seconds, 0, original, compressed)
         ratio = compressed / original if original else 1.0
         ratios = self._rollups[(int(now) // 60 * 60, "compress", op_type, "", "ok")].ratio_sketch
@@ -381,13 +489,20 @@ class CachePerformanceMonitor(Readings):
 
     def _fold_memory(self, record: MemoryRecord) -> None:
         self._memory.append(record)
-        self._pending_memory.append(record)
+        last = self._last_shipped_memory
+        if (
+            last is None
+            or record.timestamp - last.timestamp >= MEMORY_HEARTBEAT_SECONDS
+            or _memory_moved(last, record)
+        ):
+            self._last_shipped_memory = record
+            self._pending_memory.append(record)
 
     def _fold_invalidation(self, record: InvalidationRecord) -> None:
         self._invalidations.append(record)
         self._pending_invalidations.append(record)
-        self.total_invalidations += 1
-        self.total_keys_invalidated += record.keys_invalidated
+        self._invalidation_count += 1
+        self._keys_invalidated += record.keys_invalidated
         self._roll(
             record.timestamp,
             "invalidate",
@@ -411,11 +526,11 @@ class CachePerformanceMonitor(Readings):
 
         from aicache.monitoring.exporter import get_exporter
 
-        raw = conf.merged()
-        if raw["HISTORY_ENABLED"] and apps.is_installed("aicache.monitoring"):
+        self.history_enabled = bool(getattr(config, "history_enabled", conf.merged()["HISTORY_ENABLED"]))
+        if self.history_enabled and apps.is_installed("aicache.monitoring"):
             from aicache.monitoring import flusher
 
-            flusher.install(raw)
+            flusher.install(conf.merged())
         get_exporter().register(self, memory, config)
 
     def drain(self) -> Drained:
@@ -436,3 +551,18 @@ class CachePerformanceMonitor(Readings):
         with self._state_lock:
             self._settle()
             self._reset_locked()
+
+
+def _memory_moved(last: MemoryRecord, new: MemoryRecord) -> bool:
+    """Whether a memory sample differs from the last shipped one by more than a small threshold."""
+    for a, b in (
+        (last.memory_entries, new.memory_entries),
+        (last.memory_bytes, new.memory_bytes),
+        (last.process_rss_bytes, new.process_rss_bytes),
+        (last.redis_used_bytes, new.redis_used_bytes),
+    ):
+        if (a is None) != (b is None):
+            return True
+        if a is not None and abs(b - a) > MEMORY_CHANGE_RATIO * max(a, 1):
+            return True
+    return (last.memory_max_entries, last.memory_max_bytes) != (new.memory_max_entries, new.memory_max_bytes)

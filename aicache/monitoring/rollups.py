@@ -34,7 +34,8 @@ class Rollup:
 
 
 RollupKey = tuple[int, str, str, str, str]  # (minute start, kind, operation, tier, outcome)
-_HIT_OUTCOMES = {"memory": "hit_memory", "redis": "hit_redis"}
+# "coalesced": the caller received another caller's computed value (single flight): a hit
+_HIT_OUTCOMES = {"memory": "hit_memory", "redis": "hit_redis", "coalesced": "hit_coalesced"}
 _LOOKUP = object()  # tags a read record: folded inline by _fold_batch
 
 
