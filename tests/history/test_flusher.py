@@ -115,11 +115,16 @@ def test_history_disabled_sends_nothing(settings):
     assert broker.delivered == []
 
 
-def test_cache_calls_reach_the_database_through_eager_celery(settings, ai_cache):
+def test_cache_calls_reach_the_database_through_eager_celery(settings, monkeypatch):
     """The default sender publishes the ingest task (eager here): cache calls end up as rows."""
-    from aicache.monitoring.flusher import CeleryFlusher
+    from django.core.cache import caches
 
+    from aicache.monitoring import flusher as flusher_module
+
+    monkeypatch.setattr(flusher_module, "install", lambda config: None)  # this test ships by hand
     settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}
+    ai_cache = caches["ai"]  # configured with history on
+    ai_cache.redis.flushdb()
     flusher = CeleryFlusher(interval=0, max_rollups=100, buffer_batches=5)
     ai_cache.cache_response("hello " * 20, "qa", None, {"a": 1}, question="q")
     ai_cache.get_cached_response("hello " * 20, "qa", question="q")
