@@ -14,7 +14,8 @@ typed records of ``aicache.monitoring.events`` are made when someone reads.
 
 Bounded without an exporter too: every ``SETTLE_AT`` pending records the recording thread folds
 them itself, and a monitor nobody drains keeps at most ``max_measurements`` of each exported
-series and its rollups for ``retention_hours`` (the excess is counted as ``dropped_pending``;
+series and, past ``ROLLUP_PRUNE_AT`` rollups, only those of the last ``retention_hours`` (what it
+lets go is counted as ``dropped_pending``;
 ``tests/unit/monitoring/test_bounds.py::test_standalone_monitor_memory_is_bounded``). Slow events
 for the database are capped at ``SLOW_EVENTS_PER_MINUTE`` per minute and action (the rest are
 counted as ``dropped_slow_events``), and a memory sample is shipped only when a figure moved by
