@@ -41,12 +41,11 @@ from aicache import conf, invalidation, singleflight, state
 from aicache.codec import Codec, CodecError, Encoded
 from aicache.coherence import PendingWrite
 from aicache.guard import GuardMixin, _versions
-from aicache.instrument import build_monitor, timed_lookup, timed_store
+from aicache.instrument import NullMonitor, build_monitor, timed_lookup, timed_store
 from aicache.invalidation_api import InvalidationMixin
 from aicache.keys import CacheKeyGenerator
 from aicache.listener import WAKE_PREFIX
 from aicache.memory import MISSING
-from aicache.monitoring.summaries import EMPTY_SUMMARY
 from aicache.namespace import Namespace
 from aicache.request import META_KEYS, CacheRequest, RequestBuilder, call_compute, computed_metadata, seconds
 from aicache.state import ProcessState
@@ -360,7 +359,7 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
                     self, req, compute, lock, lock_timeout, wait_timeout, st.coherence
                 )
             if source == "coalesced":
-                st.count("single_flight_coalesced")
+                st.count("single_flight_coalesced", report=False)  # the monitor counts coalesced lookups
                 result["cache_source"] = "coalesced"
                 lookup_seconds = perf_counter() - started
             flight.result = result
@@ -386,7 +385,7 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
             return result
         if flight.error is not None:
             raise flight.error
-        st.count("single_flight_coalesced")
+        st.count("single_flight_coalesced", report=False)  # the monitor counts coalesced lookups
         shared = orjson.loads(orjson.dumps(flight.result))  # callers never share a dict
         shared["cache_hit"], shared["cache_source"] = True, "coalesced"
         self._record(req, "coalesced", perf_counter() - started)
@@ -433,8 +432,8 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
 
     def get_performance_summary(self) -> dict[str, Any]:
         """A short view of this process's figures for this cache (zeros with monitoring off)."""
-        summary = getattr(self.monitor, "summary", None)
-        return {**(summary() if summary is not None else EMPTY_SUMMARY), "errors": self.error_counts()}
+        summary = getattr(self.monitor, "summary", None) or NullMonitor().summary
+        return {**summary(), "errors": self.error_counts()}
 
     def ping(self) -> bool:
         """True if Redis answers (fail-open: False, never an exception)."""

@@ -1,7 +1,10 @@
 """System checks for the aicache configuration: ``manage.py check`` names each bad setting.
 
-Ids are stable (tests compare against them): ``aicache.E001``-``E010`` for invalid values (see
-``aicache.conf`` for which setting each covers), ``aicache.W001`` for unknown setting names.
+Ids are stable (tests compare against them): ``aicache.E001``-``E011`` for invalid values (see
+``aicache.conf`` for which setting each covers), ``aicache.E012`` for a process-wide monitoring
+setting in a cache's ``OPTIONS``, ``aicache.W001`` for unknown setting names, ``aicache.W010`` when
+monitoring history is on but no Celery broker can take it, ``aicache.E013`` for a reachable Redis
+older than aicache needs.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from aicache import conf
 
 W_UNKNOWN = "aicache.W001"
 E_REDIS_VERSION = "aicache.E013"
+
 E_PICKLE = f"aicache.{conf.E_SERIALIZER}"
 PICKLE_SERIALIZERS = ("django_redis.serializers.pickle.PickleSerializer",)
 
@@ -53,6 +57,10 @@ def check_aicache_settings(app_configs: Any = None, **kwargs: Any) -> list[Check
     targets = aicache_aliases() or [("AICACHE", {})]
     for alias, options in targets:
         for problem in conf.validate(conf.merged(options)):
+            messages.append(
+                Error(problem.message, hint=problem.hint, obj=alias, id=f"aicache.{problem.code}")
+            )
+        for problem in conf.process_wide_in_options(options):
             messages.append(
                 Error(problem.message, hint=problem.hint, obj=alias, id=f"aicache.{problem.code}")
             )

@@ -122,6 +122,36 @@ E_LIMITS = "E007"
 E_SERIALIZER = "E009"
 E_RESILIENCE = "E010"
 E_MONITORING = "E011"
+E_PROCESS_WIDE = "E012"
+
+# Monitoring settings that belong to the whole process (one /metrics endpoint, one history sender,
+# one set of retention jobs): they go in settings.AICACHE, and a cache's OPTIONS naming one is
+# refused by the system check aicache.E012 rather than silently ignored.
+PROCESS_WIDE_SETTINGS = (
+    "METRICS_TOKEN",
+    "METRICS_PUBLIC",
+    "FLUSH_INTERVAL",
+    "FLUSH_MAX_ROLLUPS",
+    "FLUSH_BUFFER_BATCHES",
+    "RETENTION_RAW_DAYS",
+    "RETENTION_ROLLUP_DAYS",
+    "MINUTE_ROLLUP_HOURS",
+    "CLEANUP_BATCH_SIZE",
+)
+
+
+def process_wide_in_options(options: Mapping[str, Any]) -> list[Problem]:
+    """A cache's OPTIONS naming a process-wide monitoring setting (see PROCESS_WIDE_SETTINGS)."""
+    return [
+        Problem(
+            E_PROCESS_WIDE,
+            name,
+            f"AICACHE {name} is process-wide and cannot be set in a cache's OPTIONS.",
+            f"Move {name} to settings.AICACHE.",
+        )
+        for name in PROCESS_WIDE_SETTINGS
+        if name in options
+    ]
 
 
 def validate(raw: Mapping[str, Any]) -> list[Problem]:
@@ -394,6 +424,7 @@ class CacheConfig:
     monitor_options: Mapping[str, Any]
     memory_sample_seconds: float
     metrics_export_seconds: float
+    history_enabled: bool = True
 
 
 def merged(options: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -447,6 +478,7 @@ def parse(raw: Mapping[str, Any]) -> CacheConfig:
         },
         memory_sample_seconds=float(raw["MEMORY_SAMPLE_SECONDS"]),
         metrics_export_seconds=float(raw["METRICS_EXPORT_SECONDS"]),
+        history_enabled=raw["HISTORY_ENABLED"],
     )
 
 

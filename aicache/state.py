@@ -134,10 +134,12 @@ class ProcessState:
         with self._lock:
             return dict(self._errors)
 
-    def count(self, kind: str, n: int = 1) -> None:
+    def count(self, kind: str, n: int = 1, report: bool = True) -> None:
+        """Count in this process; ``report`` also tells the monitor (unless it counts it itself)."""
         with self._lock:
             self._counters[kind] = self._counters.get(kind, 0) + n
-        self.monitor.count(kind, n)
+        if report:
+            self.monitor.count(kind, n)
 
     def counter_snapshot(self) -> dict[str, int]:
         with self._lock:
