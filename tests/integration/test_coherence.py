@@ -294,32 +294,46 @@ def test_tier_bypassed_until_first_proof(proxied_cache):
 
 
 # ------------------------------------------------------------------ invalidation at scale
-def test_invalidating_100k_entries_of_one_operation(real_cache):
+def test_invalidating_100k_entries_of_one_operation(real_cache, monkeypatch):
+    """Never blocks Redis: no KEYS, UNLINK in batches of at most 500, and a concurrent reader is
+    never stalled (a KEYS + one 100k UNLINK stalls readers ~345 ms here)."""
     populate(real_cache, "sentiment", 100_000)
     populate(real_cache, "summarize", 3_000)
     real_cache.cache_response(TEXT, "qa", None, {"answer": "kept"}, question="q")
-    worst = [0.0]
+    client = real_cache.redis
+    batches: list[int] = []
+    original_unlink = client.unlink
+    monkeypatch.setattr(client, "keys", lambda *a, **k: pytest.fail("KEYS blocks Redis"))
+    monkeypatch.setattr(client, "unlink", lambda *keys: batches.append(len(keys)) or original_unlink(*keys))
     stop = threading.Event()
     probe_key = real_cache.key_generator.generate("summarize text 1", "summarize")
-    reader = real_cache.redis.__class__(connection_pool=real_cache.redis.connection_pool)
+    reader = client.__class__(connection_pool=client.connection_pool)
 
-    def read_loop():
+    def read_loop(i):
+        worst = 0.0
         while not stop.is_set():
             t0 = time.perf_counter()
             assert reader.get(probe_key) is not None
-            worst[0] = max(worst[0], time.perf_counter() - t0)
+            worst = max(worst, time.perf_counter() - t0)
+        return worst
 
-    thread = threading.Thread(target=read_loop)
-    thread.start()
-    started = time.perf_counter()
-    removed = real_cache.invalidate_by_operation("sentiment", operation_context="test")
-    elapsed = time.perf_counter() - started
-    stop.set()
-    thread.join()
-    print(f"100k invalidation: {elapsed:.2f} s, worst concurrent read {worst[0] * 1000:.2f} ms")
+    def run(i):
+        if i == 0:
+            return read_loop(i)
+        try:
+            started = time.perf_counter()
+            removed = real_cache.invalidate_by_operation("sentiment", operation_context="test")
+            return removed, time.perf_counter() - started
+        finally:
+            stop.set()
+
+    worst, (removed, elapsed) = run_threads(run, 2, timeout=120)
     assert removed == 100_000
-    assert not list(real_cache.redis.scan_iter("ai_cache:sentiment:*", count=1000))
-    assert len(list(real_cache.redis.scan_iter("ai_cache:summarize:*", count=1000))) == 3_000
+    assert batches and max(batches) <= 500 and sum(batches) == 100_000
+    assert worst < 0.1, f"a concurrent read waited {worst * 1000:.1f} ms"
+    assert elapsed < 10  # README: 0.46 s measured; this only catches a pathological regression
+    assert not list(client.scan_iter("ai_cache:sentiment:*", count=1000))
+    assert len(list(client.scan_iter("ai_cache:summarize:*", count=1000))) == 3_000
     assert real_cache.get_cached_response(TEXT, "qa", question="q")["answer"] == "kept"
     assert real_cache.invalidate_by_operation("summarize") == 3_000
 

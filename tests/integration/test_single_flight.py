@@ -290,3 +290,78 @@ def test_half_open_breaker_admits_one_probe(unanswering_cache):
     assert cache.error_counts().get("unreachable", 0) - before == 1  # one probe reached Redis
     assert sorted(elapsed)[-2] < 0.3  # everyone but the probe answered without waiting
     assert breaker.state == "open"
+
+
+# ------------------------------------------------------------------ two "processes" in one
+@pytest.fixture
+def two_processes(settings, redis_server, real_cache):
+    """Two caches on the same Redis and prefix but different process state (as two processes
+    would have): separate flights and listeners contending for the same Redis lease."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "other": {**settings.CACHES["ai"], "LOCATION": f"redis://localhost:{redis_server.port}/0"},
+    }
+    other = caches["other"]
+    assert other._identity != real_cache._identity
+    assert other.start_coherence(wait=5) == "live"
+    return real_cache, other
+
+
+def test_a_raising_holder_wakes_the_other_process_at_once(two_processes, monkeypatch):
+    """The holder announces that compute raised, so a waiter elsewhere takes over now, not after
+    its safety poll (made 30 s here) or its wait_timeout."""
+    from aicache import singleflight
+
+    monkeypatch.setattr(singleflight, "POLL_WITH_SIGNALS", 30.0)
+    holder, waiter = two_processes
+    holding = threading.Event()
+    fail_now = threading.Event()
+
+    def failing():
+        holding.set()
+        fail_now.wait(5)
+        raise RuntimeError("LLM failed")
+
+    def run(i):
+        if i == 0:
+            with pytest.raises(RuntimeError):
+                holder.get_or_compute(TEXT, "qa", failing)
+            return None
+        if i == 1:
+            holding.wait(5)
+            result = waiter.get_or_compute(TEXT, "qa", lambda: {"answer": "took over"}, wait_timeout=60)
+            return result, time.monotonic()
+        wait_for(lambda: waiter._state.counter_snapshot().get("single_flight_waits", 0) >= 1)
+        failed_at = time.monotonic()
+        fail_now.set()
+        return failed_at
+
+    _, (result, returned_at), failed_at = run_threads(run, 3, timeout=30)
+    assert result["answer"] == "took over" and result["cache_hit"] is False
+    assert returned_at - failed_at < 2.0, returned_at - failed_at
+
+
+def test_wait_timeout_bounds_a_waiter(two_processes):
+    holder, waiter = two_processes
+    holding = threading.Event()
+    done = threading.Event()
+
+    def slow():
+        holding.set()
+        done.wait(10)
+        return {"answer": "slow"}
+
+    def run(i):
+        if i == 0:
+            return holder.get_or_compute(TEXT, "summarize", slow)
+        holding.wait(5)
+        try:
+            started = time.monotonic()
+            result = waiter.get_or_compute(TEXT, "summarize", lambda: {"answer": "own"}, wait_timeout=0.3)
+            return result, time.monotonic() - started
+        finally:
+            done.set()
+
+    _, (result, elapsed) = run_threads(run, 2, timeout=30)
+    assert result["answer"] == "own" and 0.3 <= elapsed < 1.5
+    assert waiter._state.counter_snapshot()["single_flight_wait_timeouts"] == 1
