@@ -323,7 +323,8 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
                 "Bounded timeouts keep a dead Redis from stalling requests.",
             )
     probe, liveness = raw["COHERENCE_PROBE_SECONDS"], raw["COHERENCE_LIVENESS_SECONDS"]
-    if _is_number(probe) and _is_number(liveness) and not liveness > probe:
+    both_valid = all(_is_number(v) and 0 < v < math.inf for v in (probe, liveness))
+    if both_valid and not liveness > probe:
         bad(
             E_RESILIENCE,
             "COHERENCE_LIVENESS_SECONDS",
