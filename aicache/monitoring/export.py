@@ -19,7 +19,7 @@ import orjson
 from aicache.monitoring import stats
 from aicache.monitoring.models import InvalidationEvent, MemorySnapshot, SlowOperation
 
-CHUNK_ROWS = 2000
+CHUNK_ROWS = 1000
 FLUSH_BYTES = 64 * 1024
 FORMATS = ("json", "csv")
 

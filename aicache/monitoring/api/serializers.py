@@ -7,6 +7,7 @@ Query serializers validate ``request.query_params``; output serializers shape wh
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from django.utils import timezone
@@ -16,6 +17,9 @@ from aicache.conf import OPERATION_RE
 from aicache.monitoring import actions, stats
 
 TOKEN_RE = OPERATION_RE  # operations and tier names share the [a-z0-9_-]{1,64} alphabet
+# Anchored (DRF's RegexValidator searches); ^...$ rather than \A...\Z so the schema's pattern is
+# valid ECMA regex too. A trailing newline never reaches it: CharField trims whitespace first.
+GLOB_RE = re.compile(rf"^{actions.PATTERN_RE.pattern}$")
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 MAX_WINDOW = dt.timedelta(days=400)
 MAX_CONTEXT_FILTER = 100
@@ -113,7 +117,7 @@ class InvalidateRequest(serializers.Serializer):
 
     operation = _token("Remove every entry of this operation.")
     pattern = serializers.RegexField(
-        actions.PATTERN_RE,
+        GLOB_RE,
         required=False,
         max_length=actions.MAX_PATTERN_LENGTH + 1,
         help_text="A glob over operation names: [a-z0-9_-] and * ? [ ] ^ (e.g. summ*).",

@@ -1,0 +1,71 @@
+"""GET health/ on a real redis-server and broker: 200 when all is wired, 503 with the reasons when
+Redis is stopped or the broker is down."""
+
+import pytest
+from celery import current_app
+from django.core.cache import caches
+
+from aicache.bench.redis_server import free_port
+
+pytestmark = [pytest.mark.django_db, pytest.mark.integration]
+
+
+@pytest.fixture
+def wired(settings, redis_server, monkeypatch):
+    """caches["ai"] and the Celery broker on the test's real redis-server (databases 0 and 1)."""
+    if redis_server.process is None:
+        redis_server.start()
+    settings.CACHES = {
+        **settings.CACHES,
+        "ai": {
+            "BACKEND": "aicache.backend.AIResponseCache",
+            "LOCATION": f"{redis_server.url}/0",
+            "OPTIONS": {
+                "SOCKET_TIMEOUT": 0.5,
+                "SOCKET_CONNECT_TIMEOUT": 0.5,
+                "CIRCUIT_BREAKER_RESET_SECONDS": 0.5,
+            },
+        },
+    }
+    monkeypatch.setattr(current_app.conf, "broker_url", f"{redis_server.url}/1")
+    cache = caches["ai"]
+    cache.redis.flushdb()
+    cache.cache_response("a text that is cached", "summarize", None, {"summary": "s"})
+    yield cache
+    if redis_server.process is None:  # the test stopped it: bring it back for the others
+        redis_server.start()
+
+
+def test_healthy(staff, wired, redis_server):
+    response = staff.get("/api/aicache/health/")
+    data = response.json()
+    assert response.status_code == 200, data
+    assert data["healthy"] is True and data["reasons"] == [] and data["live"] is True
+    (cache,) = data["caches"]
+    version = redis_server.client().info("server")["redis_version"]
+    assert (cache["cache"], cache["ok"], cache["version"], cache["live_entries"]) == ("ai", True, version, 1)
+    assert cache["coherence"] == "live"
+    assert data["broker"] == {"ok": True, "transport": "redis"}
+    assert data["database"]["ok"] is True
+    assert data["pipeline"]["outbox_batches"] == 0 and data["pipeline"]["last_batch_age_seconds"] is None
+
+
+def test_503_when_redis_is_stopped(staff, wired, redis_server, monkeypatch):
+    monkeypatch.setattr(current_app.conf, "broker_url", f"{redis_server.url}/1")
+    assert staff.get("/api/aicache/health/").status_code == 200
+    redis_server.stop()
+    response = staff.get("/api/aicache/health/")
+    data = response.json()
+    assert response.status_code == 503
+    assert data["healthy"] is False and data["caches"][0]["ok"] is False
+    assert any("Redis of cache 'ai' does not answer" in r for r in data["reasons"])
+    assert any(r.startswith("broker unreachable") for r in data["reasons"])  # same server here
+
+
+def test_503_when_the_broker_is_down(staff, wired, monkeypatch):
+    monkeypatch.setattr(current_app.conf, "broker_url", f"redis://127.0.0.1:{free_port()}/1")
+    response = staff.get("/api/aicache/health/")
+    data = response.json()
+    assert response.status_code == 503
+    assert data["caches"][0]["ok"] is True and data["broker"]["ok"] is False
+    assert [r.split(":")[0] for r in data["reasons"]] == ["broker unreachable"]
