@@ -552,3 +552,18 @@ def last_batch_age(now: dt.datetime | None = None) -> float | None:
     """Seconds since the newest ingested batch arrived (any process), or None if none has."""
     last = IngestionBatch.objects.order_by().aggregate(last=Max("received_at"))["last"]
     return None if last is None else max(0.0, ((now or timezone.now()) - last).total_seconds())
+
+
+def expired_rows(now: dt.datetime | None = None) -> dict[str, int]:
+    """What ``maintenance.cleanup`` would delete now, by the same retention settings (counted)."""
+    raw = merged()
+    now = now or timezone.now()
+    raw_cutoff = now - dt.timedelta(days=raw["RETENTION_RAW_DAYS"])
+    rollup_cutoff = now - dt.timedelta(days=raw["RETENTION_ROLLUP_DAYS"])
+    return {
+        "slow_operations": SlowOperation.objects.filter(timestamp__lt=raw_cutoff).count(),
+        "invalidation_events": InvalidationEvent.objects.filter(timestamp__lt=raw_cutoff).count(),
+        "memory_snapshots": MemorySnapshot.objects.filter(timestamp__lt=raw_cutoff).count(),
+        "ingestion_batches": IngestionBatch.objects.filter(received_at__lt=raw_cutoff).count(),
+        "rollups": Rollup.objects.filter(period_start__lt=rollup_cutoff).count(),
+    }

@@ -1,6 +1,7 @@
 """Users of every role, API clients, and a clean throttle cache for the API tests."""
 
 import pytest
+from celery import current_app
 from django.contrib.auth.models import Permission
 from django.core.cache import caches
 from rest_framework.authtoken.models import Token
@@ -63,3 +64,29 @@ def staff(client_for):
 @pytest.fixture
 def admin_client_api(client_for):
     return client_for("superuser")
+
+
+@pytest.fixture
+def wired(settings, redis_server, monkeypatch):
+    """caches["ai"] and the Celery broker on the test's real redis-server (databases 0 and 1)."""
+    if redis_server.process is None:
+        redis_server.start()
+    settings.CACHES = {
+        **settings.CACHES,
+        "ai": {
+            "BACKEND": "aicache.backend.AIResponseCache",
+            "LOCATION": f"{redis_server.url}/0",
+            "OPTIONS": {
+                "SOCKET_TIMEOUT": 0.5,
+                "SOCKET_CONNECT_TIMEOUT": 0.5,
+                "CIRCUIT_BREAKER_RESET_SECONDS": 0.5,
+            },
+        },
+    }
+    monkeypatch.setattr(current_app.conf, "broker_url", f"{redis_server.url}/1")
+    cache = caches["ai"]
+    cache.redis.flushdb()
+    cache.cache_response("a text that is cached", "summarize", None, {"summary": "s"})
+    yield cache
+    if redis_server.process is None:  # the test stopped it: bring it back for the others
+        redis_server.start()

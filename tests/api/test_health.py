@@ -3,37 +3,10 @@ Redis is stopped or the broker is down."""
 
 import pytest
 from celery import current_app
-from django.core.cache import caches
 
 from aicache.bench.redis_server import free_port
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
-
-
-@pytest.fixture
-def wired(settings, redis_server, monkeypatch):
-    """caches["ai"] and the Celery broker on the test's real redis-server (databases 0 and 1)."""
-    if redis_server.process is None:
-        redis_server.start()
-    settings.CACHES = {
-        **settings.CACHES,
-        "ai": {
-            "BACKEND": "aicache.backend.AIResponseCache",
-            "LOCATION": f"{redis_server.url}/0",
-            "OPTIONS": {
-                "SOCKET_TIMEOUT": 0.5,
-                "SOCKET_CONNECT_TIMEOUT": 0.5,
-                "CIRCUIT_BREAKER_RESET_SECONDS": 0.5,
-            },
-        },
-    }
-    monkeypatch.setattr(current_app.conf, "broker_url", f"{redis_server.url}/1")
-    cache = caches["ai"]
-    cache.redis.flushdb()
-    cache.cache_response("a text that is cached", "summarize", None, {"summary": "s"})
-    yield cache
-    if redis_server.process is None:  # the test stopped it: bring it back for the others
-        redis_server.start()
 
 
 def test_healthy(staff, wired, redis_server):
