@@ -107,13 +107,15 @@ def pipeline_status() -> dict[str, Any]:
 
 
 def health() -> dict[str, Any]:
-    """Every check; ``healthy`` is false, with the reasons, when Redis, a listener, the broker or
-    the database is not right."""
+    """Every check; ``healthy`` is false, with the reasons, when Redis, a listener, the database
+    or (with HISTORY_ENABLED) the broker is not right."""
     caches_status = [redis_status(alias) for alias, _ in aicache_aliases()]
     database = database_status()
     pipeline = pipeline_status()
     broker = broker_status()
-    reasons = [c["reason"] for c in (*caches_status, broker, database) if not c["ok"]]
+    # The broker carries the monitoring history only: its outage is a reason when history is on.
+    required = [*caches_status, database, *([broker] if pipeline["history_enabled"] else [])]
+    reasons = [c["reason"] for c in required if not c["ok"]]
     return {
         "healthy": not reasons,
         "reasons": reasons,
