@@ -29,6 +29,7 @@ from rest_framework.views import APIView
 
 from aicache.checks import aicache_aliases
 from aicache.monitoring import actions, export, health, stats
+from aicache.monitoring.api import responses as r
 from aicache.monitoring.api import serializers as s
 from aicache.monitoring.api.permissions import CanInvalidateCache, IsStaff
 from aicache.monitoring.api.throttles import InvalidateThrottle
@@ -107,17 +108,17 @@ def _window(w: stats.Window) -> dict[str, Any]:
 class StatsView(MonitoringAPIView):
     query_serializer_class = s.WindowQuery
 
-    @extend_schema(parameters=[s.WindowQuery], responses=responses(s.StatsOut), summary="Cache stats")
+    @extend_schema(parameters=[s.WindowQuery], responses=responses(r.StatsOut), summary="Cache stats")
     def get(self, request: Request) -> Response:
         """Hit rate, latency (with p50/p95/p99 of reads by tier), compression, memory and
         invalidations over the window, for every process (from the monitoring database)."""
-        return Response(s.StatsOut(stats.overview(self.params["window"])).data)
+        return Response(r.StatsOut(stats.overview(self.params["window"])).data)
 
 
 class TimeSeriesView(MonitoringAPIView):
     query_serializer_class = s.TimeSeriesQuery
 
-    @extend_schema(parameters=[s.TimeSeriesQuery], responses=responses(s.TimeSeriesOut))
+    @extend_schema(parameters=[s.TimeSeriesQuery], responses=responses(r.TimeSeriesOut))
     def get(self, request: Request) -> Response:
         """Per minute, hour or day: operations, hits, misses, hit rate, read latency by tier,
         compression bytes saved and invalidations (at most 2000 points)."""
@@ -128,13 +129,13 @@ class TimeSeriesView(MonitoringAPIView):
             "interval": interval,
             "points": stats.time_series(w, interval),
         }
-        return Response(s.TimeSeriesOut(data).data)
+        return Response(r.TimeSeriesOut(data).data)
 
 
 class SlowOperationsView(MonitoringAPIView):
     query_serializer_class = s.SlowOperationsQuery
 
-    @extend_schema(parameters=[s.SlowOperationsQuery], responses=responses(s.SlowOperationsOut))
+    @extend_schema(parameters=[s.SlowOperationsQuery], responses=responses(r.SlowOperationsOut))
     def get(self, request: Request) -> Response:
         """Stored slow cache operations slower than ``threshold_multiplier`` x the window's average."""
         w, multiplier = self.params["window"], self.params["threshold_multiplier"]
@@ -145,13 +146,13 @@ class SlowOperationsView(MonitoringAPIView):
             "threshold_multiplier": multiplier,
             "cache_operations": found["cache_operations"],
         }
-        return Response(s.SlowOperationsOut(data).data)
+        return Response(r.SlowOperationsOut(data).data)
 
 
 class InvalidationsView(MonitoringAPIView):
     query_serializer_class = s.InvalidationsQuery
 
-    @extend_schema(parameters=[s.InvalidationsQuery], responses=responses(s.InvalidationPageOut))
+    @extend_schema(parameters=[s.InvalidationsQuery], responses=responses(r.InvalidationPageOut))
     def get(self, request: Request) -> Response:
         """Invalidation events, newest first, paginated (``page``, ``page_size`` up to 500);
         ``operation`` matches the recorded pattern, ``context`` a substring of the context."""
@@ -174,24 +175,24 @@ class InvalidationsView(MonitoringAPIView):
             data["previous"] = (
                 remove_query_param(url, "page") if prev == 1 else replace_query_param(url, "page", prev)
             )
-        return Response(s.InvalidationPageOut(data).data)
+        return Response(r.InvalidationPageOut(data).data)
 
 
 class InvalidationStatsView(MonitoringAPIView):
     query_serializer_class = s.WindowQuery
 
-    @extend_schema(parameters=[s.WindowQuery], responses=responses(s.InvalidationStatsOut))
+    @extend_schema(parameters=[s.WindowQuery], responses=responses(r.InvalidationStatsOut))
     def get(self, request: Request) -> Response:
         """Invalidation counts, rates against the alert thresholds, patterns and efficiency."""
         w = self.params["window"]
         data = {**stats.invalidation_frequency(w), "window": _window(w), "source": "database"}
-        return Response(s.InvalidationStatsOut(data).data)
+        return Response(r.InvalidationStatsOut(data).data)
 
 
 class InvalidationRecommendationsView(MonitoringAPIView):
     query_serializer_class = s.WindowQuery
 
-    @extend_schema(parameters=[s.WindowQuery], responses=responses(s.RecommendationsOut))
+    @extend_schema(parameters=[s.WindowQuery], responses=responses(r.RecommendationsOut))
     def get(self, request: Request) -> Response:
         """Advice from the window's invalidations (frequency, dominant pattern, efficiency)."""
         w = self.params["window"]
@@ -200,13 +201,13 @@ class InvalidationRecommendationsView(MonitoringAPIView):
             "window": _window(w),
             "recommendations": stats.invalidation_recommendations(w),
         }
-        return Response(s.RecommendationsOut(data).data)
+        return Response(r.RecommendationsOut(data).data)
 
 
 class MemoryView(MonitoringAPIView):
     query_serializer_class = s.WindowQuery
 
-    @extend_schema(parameters=[s.WindowQuery], responses=responses(s.MemoryOut))
+    @extend_schema(parameters=[s.WindowQuery], responses=responses(r.MemoryOut))
     def get(self, request: Request) -> Response:
         """The newest memory snapshot of each process and of Redis in the window, usage over the
         window, and warnings."""
@@ -219,7 +220,7 @@ class MemoryView(MonitoringAPIView):
             "usage": stats.memory_usage(w),
             "warnings": stats.memory_warnings(w),
         }
-        return Response(s.MemoryOut(data).data)
+        return Response(r.MemoryOut(data).data)
 
 
 class ExportView(MonitoringAPIView):
@@ -244,13 +245,13 @@ class ExportView(MonitoringAPIView):
 
 
 class HealthView(MonitoringAPIView):
-    @extend_schema(responses={200: s.HealthOut, 503: s.HealthOut, 401: ERRORS[401], 403: ERRORS[403]})
+    @extend_schema(responses={200: r.HealthOut, 503: r.HealthOut, 401: ERRORS[401], 403: ERRORS[403]})
     def get(self, request: Request) -> Response:
         """Live checks: each cache's Redis (ping, version) and coherence listener, the broker, the
         database, this process's outbox and drops, the last ingested batch's age. 503 with the
         reasons when something is wrong."""
         result = health.health()
-        return Response(s.HealthOut(result).data, status=200 if result["healthy"] else 503)
+        return Response(r.HealthOut(result).data, status=200 if result["healthy"] else 503)
 
 
 def default_alias() -> str:
@@ -264,7 +265,7 @@ class InvalidateView(MonitoringAPIView):
     permission_classes = [CanInvalidateCache]
     throttle_classes = [InvalidateThrottle]
 
-    @extend_schema(request=s.InvalidateRequest, responses=responses(s.InvalidateOut, THROTTLED))
+    @extend_schema(request=s.InvalidateRequest, responses=responses(r.InvalidateOut, THROTTLED))
     def post(self, request: Request) -> Response:
         """Invalidate one operation, a pattern, everything, or the memory tier (of this process, or
         of every process with ``everywhere``). Returns the count; the invalidation event records
@@ -292,14 +293,14 @@ class InvalidateView(MonitoringAPIView):
             "count": n,
             "context": context,
         }
-        return Response(s.InvalidateOut(out).data)
+        return Response(r.InvalidateOut(out).data)
 
 
 class ResetView(MonitoringAPIView):
     permission_classes = [CanInvalidateCache]
     throttle_classes = [InvalidateThrottle]
 
-    @extend_schema(request=None, responses=responses(s.ResetOut, THROTTLED))
+    @extend_schema(request=None, responses=responses(r.ResetOut, THROTTLED))
     def post(self, request: Request) -> Response:
         """Reset this process's in-memory recorder of every aicache cache (the database history is
         untouched; other processes keep theirs)."""
@@ -309,4 +310,4 @@ class ResetView(MonitoringAPIView):
             if monitor is not None:
                 monitor.reset_stats()
                 reset.append(alias)
-        return Response(s.ResetOut({"live": True, "process": process_name(), "caches": reset}).data)
+        return Response(r.ResetOut({"live": True, "process": process_name(), "caches": reset}).data)
