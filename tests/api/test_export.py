@@ -19,7 +19,7 @@ from tests.factories import (
     rollup_everywhere,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.history]  # rerun on PostgreSQL by make test
 
 
 @pytest.fixture

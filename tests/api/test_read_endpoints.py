@@ -15,7 +15,7 @@ from tests.factories import (
     rollup_everywhere,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.history]  # rerun on PostgreSQL by make test
 
 
 def _get_rollup(tier, outcome, count, seconds, minutes_ago=10, operation="summarize"):

@@ -74,6 +74,7 @@ def history():
     InvalidationEventFactory(timestamp=at, keys_invalidated=3)
 
 
+@pytest.mark.history
 def test_stats_table(history):
     out = run("aicache_stats", "--last", "1h")
     assert "hit rate: 75.0 %" in out and "hits: 75" in out and "misses: 25" in out
@@ -85,6 +86,7 @@ def test_stats_table(history):
     assert "recommendations: none" in out
 
 
+@pytest.mark.history
 def test_stats_json_is_only_json(history):
     data = json.loads(run("aicache_stats", "--last", "1h", "--operation", "summarize", "--json"))
     assert (data["cache_hits"], data["cache_misses"], data["source"]) == (75, 25, "database")
@@ -155,6 +157,7 @@ def test_invalidate_bad_arguments_change_nothing(ai_cache, args, message):
     assert ai_cache.count_all() == 4
 
 
+@pytest.mark.history
 def test_cleanup_dry_run_then_for_real():
     old = timezone.now() - dt.timedelta(days=30)
     SlowOperationFactory(timestamp=old)
@@ -174,6 +177,7 @@ def test_cleanup_dry_run_then_for_real():
     )
 
 
+@pytest.mark.history
 def test_compact_folds_old_minutes():
     old = timezone.now() - dt.timedelta(hours=30)
     rollup_everywhere(period_start=old)
@@ -205,6 +209,7 @@ def test_status_unhealthy_exits_non_zero_after_printing_json(wired, monkeypatch,
     assert data["healthy"] is False and data["broker"]["ok"] is False and data["caches"][0]["ok"] is True
 
 
+@pytest.mark.history
 def test_export_to_stdout_and_to_a_file(tmp_path):
     rollup_everywhere(period_start=timezone.now() - dt.timedelta(minutes=5), count=9)
     InvalidationEventFactory()
