@@ -35,8 +35,7 @@ def test_503_when_redis_is_stopped(staff, wired, redis_server, monkeypatch):
     assert data["broker"]["ok"] is False  # the same server here; history is off in the tests
 
 
-def test_503_when_the_broker_is_down(staff, wired, monkeypatch, settings):
-    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}  # the broker carries history
+def test_503_when_the_broker_is_down(staff, wired, monkeypatch, history_on_for_health):
     monkeypatch.setattr(current_app.conf, "broker_url", f"redis://127.0.0.1:{free_port()}/1")
     response = staff.get("/api/aicache/health/")
     data = response.json()

@@ -199,8 +199,7 @@ def test_status_healthy_and_json(wired):
 
 
 @pytest.mark.integration
-def test_status_unhealthy_exits_non_zero_after_printing_json(wired, monkeypatch, settings):
-    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}
+def test_status_unhealthy_exits_non_zero_after_printing_json(wired, monkeypatch, history_on_for_health):
     monkeypatch.setattr(current_app.conf, "broker_url", f"redis://127.0.0.1:{free_port()}/1")
     out = StringIO()
     with pytest.raises(CommandError, match="not healthy: broker unreachable"):
