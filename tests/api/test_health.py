@@ -50,3 +50,15 @@ def test_broker_down_is_reported_but_not_a_failure_without_history(staff, wired,
     data = response.json()
     assert response.status_code == 200 and data["pipeline"]["history_enabled"] is False
     assert data["broker"]["ok"] is False and data["reasons"] == []
+
+
+def test_a_stopped_redis_never_breaks_a_request(admin_client_api, client_for, wired, redis_server):
+    redis_server.stop()
+    response = admin_client_api.post("/api/aicache/invalidate/", {"operation": "summarize"}, format="json")
+    assert response.status_code == 200 and response.json()["count"] == 0
+    (event,) = wired.monitor.export_metrics()["invalidations"]
+    assert event["status"] == "failed" and event["reason"]
+    assert admin_client_api.get("/api/aicache/stats/").status_code == 200  # database only
+    body = {"text": "Redis is down but the answer still comes.", "operation": "sentiment"}
+    answer = client_for("user").post("/api/aicache/process/", body, format="json").json()
+    assert answer["cache"]["source"] == "compute" and answer["result"]["operation"] == "sentiment"
