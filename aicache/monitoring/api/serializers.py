@@ -14,7 +14,8 @@ from rest_framework import serializers
 from aicache.conf import OPERATION_RE
 from aicache.monitoring import actions, stats
 
-TOKEN_RE = OPERATION_RE  # operations and tier names share the [a-z0-9_-]{1,64} alphabet
+# Operations and tier names share the [a-z0-9_-]{1,64} alphabet (anchored here, see GLOB_RE).
+TOKEN_RE = re.compile(rf"^(?:{OPERATION_RE.pattern.lstrip('^').rstrip('$')})$")
 # Anchored (DRF's RegexValidator searches); ^...$ rather than \A...\Z so the schema's pattern is
 # valid ECMA regex too. A trailing newline never reaches it: CharField trims whitespace first.
 GLOB_RE = re.compile(rf"^{actions.PATTERN_RE.pattern}$")

@@ -158,4 +158,4 @@ class Command(BaseCommand):
         get_exporter().flush_now(force_memory_sample=True)
         flusher = get_flusher()
         if flusher is not None:
-            flusher.flush()
+            flusher.flush(timeout=5.0)
