@@ -61,7 +61,7 @@ class ProcessRequest(serializers.Serializer):
 
 class CacheMetaOut(serializers.Serializer):
     hit = serializers.BooleanField()
-    source = serializers.ChoiceField(choices=("memory", "redis", "compute"))
+    source = serializers.ChoiceField(choices=("memory", "redis", "coalesced", "compute"))
     tier = serializers.CharField()
     text_length = serializers.IntegerField()
     cached_at = serializers.FloatField(allow_null=True)
