@@ -28,6 +28,9 @@ PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: The longest TTL accepted anywhere (10 years): larger values are mistakes that Redis or the
 #: index arithmetic would reject only after the LLM was paid.
 MAX_TTL = 10 * 365 * 24 * 3600
+#: The longest timeout or interval accepted (a day): beyond it a wait is a mistake, and huge
+#: values overflow the platform's timers.
+MAX_SECONDS = 24 * 3600
 
 DEFAULTS: dict[str, Any] = {
     # text length (characters) -> tier; anything longer than the last bound is "xlarge"
@@ -321,11 +324,11 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
         "COHERENCE_PROBE_SECONDS",
         "COHERENCE_LIVENESS_SECONDS",
     ):
-        if not _is_number(raw[name]) or not 0 < raw[name] < math.inf:
+        if not _is_number(raw[name]) or not 0 < raw[name] <= MAX_SECONDS:
             bad(
                 E_RESILIENCE,
                 name,
-                f"must be a positive number of seconds, got {raw[name]!r}.",
+                f"must be a positive number of seconds up to {MAX_SECONDS}, got {raw[name]!r}.",
                 "Bounded timeouts keep a dead Redis from stalling requests.",
             )
     probe, liveness = raw["COHERENCE_PROBE_SECONDS"], raw["COHERENCE_LIVENESS_SECONDS"]
@@ -428,8 +431,8 @@ def validate_monitoring(raw: Mapping[str, Any]) -> list[Problem]:
         "METRICS_EXPORT_SECONDS",
         "FLUSH_INTERVAL",
     ):
-        if not _is_number(raw[name]) or raw[name] <= 0:
-            bad(name, f"must be a positive number, got {raw[name]!r}.", "Durations are in seconds.")
+        if not _is_number(raw[name]) or not 0 < raw[name] < math.inf:  # NaN fails both comparisons
+            bad(name, f"must be a positive, finite number, got {raw[name]!r}.", "Durations are in seconds.")
     warn, crit = raw["INVALIDATION_RATE_WARNING_PER_HOUR"], raw["INVALIDATION_RATE_CRITICAL_PER_HOUR"]
     if _is_number(warn) and _is_number(crit) and warn > crit:
         bad(
