@@ -432,3 +432,49 @@ def time_series(w: Window, interval: str = "hour") -> list[dict[str, Any]]:
         }
         out.append(p)
     return out
+
+
+def operations(w: Window) -> list[dict[str, Any]]:
+    """Reads per operation, busiest first: ``reads``, ``hits``, ``memory_hits`` (answered by a
+    memory tier), ``misses``, ``hit_rate`` (%), ``writes``."""
+    table: dict[str, dict[str, Any]] = {}
+    for g in _aggregate(rollups(w).filter(kind__in=("get", "set"))):
+        row = table.setdefault(
+            g["operation"],
+            {"operation": g["operation"], "reads": 0, "hits": 0, "memory_hits": 0, "misses": 0, "writes": 0},
+        )
+        n = g["n"] or 0
+        if g["kind"] == "set":
+            row["writes"] += n
+            continue
+        row["reads"] += n
+        if g["outcome"].startswith("hit"):
+            row["hits"] += n
+            row["memory_hits"] += n if g["outcome"] == "hit_memory" else 0
+        elif g["outcome"] == "miss":
+            row["misses"] += n
+    for row in table.values():
+        row["hit_rate"] = summaries.hit_rate(row["hits"], row["misses"])
+    return sorted(table.values(), key=lambda r: (-r["reads"], r["operation"]))
+
+
+def read_latency_by_tier(w: Window) -> dict[str, dict[str, float]]:
+    """Read latency percentiles (seconds) per text-size tier: ``{tier: {count, p50, p95, p99}}``."""
+    merged_sketches: dict[str, dict[int, int]] = {}
+    counts: dict[str, int] = {}
+    for tier, n, buckets in rollups(w).filter(kind="get").values_list("tier", "count", "sketch"):
+        sketch.merge(merged_sketches.setdefault(tier, {}), buckets)
+        counts[tier] = counts.get(tier, 0) + n
+    return {
+        tier: {
+            "count": counts[tier],
+            **dict(zip(("p50", "p95", "p99"), sketch.quantiles(b, (0.5, 0.95, 0.99)), strict=True)),
+        }
+        for tier, b in sorted(merged_sketches.items())
+        if counts[tier]
+    }
+
+
+def last_batch_at() -> dt.datetime | None:
+    """When the newest ingestion batch arrived (any process), or ``None``."""
+    return IngestionBatch.objects.order_by("-received_at").values_list("received_at", flat=True).first()
