@@ -174,7 +174,7 @@ def _memory_cards(memory: dict[str, Any], raw: dict[str, Any]) -> list[Card]:
 
 def _ingestion_card(ingestion: dict[str, int], last_at: dt.datetime | None, now: dt.datetime) -> Card:
     dropped = ingestion["dropped_batches"] or ingestion["dropped_records"]
-    age = "never" if last_at is None else f"{timesince(last_at, now)} ago"
+    age = "never" if last_at is None else f"{timesince(last_at, now)} ago".replace("\xa0", " ")
     return Card(
         "ingestion",
         "Ingestion",

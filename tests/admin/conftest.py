@@ -131,3 +131,10 @@ def history(db):
     )
     IngestionBatchFactory(dropped_batches=1, dropped_records=7)
     return now
+
+
+def pytest_collection_modifyitems(items):
+    """The cockpit reads the monitoring history: its database tests also run on PostgreSQL."""
+    for item in items:
+        if "tests/admin/" in str(item.fspath) and "test_charts_and_settings" not in str(item.fspath):
+            item.add_marker(pytest.mark.history)
