@@ -47,7 +47,7 @@ class Plot:
     y_ticks: list[Tick]
 
     left = LEFT
-    axis_x = LEFT - 6
+    axis_x = LEFT - 10
 
     @property
     def right_x(self) -> int:
@@ -152,7 +152,8 @@ def line_chart(
         plot_w, plot_h = width - LEFT - RIGHT, height - TOP - BOTTOM
 
         def x(at: dt.datetime, plot_w: int = plot_w) -> float:
-            return round(LEFT + plot_w * ((at - since) / span), 1)
+            # the first period may start before the window (it is partly inside): pin it to the edge
+            return round(LEFT + plot_w * ((max(at, since) - since) / span), 1)
 
         def y(v: float, plot_h: int = plot_h) -> float:
             return round(TOP + plot_h * (1 - min(v, top) / top), 1)
@@ -167,7 +168,8 @@ def line_chart(
                     continue
                 parts.append(f"{'L' if pen_down else 'M'}{x(at)} {y(v)}")
                 alone = (j == 0 or vs[j - 1] is None) and (j + 1 == len(vs) or vs[j + 1] is None)
-                if present <= MAX_DOTS or alone:  # an isolated point would be invisible without one
+                # dots for few non-zero points; always for an isolated one (invisible otherwise)
+                if (present <= MAX_DOTS and v) or alone:
                     dots.append((x(at), y(v)))
                 pen_down = True
             drawn.append(Series(name, i % 6, " ".join(parts), tuple(dots)))

@@ -31,7 +31,7 @@ class Card:
     value: str
     detail: str = ""
     level: str = ""  # "", "warning" or "critical"
-    lines: list[tuple[str, str]] = field(default_factory=list)
+    lines: list[tuple[str, ...]] = field(default_factory=list)  # (name, figure, figure)
 
 
 def percent(value: float) -> str:
@@ -84,7 +84,7 @@ def figures(w: stats.Window, last: str, live_entries: int | None, now: dt.dateti
             "Read latency p50 / p95",
             "" if latency else "no reads",
             "by text-size tier" if latency else "",
-            lines=[(tier, f"{ms(p['p50'])} / {ms(p['p95'])}") for tier, p in latency.items()],
+            lines=[(tier, ms(p["p50"]), ms(p["p95"])) for tier, p in latency.items()],
         ),
         _compression_card(perf.get("compression")),
         _invalidation_card(frequency),
@@ -149,8 +149,8 @@ def _memory_cards(memory: dict[str, Any], raw: dict[str, Any]) -> list[Card]:
         tier = Card(
             "memory-tier",
             "Memory tier",
-            f"{size(used)} of {size(budget)}",
-            f"{percent(used / budget * 100 if budget else 0.0)} of its budget, "
+            size(used),
+            f"{percent(used / budget * 100 if budget else 0.0)} of its {size(budget)} budget, "
             f"{count(current.get('memory_entries') or 0)} entries (latest sample)",
         )
     else:
@@ -163,8 +163,8 @@ def _memory_cards(memory: dict[str, Any], raw: dict[str, Any]) -> list[Card]:
         redis_card = Card(
             "redis-memory",
             "Redis memory",
-            f"{size(used)} of {size(threshold)}",
-            f"{percent(used / threshold * 100)} of the warning threshold (latest snapshot)",
+            size(used),
+            f"{percent(used / threshold * 100)} of the {size(threshold)} warning threshold (latest snapshot)",
             level=level,
         )
     else:
@@ -177,8 +177,8 @@ def _ingestion_card(ingestion: dict[str, int], last_at: dt.datetime | None, now:
     age = "never" if last_at is None else f"{timesince(last_at, now)} ago".replace("\xa0", " ")
     return Card(
         "ingestion",
-        "Ingestion",
-        f"last batch {age}",
+        "Last ingested batch",
+        age,
         f"{plural(ingestion['batches'], 'batch', 'batches')} in this window; dropped: "
         f"{plural(ingestion['dropped_batches'], 'batch', 'batches')}, "
         f"{plural(ingestion['dropped_records'], 'record', 'records')}",

@@ -26,8 +26,9 @@ def test_line_chart_scales_breaks_on_gaps_and_describes_itself():
     assert (wide.variant, wide.width, narrow.variant, narrow.width) == ("wide", 640, "narrow", 360)
     path = wide.series[0].path
     assert path.count("M") == 2 and path.count("L") == 2  # the None splits the line in two
+    assert path.startswith(f"M{charts.LEFT}.0 {wide.height - charts.BOTTOM}.0 ")  # 0 sits on the axis
     ys = [y for _, y in wide.series[0].dots]
-    assert max(ys) == wide.height - charts.BOTTOM  # 0 sits on the axis
+    assert len(ys) == 3  # dots for the non-zero points only
     assert min(ys) == charts.TOP  # 50 is the top of a 0..50 axis
     assert [t.label for t in wide.y_ticks] == ["0", "12.5", "25", "37.5", "50"]
     assert chart.summary == "Hits, 5 periods: hits from 0 to 50."

@@ -81,12 +81,15 @@ def test_dashboard_shows_every_card_and_chart_with_the_history_figures(
         ms(sketch.bucket_value(sketch.bucket_of(v))) for v in (MEMORY_HIT, REDIS_HIT, MISS)
     )
     # medium: 30 Redis hits; small: 90 memory hits, 70 misses, 10 Redis hits (the 162nd of 170 is a Redis hit)
-    assert f"medium {redis_hit} / {redis_hit} small {memory_hit} / {redis_hit}" in card(page, "latency")
+    assert f"medium {redis_hit} {redis_hit} small {memory_hit} {redis_hit}" in card(page, "latency")
     assert miss != redis_hit
     assert "29.3 KB" in card(page, "compression") and "75.0 %" in card(page, "compression")
     assert "2 in the last hour, alert level normal" in card(page, "invalidations")
-    assert "2.0 MB of 10.0 MB" in card(page, "memory-tier")
-    assert "5.0 MB of 50.0 MB" in card(page, "redis-memory")
+    assert card(page, "memory-tier").startswith("Memory tier 2.0 MB 20.0 % of its 10.0 MB budget, 50 entries")
+    assert card(page, "redis-memory").startswith(
+        "Redis memory 5.0 MB 10.0 % of the 50.0 MB warning threshold"
+    )
+    assert re.match(r"Last ingested batch \d+ (seconds|minutes?) ago 1 batch", card(page, "ingestion"))
     assert card(page, "live-entries").startswith("Live entries 7 ")
     assert "dropped: 1 batch, 7 records" in card(page, "ingestion")
     for slug in CHARTS:
@@ -116,7 +119,22 @@ def test_dashboard_shows_every_card_and_chart_with_the_history_figures(
     assert not page.locator("#chart-hit-rate svg.aic-wide").is_visible()
     screenshot(page, "dashboard-390")
     page.set_viewport_size({"width": 1280, "height": 900})
+    # dark mode: the page follows the admin's theme variables
+    page.emulate_media(color_scheme="dark")
+    page.reload()
+    background = "getComputedStyle(document.querySelector('#card-hit-rate')).backgroundColor"
+    value_color = "getComputedStyle(document.querySelector('#card-hit-rate .aic-value')).color"
+    assert luminance(page.evaluate(background)) < 0.2 and luminance(page.evaluate(value_color)) > 0.8
+    screenshot(page, "dashboard-dark-1280")
+    page.emulate_media(color_scheme="light")
+    page.reload()
+    assert luminance(page.evaluate(background)) > 0.8 and luminance(page.evaluate(value_color)) < 0.2
     assert page.problems == []
+
+
+def luminance(css_rgb: str) -> float:
+    r, g, b = (int(v) for v in re.findall(r"\d+", css_rgb)[:3])
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
 
 
 def test_window_picker_and_operation_filter_change_the_figures(
