@@ -56,6 +56,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "aicache",
     "aicache.monitoring",
 ]
@@ -109,6 +112,22 @@ CACHES = {
         "LOCATION": REDIS_URL,
         "OPTIONS": {},
     },
+}
+
+# The monitoring API (aicache.monitoring.api): OpenAPI by drf-spectacular, UI assets from the
+# sidecar (no CDN); throttle rates of its invalidate/reset and of the project's process endpoint.
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {"aicache_invalidate": "10/minute", "aicache_process": "60/minute"},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "aicache API",
+    "DESCRIPTION": "Stats, history, health and invalidation of the AI response cache.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Global aicache settings (per-cache OPTIONS override these); see README's configuration table.

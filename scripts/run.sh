@@ -8,6 +8,9 @@ REDIS_PORT=${REDIS_PORT:-6390}
 WEB_PORT=${WEB_PORT:-8000}
 RUN=.run
 mkdir -p "$RUN/redis" "$RUN/logs"
+# One Prometheus multiprocess directory for every process (web, worker, beat, the demo): /metrics sums them.
+export PROMETHEUS_MULTIPROC_DIR=$RUN/prometheus
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
 if [ -z "${SECRET_KEY:-}" ]; then
   [ -s "$RUN/secret_key" ] || "$BIN/python" -c "import secrets; print(secrets.token_urlsafe(50))" > "$RUN/secret_key"
@@ -65,4 +68,7 @@ Press Ctrl-C to stop.
 MSG
 "$BIN/python" manage.py runserver "127.0.0.1:$WEB_PORT" --noreload --insecure &
 pids+=($!)
+# A short demo through the reference processor, so the API, the admin and /metrics have data.
+"$BIN/python" manage.py aicache_demo --requests 200 --patterns 20 --concurrency 4 --latency 0.2 ||
+  echo "aicache_demo failed (see above); the stack keeps running." >&2
 wait -n "${pids[@]}"

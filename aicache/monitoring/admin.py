@@ -37,6 +37,16 @@ def ms(seconds: float | None) -> str:
     return "0 ms" if value == 0 else "<0.001 ms"
 
 
+def duration_text(seconds: float) -> str:
+    """``"1 h 59 m"``, ``"29 m 59 s"``, ``"4 s"``: the two largest units."""
+    s = int(seconds)
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    parts = [f"{n} {unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m"), (s, "s")) if n]
+    return " ".join(parts[:2]) or "0 s"
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """View only: no add, change or delete (so no "Delete selected" action either)."""
 

@@ -13,11 +13,10 @@ from typing import Any
 
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
-from django.utils.timesince import timesince
 
 from aicache.conf import merged
 from aicache.monitoring import charts, stats
-from aicache.monitoring.admin import ms
+from aicache.monitoring.admin import duration_text, ms
 
 #: The time series interval that gives a readable number of points for each window.
 INTERVAL_FOR = {"1h": "minute", "24h": "hour", "7d": "hour", "30d": "day"}
@@ -60,7 +59,7 @@ def figures(w: stats.Window, last: str, live_entries: int | None, now: dt.dateti
     raw = merged()
     perf = stats.performance_stats(w)
     ops = stats.operations(w)
-    latency = stats.read_latency_by_tier(w)
+    latency = stats.latency_by_tier(w)
     frequency = perf.get("invalidation") or stats.invalidation_frequency(w)
     memory = perf.get("memory_usage") or {}
     hits, misses = perf["cache_hits"], perf["cache_misses"]
@@ -95,7 +94,7 @@ def figures(w: stats.Window, last: str, live_entries: int | None, now: dt.dateti
             "-" if live_entries is None else count(live_entries),
             "in Redis now (live, from the per-operation indexes)",
         ),
-        _ingestion_card(perf["ingestion"], stats.last_batch_at(), now),
+        _ingestion_card(perf["ingestion"], stats.last_batch_age(now)),
     ]
     interval = INTERVAL_FOR.get(last, "hour")
     series = stats.time_series(w, interval)
@@ -172,9 +171,9 @@ def _memory_cards(memory: dict[str, Any], raw: dict[str, Any]) -> list[Card]:
     return [tier, redis_card]
 
 
-def _ingestion_card(ingestion: dict[str, int], last_at: dt.datetime | None, now: dt.datetime) -> Card:
+def _ingestion_card(ingestion: dict[str, int], age_seconds: float | None) -> Card:
     dropped = ingestion["dropped_batches"] or ingestion["dropped_records"]
-    age = "never" if last_at is None else f"{timesince(last_at, now)} ago".replace("\xa0", " ")
+    age = "never" if age_seconds is None else f"{duration_text(age_seconds)} ago"
     return Card(
         "ingestion",
         "Last ingested batch",

@@ -26,6 +26,7 @@ from aicache import invalidation
 from aicache.codec import BUILTIN_COMPRESSORS, HEADER, HEADER_SIZE, MAGIC, CodecError
 from aicache.conf import OPERATION_RE
 from aicache.monitoring import actions
+from aicache.monitoring.admin import duration_text
 
 MAX_PAGE_SIZE = 500
 #: SCAN steps per page at most: a keyspace mostly made of other data still answers quickly.
@@ -58,16 +59,6 @@ class Entry:
     @property
     def age_text(self) -> str:
         return "-" if self.age is None else duration_text(self.age)
-
-
-def duration_text(seconds: float) -> str:
-    """``"1 h 59 m"``, ``"29 m 59 s"``, ``"4 s"``: the two largest units."""
-    s = int(seconds)
-    days, s = divmod(s, 86400)
-    hours, s = divmod(s, 3600)
-    minutes, s = divmod(s, 60)
-    parts = [f"{n} {unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m"), (s, "s")) if n]
-    return " ".join(parts[:2]) or "0 s"
 
 
 @dataclass(frozen=True)

@@ -434,6 +434,141 @@ def time_series(w: Window, interval: str = "hour") -> list[dict[str, Any]]:
     return out
 
 
+# --- Additions for the API, the commands and the dashboard (one aggregation, three surfaces) ---
+
+PERCENTILES = (0.5, 0.95, 0.99)
+_NAMES = ("p50", "p95", "p99")
+MAX_POINTS = 2000  # most time-series points one question may ask for
+
+
+def latency_by_tier(w: Window, kinds: Iterable[str] = ("get",)) -> dict[str, dict[str, Any]]:
+    """``{tier: {count, p50, p95, p99}}`` of cache reads (seconds, each within the sketch's 1 %)."""
+    merged_by_tier: dict[str, dict[int, int]] = {}
+    counts: dict[str, int] = {}
+    for tier, n, buckets in rollups(w).filter(kind__in=list(kinds)).values_list("tier", "count", "sketch"):
+        name = tier or "unknown"
+        counts[name] = counts.get(name, 0) + n
+        sketch.merge(merged_by_tier.setdefault(name, {}), buckets)
+    return {
+        tier: {
+            "count": counts[tier],
+            **dict(zip(_NAMES, sketch.quantiles(merged_by_tier[tier], PERCENTILES), strict=True)),
+        }
+        for tier in sorted(merged_by_tier)
+    }
+
+
+def overview(w: Window) -> dict[str, Any]:
+    """What ``GET stats/`` and ``aicache_stats`` show: ``performance_stats`` plus read latency
+    percentiles by tier and the invalidation recommendations, all from the database."""
+    return {
+        **performance_stats(w),
+        "latency_by_tier": latency_by_tier(w),
+        "recommendations": invalidation_recommendations(w),
+        "source": "database",
+    }
+
+
+def check_points(w: Window, interval: str) -> None:
+    """``ValueError`` when ``time_series(w, interval)`` would return more than MAX_POINTS points."""
+    if interval not in INTERVALS:
+        raise ValueError(f"interval must be one of {list(INTERVALS)}, got {interval!r}")
+    points = (w.until - w.since).total_seconds() / int(INTERVALS[interval])
+    if points > MAX_POINTS:
+        raise ValueError(f"{interval} points over this window would be {points:.0f}; at most {MAX_POINTS}")
+
+
+def invalidation_events(
+    w: Window,
+    invalidation_type: str | None = None,
+    status: str | None = None,
+    context: str | None = None,
+) -> QuerySet[InvalidationEvent]:
+    """The window's invalidation events, newest first; ``w.operation`` matches the pattern exactly
+    (an operation invalidation records the operation's name as its pattern), ``context`` is a
+    case-insensitive substring of the recorded context."""
+    rows = InvalidationEvent.objects.filter(timestamp__gte=w.since, timestamp__lt=w.until)
+    if w.operation:
+        rows = rows.filter(pattern=w.operation)
+    if invalidation_type:
+        rows = rows.filter(invalidation_type=invalidation_type)
+    if status:
+        rows = rows.filter(status=status)
+    if context:
+        rows = rows.filter(operation_context__icontains=context)
+    return rows.order_by("-timestamp", "-id")
+
+
+def latest_memory_snapshots(w: Window) -> dict[str, list[dict[str, Any]]]:
+    """The newest snapshot of each process and of each cache's Redis inside the window."""
+    rows = MemorySnapshot.objects.filter(timestamp__gte=w.since, timestamp__lt=w.until)
+    latest = rows.values("source", "process").order_by().annotate(last=Max("timestamp"))
+    q = Q()
+    for r in latest:
+        q |= Q(source=r["source"], process=r["process"], timestamp=r["last"])
+    out: dict[str, list[dict[str, Any]]] = {"processes": [], "redis": []}
+    if not latest:
+        return out
+    seen: set[tuple[str, str]] = set()
+    for snap in rows.filter(q).order_by("source", "process", "-id"):
+        if (snap.source, snap.process) in seen:
+            continue
+        seen.add((snap.source, snap.process))
+        if snap.source == MemorySnapshot.Source.REDIS:
+            out["redis"].append(
+                {
+                    "cache": snap.process,
+                    "timestamp": snap.timestamp,
+                    "used_bytes": snap.redis_used_bytes,
+                    "live_entries": snap.redis_key_count,
+                    "keyspace_hits": snap.redis_keyspace_hits,
+                    "keyspace_misses": snap.redis_keyspace_misses,
+                }
+            )
+        else:
+            out["processes"].append(
+                {
+                    "process": snap.process,
+                    "timestamp": snap.timestamp,
+                    "memory_entries": snap.memory_entries,
+                    "memory_bytes": snap.memory_bytes,
+                    "memory_max_entries": snap.memory_max_entries,
+                    "memory_max_bytes": snap.memory_max_bytes,
+                    "process_rss_bytes": snap.process_rss_bytes,
+                }
+            )
+    return out
+
+
+def table_rows() -> dict[str, int]:
+    """Rows per monitoring table (``aicache_status``)."""
+    return {
+        model._meta.db_table: model.objects.count()
+        for model in (Rollup, SlowOperation, InvalidationEvent, MemorySnapshot, IngestionBatch)
+    }
+
+
+def last_batch_age(now: dt.datetime | None = None) -> float | None:
+    """Seconds since the newest ingested batch arrived (any process), or None if none has."""
+    last = IngestionBatch.objects.order_by().aggregate(last=Max("received_at"))["last"]
+    return None if last is None else max(0.0, ((now or timezone.now()) - last).total_seconds())
+
+
+def expired_rows(now: dt.datetime | None = None) -> dict[str, int]:
+    """What ``maintenance.cleanup`` would delete now, by the same retention settings (counted)."""
+    raw = merged()
+    now = now or timezone.now()
+    raw_cutoff = now - dt.timedelta(days=raw["RETENTION_RAW_DAYS"])
+    rollup_cutoff = now - dt.timedelta(days=raw["RETENTION_ROLLUP_DAYS"])
+    return {
+        "slow_operations": SlowOperation.objects.filter(timestamp__lt=raw_cutoff).count(),
+        "invalidation_events": InvalidationEvent.objects.filter(timestamp__lt=raw_cutoff).count(),
+        "memory_snapshots": MemorySnapshot.objects.filter(timestamp__lt=raw_cutoff).count(),
+        "ingestion_batches": IngestionBatch.objects.filter(received_at__lt=raw_cutoff).count(),
+        "rollups": Rollup.objects.filter(period_start__lt=rollup_cutoff).count(),
+    }
+
+
 def operations(w: Window) -> list[dict[str, Any]]:
     """Reads per operation, busiest first: ``reads``, ``hits``, ``memory_hits`` (answered by a
     memory tier), ``misses``, ``hit_rate`` (%), ``writes``."""
@@ -456,25 +591,3 @@ def operations(w: Window) -> list[dict[str, Any]]:
     for row in table.values():
         row["hit_rate"] = summaries.hit_rate(row["hits"], row["misses"])
     return sorted(table.values(), key=lambda r: (-r["reads"], r["operation"]))
-
-
-def read_latency_by_tier(w: Window) -> dict[str, dict[str, float]]:
-    """Read latency percentiles (seconds) per text-size tier: ``{tier: {count, p50, p95, p99}}``."""
-    merged_sketches: dict[str, dict[int, int]] = {}
-    counts: dict[str, int] = {}
-    for tier, n, buckets in rollups(w).filter(kind="get").values_list("tier", "count", "sketch"):
-        sketch.merge(merged_sketches.setdefault(tier, {}), buckets)
-        counts[tier] = counts.get(tier, 0) + n
-    return {
-        tier: {
-            "count": counts[tier],
-            **dict(zip(("p50", "p95", "p99"), sketch.quantiles(b, (0.5, 0.95, 0.99)), strict=True)),
-        }
-        for tier, b in sorted(merged_sketches.items())
-        if counts[tier]
-    }
-
-
-def last_batch_at() -> dt.datetime | None:
-    """When the newest ingestion batch arrived (any process), or ``None``."""
-    return IngestionBatch.objects.order_by("-received_at").values_list("received_at", flat=True).first()

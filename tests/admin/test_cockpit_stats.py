@@ -3,7 +3,6 @@
 import pytest
 
 from aicache.monitoring import sketch, stats
-from aicache.monitoring.models import IngestionBatch
 
 from .conftest import MEMORY_HIT, MISS, REDIS_HIT
 
@@ -28,8 +27,8 @@ def test_operations_split_reads_per_operation(history):
     assert [(r["operation"], r["reads"]) for r in recent] == [("summarize", 90)]
 
 
-def test_read_latency_by_tier_merges_sketches(history):
-    by_tier = stats.read_latency_by_tier(stats.window(last="24h"))
+def test_latency_by_tier_is_what_the_latency_card_shows(history):
+    by_tier = stats.latency_by_tier(stats.window(last="24h"))
     assert set(by_tier) == {"small", "medium"}
     value = {v: sketch.bucket_value(sketch.bucket_of(v)) for v in (MEMORY_HIT, REDIS_HIT, MISS)}
     assert by_tier["medium"] == {
@@ -41,11 +40,4 @@ def test_read_latency_by_tier_merges_sketches(history):
     small = by_tier["small"]
     # 90 memory hits, 70 misses, 10 Redis hits: ranks 85, 162 and 169 of 170
     assert (small["count"], small["p50"], small["p95"]) == (170, value[MEMORY_HIT], value[REDIS_HIT])
-    assert stats.read_latency_by_tier(stats.window(last="1h", operation="nothing")) == {}
-
-
-def test_last_batch_at(history):
-    newest = IngestionBatch.objects.latest("received_at").received_at
-    assert stats.last_batch_at() == newest
-    IngestionBatch.objects.all().delete()
-    assert stats.last_batch_at() is None
+    assert stats.latency_by_tier(stats.window(last="1h", operation="nothing")) == {}

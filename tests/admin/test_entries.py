@@ -6,7 +6,8 @@ import time
 import pytest
 
 from aicache.monitoring import entries
-from aicache.monitoring.entries import duration_text, parse_key
+from aicache.monitoring.admin import duration_text
+from aicache.monitoring.entries import parse_key
 
 
 def store(cache, operation: str, n: int, size: int = 50) -> list[str]:
