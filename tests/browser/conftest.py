@@ -39,29 +39,37 @@ def _skip_reason() -> str:
     return ""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_context(tmp_path_factory):
-    """One Chromium with a fresh user-data directory for the session; tests open their own pages
-    and the cookies are cleared between tests."""
+    """One Chromium with a fresh user-data directory per module; tests open their own pages and
+    the cookies are cleared between tests."""
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    # playwright's sync API runs an event loop in this thread: let the test's ORM calls through.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    # playwright's sync API runs an event loop in this thread: let the test's ORM calls through,
+    # for these tests only.
+    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    try:
+        with sync_playwright() as p:
+            context = p.chromium.launch_persistent_context(
+                str(tmp_path_factory.mktemp("chromium-profile")),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1280, "height": 900},
+            )
+            try:
+                yield context
+            finally:
+                context.close()
+    finally:
+        if before is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
 
 
 @pytest.fixture
