@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from redis.exceptions import RedisError
 
 from aicache.checks import aicache_aliases
 from aicache.conf import OPERATION_RE, merged
@@ -86,18 +87,29 @@ class InvalidationForm(CacheChoice):
         return data
 
 
+class KeyListField(forms.Field):
+    """The selected entry keys (checkboxes or hidden inputs named ``keys``)."""
+
+    widget = forms.MultipleHiddenInput
+    default_error_messages = {"required": "Select at least one entry."}
+
+    def to_python(self, value: Any) -> list[str]:
+        if not value:
+            return []
+        if not isinstance(value, (list, tuple)):
+            raise forms.ValidationError("Expected a list of keys.")
+        return [str(v) for v in value]
+
+    def validate(self, value: list[str]) -> None:
+        super().validate(value)
+        if len(value) > entries.MAX_PAGE_SIZE:
+            raise forms.ValidationError(f"At most {entries.MAX_PAGE_SIZE} entries at once.")
+
+
 class DeleteForm(CacheChoice):
-    keys = forms.CharField(widget=forms.MultipleHiddenInput)
+    keys = KeyListField()
     reason = forms.CharField(required=False, max_length=actions.MAX_REASON_LENGTH)
     next = forms.CharField(required=False, max_length=500)
-
-    def clean_keys(self) -> list[str]:
-        keys = self.data.getlist("keys") if hasattr(self.data, "getlist") else self.cleaned_data["keys"]
-        if not keys:
-            raise forms.ValidationError("Select at least one entry.")
-        if len(keys) > entries.MAX_PAGE_SIZE:
-            raise forms.ValidationError(f"At most {entries.MAX_PAGE_SIZE} entries at once.")
-        return keys
 
 
 def _context(request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
@@ -108,6 +120,13 @@ def _bad_request(request: HttpRequest, title: str, form: forms.Form) -> HttpResp
     return render(
         request, "aicache_monitoring/bad_request.html", _context(request, title, form=form), status=400
     )
+
+
+def _redis_down(request: HttpRequest, title: str, exc: Exception) -> HttpResponse:
+    context = _context(
+        request, title, error=f"Redis did not answer ({type(exc).__name__}): nothing was changed."
+    )
+    return render(request, "aicache_monitoring/unavailable.html", context, status=503)
 
 
 def _safe_next(request: HttpRequest, url: str, default: str) -> str:
@@ -129,7 +148,9 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
     w = stats.window(last=last, operation=operation or None)
     all_ops = [r["operation"] for r in stats.operations(stats.window(last=last))]
     known = sorted({*all_ops, *merged()["OPERATION_TTLS"], *([operation] if operation else [])})
-    live = cache.count_by_operation(operation) if operation else cache.count_all()
+    live = None
+    if cache.ping():  # the counts fail open to 0; a dead Redis must not read as an empty cache
+        live = cache.count_by_operation(operation) if operation else cache.count_all()
     context = _context(
         request,
         "AI cache dashboard",
@@ -154,14 +175,17 @@ def entries_view(request: HttpRequest) -> HttpResponse:
     data = form.cleaned_data
     cache = caches[data["cache"]]
     preview = merged()["ADMIN_ENTRY_PREVIEW_CHARS"] if request.user.is_superuser else 0
-    result = entries.page(
-        cache,
-        operation=data["operation"],
-        tier=data["tier"],
-        token=data["page"] or "",
-        size=data["size"] or 50,
-        preview_chars=preview,
-    )
+    try:
+        result = entries.page(
+            cache,
+            operation=data["operation"],
+            tier=data["tier"],
+            token=data["page"] or "",
+            size=data["size"] or 50,
+            preview_chars=preview,
+        )
+    except RedisError as exc:
+        return _redis_down(request, "Cache entries", exc)
     base = request.GET.copy()
     base.pop("page", None)
     first_query = base.urlencode() or "page="
@@ -237,6 +261,8 @@ def delete_entries_view(request: HttpRequest) -> HttpResponse:
     except ValueError as exc:
         form.add_error(None, str(exc))
         return _bad_request(request, "Delete entries", form)
+    except RedisError as exc:
+        return _redis_down(request, "Delete entries", exc)
     context = _context(
         request,
         "Confirm deletion",

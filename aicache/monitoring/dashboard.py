@@ -92,7 +92,10 @@ def figures(w: stats.Window, last: str, live_entries: int | None, now: dt.dateti
             "live-entries",
             "Live entries",
             "-" if live_entries is None else count(live_entries),
-            "in Redis now (live, from the per-operation indexes)",
+            "Redis does not answer"
+            if live_entries is None
+            else "in Redis now (live, from the per-operation indexes)",
+            level="critical" if live_entries is None else "",
         ),
         _ingestion_card(perf["ingestion"], stats.last_batch_age(now)),
     ]

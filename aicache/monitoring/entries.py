@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from aicache import invalidation
 from aicache.codec import BUILTIN_COMPRESSORS, HEADER, HEADER_SIZE, MAGIC, CodecError
 from aicache.conf import OPERATION_RE
@@ -206,14 +208,20 @@ def delete(cache: Any, keys: list[str], *, actor: str, reason: str = "") -> int:
     pipe.unlink(*keys)
     for operation, members in by_operation.items():
         pipe.zrem(invalidation.index_key(prefix, operation), *members)
-    removed = int(pipe.execute()[0])
-    cache.monitor.record_invalidation_event(
-        f"{len(keys)} selected entries",
-        removed,
-        perf_counter() - started,
-        "keys",
-        ctx,
-        status="success",
-        reason="",
-    )
+    status, fault, removed = "success", "", 0
+    try:
+        removed = int(pipe.execute()[0])
+    except RedisError as exc:  # recorded as failed, then the view says Redis did not answer
+        status, fault = "failed", type(exc).__name__
+        raise
+    finally:
+        cache.monitor.record_invalidation_event(
+            f"{len(keys)} selected entries",
+            removed,
+            perf_counter() - started,
+            "keys",
+            ctx,
+            status=status,
+            reason=fault,
+        )
     return removed

@@ -236,3 +236,37 @@ def test_previews_only_for_superusers_and_only_when_the_setting_allows(
     assert "some text" not in body  # the request's text is never stored
     client.force_login(operator)  # staff, permitted, but not a superuser
     assert "secret" not in client.get(ENTRIES).content.decode()
+
+
+@pytest.fixture
+def dead_redis_cache(settings):
+    """caches["ai"] pointed at a port where nothing listens."""
+    from django.core.cache import caches
+
+    settings.CACHES = {
+        **settings.CACHES,
+        "ai": {
+            "BACKEND": "aicache.backend.AIResponseCache",
+            "LOCATION": "redis://127.0.0.1:9/0",
+            "OPTIONS": {"MEMORY_COHERENCE": "local", "SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+        },
+    }
+    return caches["ai"]
+
+
+def test_a_dead_redis_never_breaks_the_pages(client, operator, history, dead_redis_cache):
+    client.force_login(operator)
+    response = client.get(DASHBOARD)
+    assert response.status_code == 200  # the history still answers
+    live = cards(response)["live-entries"]
+    assert (live.value, live.detail, live.level) == ("-", "Redis does not answer", "critical")
+    response = client.get(ENTRIES)
+    assert response.status_code == 503 and "Redis did not answer" in response.content.decode()
+    key = "ai_cache:qa:" + "ab" * 32
+    assert client.post(DELETE, {"keys": [key], "confirm": "yes"}).status_code == 503
+    event = dead_redis_cache.monitor.export_metrics()["invalidations"][-1]
+    assert (event["invalidation_type"], event["status"], event["keys_invalidated"]) == ("keys", "failed", 0)
+    assert event["reason"] == "ConnectionError"
+    assert client.post(DELETE, {"keys": [key]}).status_code == 503
+    response = client.get(INVALIDATE, {"kind": "all"})  # counts fail open: 0, and the page renders
+    assert response.status_code == 200 and response.context["count"] == 0
