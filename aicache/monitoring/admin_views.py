@@ -146,11 +146,15 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
     )
     cache = caches[alias]
     w = stats.window(last=last, operation=operation or None)
-    all_ops = [r["operation"] for r in stats.operations(stats.window(last=last))]
-    known = sorted({*all_ops, *merged()["OPERATION_TTLS"], *([operation] if operation else [])})
     live = None
     if cache.ping():  # the counts fail open to 0; a dead Redis must not read as an empty cache
         live = cache.count_by_operation(operation) if operation else cache.count_all()
+    figures = dashboard.figures(w, last, live)
+    # the filter offers every operation of the window (figures' list is filtered when one is chosen)
+    seen = figures["operations"] if not operation else stats.operations(stats.window(last=last))
+    known = sorted(
+        {*(r["operation"] for r in seen), *merged()["OPERATION_TTLS"], *([operation] if operation else [])}
+    )
     context = _context(
         request,
         "AI cache dashboard",
@@ -163,7 +167,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         aliases=[a for a, _ in aicache_aliases()],
         can_invalidate=request.user.has_perm(PERMISSION),
         window=w,
-        **dashboard.figures(w, last, live),
+        **figures,
     )
     return render(request, "aicache_monitoring/dashboard.html", context)
 

@@ -119,4 +119,16 @@ def real_ai_cache(settings, redis_server):
     cache = caches["ai"]
     cache.redis.flushdb()
     assert cache.start_coherence(wait=5) == "live"
-    return cache
+    yield cache
+    # HISTORY_ENABLED installed this process's flusher on the exporter: take it off again, so that
+    # later tests' monitoring data is not shipped into their databases.
+    from aicache.monitoring import flusher
+    from aicache.monitoring.exporter import get_exporter
+
+    installed = flusher.get_flusher()
+    if installed is not None:
+        exporter = get_exporter()
+        with exporter._lock:
+            if installed in exporter._sinks:
+                exporter._sinks.remove(installed)
+        flusher._flusher = None

@@ -40,10 +40,15 @@ def login(page, base: str, username: str, then: str) -> None:
     page.goto(f"{base}/admin/login/?next={then}")
     page.fill("#id_username", username)
     page.fill("#id_password", "pw")
-    page.click("input[type=submit]")
-    page.wait_for_load_state("load")
+    navigate(page, "input[type=submit]")
     # Django's own login page has no icon: Chromium's /favicon.ico 404 there is not ours to judge.
     page.problems.clear()
+
+
+def navigate(page, selector: str) -> None:
+    """Click ``selector`` and wait until the page it leads to has loaded."""
+    with page.expect_navigation(wait_until="load"):
+        page.click(selector)
 
 
 def card(page, slug: str) -> str:
@@ -142,19 +147,16 @@ def test_window_picker_and_operation_filter_change_the_figures(
 ):
     login(page, live_server.url, "operator", "/admin/aicache/dashboard/")
     assert card(page, "hit-rate").startswith("Hit rate 65.0 %")  # 24h by default
-    page.click("a[data-window='1h']")
-    page.wait_for_load_state("load")
+    navigate(page, "a[data-window='1h']")
     assert "last=1h" in page.url
     # only the recent minute: summarize 60 + 20 hits, 10 misses; qa 10 hits, 30 misses
     assert card(page, "hit-rate").startswith("Hit rate 69.2 % 90 hits, 40 misses")
     page.select_option("#id_operation", "qa")
-    page.click(".aic-filter input[type=submit]")
-    page.wait_for_load_state("load")
+    navigate(page, ".aic-filter input[type=submit]")
     assert "operation=qa" in page.url and "last=1h" in page.url
     assert card(page, "hit-rate").startswith("Hit rate 25.0 % 10 hits, 30 misses")
     assert "qa 40" in page.locator("#chart-top-traffic svg.aic-wide").get_attribute("aria-label")
-    page.click("a[data-window='7d']")
-    page.wait_for_load_state("load")
+    navigate(page, "a[data-window='7d']")
     assert "operation=qa" in page.url  # the filter survives a window change
     assert card(page, "hit-rate").startswith("Hit rate 25.0 %")
     assert page.problems == []
@@ -167,14 +169,12 @@ def test_invalidation_through_the_ui_removes_entries_and_is_listed(
     fill_cache(real_ai_cache, "qa", 12)
     login(page, live_server.url, "operator", "/admin/aicache/dashboard/")
     page.select_option("#id_inv_operation", "summarize")
-    page.click("input[data-action=operation]")
-    page.wait_for_load_state("load")
+    navigate(page, "input[data-action=operation]")
     assert page.locator(".aic-count").get_attribute("data-count") == "30"  # the count comes first
     assert real_ai_cache.count_by_operation("summarize") == 30  # nothing removed yet
     page.fill("#id_reason", "prompt v2")
     screenshot(page, "confirm-invalidation-1280")
-    page.click("input[data-confirm=yes]")
-    page.wait_for_load_state("load")
+    navigate(page, "input[data-confirm=yes]")
     assert "/admin/aicache/dashboard/" in page.url
     assert "30 entries removed" in page.inner_text(".messagelist")
     assert real_ai_cache.count_by_operation("summarize") == 0
@@ -204,8 +204,7 @@ def test_entry_browser_pages_through_every_entry_and_deletes_selected(
             screenshot(page, "entries-1280")
         if page.locator("a.aic-next").count() == 0:
             break
-        page.click("a.aic-next")
-        page.wait_for_load_state("load")
+        navigate(page, "a.aic-next")
     assert pages > 1
     assert set(seen) == keys  # SCAN may repeat a key, never miss one
     # by operation: the index pages exactly
@@ -216,18 +215,15 @@ def test_entry_browser_pages_through_every_entry_and_deletes_selected(
     assert "qa" in cells and re.search(r"\t(memory|redis)\t\d+ B\t(none|zlib)\t29 m 5\d s\t\d+ s", cells), (
         cells
     )
-    page.click("a.aic-next")
-    page.wait_for_load_state("load")
+    navigate(page, "a.aic-next")
     second = [r.get_attribute("data-key") for r in page.locator("tr.aic-entry").all()]
     assert len(second) == 20 and not set(first) & set(second)
     doomed = second[:2]
     for key in doomed:
         page.check(f"tr[data-key='{key}'] input[type=checkbox]")
-    page.click("input[data-action=delete]")
-    page.wait_for_load_state("load")
+    navigate(page, "input[data-action=delete]")
     assert page.locator("[data-count]").first.get_attribute("data-count") == "2"
-    page.click("input[data-confirm=yes]")
-    page.wait_for_load_state("load")
+    navigate(page, "input[data-confirm=yes]")
     assert "Deleted 2 of 2 selected entries" in page.inner_text(".messagelist")
     assert real_ai_cache.count_by_operation("qa") == 48
     assert not any(real_ai_cache.redis.exists(k) for k in doomed)
