@@ -136,3 +136,23 @@ def test_admin_index_links_the_dashboard_and_the_entry_browser(admin_client):
     assert reverse("aicache_admin:dashboard") == "/admin/aicache/dashboard/"
     assert reverse("aicache_admin:entries") == "/admin/aicache/entries/"
     assert 'href="/admin/aicache/dashboard/"' in body and 'href="/admin/aicache/entries/"' in body
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_view_page_renders_without_raw_seconds(admin_client, model):
+    SlowOperationFactory(duration=0.0812)
+    InvalidationEventFactory(duration=0.0812)
+    MemorySnapshotFactory()
+    IngestionBatchFactory()
+    rollup_everywhere(
+        timezone.now(), count=2, total_duration=0.1624, min_duration=0.0812, max_duration=0.0812
+    )
+    obj = model.objects.first()
+    response = admin_client.get(
+        reverse(f"admin:aicache_monitoring_{model._meta.model_name}_change", args=[obj.pk])
+    )
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "0.0812" not in body and 'name="_save"' not in body
+    if model in (Rollup, SlowOperation, InvalidationEvent):
+        assert "81.2 ms" in body
