@@ -1,54 +1,54 @@
-"""Removing entries without blocking Redis: no KEYS, only bounded SCANs, ZPOPMINs and UNLINKs.
+"""Writing and removing entries without blocking Redis and without losing to a race.
 
-Per-operation index: every write also records its key in a sorted set ``{prefix}!idx:{operation}``
-scored by expiry time (expired members are trimmed on each write, and the index itself expires
-with its longest-lived entry). Invalidating an operation RENAMEs that index to a private drain key
-(atomically: writes that land meanwhile start a fresh index and survive) and pops it in batches,
-UNLINKing the popped keys, so the cost follows that operation's entries, not the keyspace. A
-generation number in the key would make invalidation O(1), but could not say how many entries it
-removed and would leave dead entries occupying Redis memory until their TTLs ran out.
+**Writes** go through one Lua script (:data:`STORE_SCRIPT`): SET the entry, record it in its
+operation's index (a sorted set scored by expiry, trimmed of expired members, expiring with its
+longest-lived entry) and, for computed results, check the fence first. Being one script, a write
+and its index entry can never be separated by an invalidation (test_invalidation_races.py).
 
-The index keys sit outside ``{prefix}:`` on purpose: client tracking (coherence) watches that
-prefix, and pattern invalidation scans it; neither should see index traffic.
+**Fencing.** ``get_or_compute`` reads the generations of "everything" and of its operation before
+calling ``compute``; every invalidation bumps the generations it covers before removing anything.
+The store compares them atomically, so a compute that started before an invalidation never
+stores its result after it (the caller still gets the result; it is not cached).
+
+**Removal** never blocks Redis: no KEYS, only bounded SCANs, ZPOPMINs and UNLINKs in batches of
+500. Invalidating an operation RENAMEs its index to a private drain key (writes landing meanwhile
+start a fresh index and survive) and pops it in batches, so the cost follows that operation's
+entries, not the keyspace; the count is exact (UNLINK counts what existed). A pattern or
+``invalidate_all`` SCANs; each batch leaves the keyspace and the indexes in one MULTI, so index
+counts stay exact. We chose the index over a generation number in the key because a generation
+cannot say how many entries it removed and leaves dead entries in Redis memory until their TTLs.
 """
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from typing import Any
 
 from redis.exceptions import ResponseError
 
+from aicache.namespace import Namespace
+
 UNLINK_BATCH = 500
 SCAN_COUNT = 1000
-_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
-
-def glob_escape(text: str) -> str:
-    """``text`` as a literal inside a Redis MATCH pattern."""
-    return _GLOB_SPECIAL.sub(r"\\\1", text)
-
-
-def index_key(prefix: str, operation: str) -> str:
-    return f"{prefix}!idx:{operation}"
-
-
-def operations_key(prefix: str) -> str:
-    """A set of the operations that have an index: lets readers find them without a SCAN."""
-    return f"{prefix}!ops"
-
-
-def index_write(pipe: Any, prefix: str, operation: str, key: str, ttl: int) -> None:
-    """Queue the index upkeep of one write on ``pipe`` (same round trip as the SET)."""
-    idx = index_key(prefix, operation)
-    now_ms = int(time.time() * 1000)
-    pipe.sadd(operations_key(prefix), operation)
-    pipe.zadd(idx, {key: now_ms + ttl * 1000})
-    pipe.zremrangebyscore(idx, "-inf", now_ms)
-    pipe.expire(idx, ttl, nx=True)
-    pipe.expire(idx, ttl, gt=True)
+# KEYS: entry, index, operations set, generation of everything, generation of the operation
+# ARGV: data, ttl seconds, now ms, operation, fenced ("1"/"0"), expected gen all, expected gen op
+STORE_LUA = """
+if ARGV[5] == '1' then
+  local a = redis.call('GET', KEYS[4]) or ''
+  local o = redis.call('GET', KEYS[5]) or ''
+  if a ~= ARGV[6] or o ~= ARGV[7] then return 0 end
+end
+local ttl = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+redis.call('SADD', KEYS[3], ARGV[4])
+redis.call('ZADD', KEYS[2], now + ttl * 1000, KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('TTL', KEYS[2]) < ttl then redis.call('EXPIRE', KEYS[2], ttl) end
+return 1
+"""
 
 
 class Progress:
@@ -60,49 +60,81 @@ class Progress:
         self.removed = 0
 
 
-def live_entries(client: Any, prefix: str, operations: list[str] | None = None) -> int:
-    """Unexpired aicache entries (of ``operations``, default all), from the indexes (ZCOUNT by
-    expiry): no scan of the keyspace."""
-    now_ms = int(time.time() * 1000)
+Fence = tuple[str, str]  # (generation of everything, generation of the operation) as read
+
+
+def read_fence(client: Any, ns: Namespace, operation: str) -> Fence:
+    everything, op = client.mget(ns.gen_all, ns.generation(operation))
+    return (everything or b"").decode(), (op or b"").decode()
+
+
+def store(
+    script: Any,
+    client: Any,
+    ns: Namespace,
+    operation: str,
+    key: str,
+    data: bytes,
+    ttl: int,
+    fence: Fence | None,
+) -> bool:
+    """SET + index in one step; with ``fence``, only if no invalidation happened since it was read."""
+    args = [data, ttl, int(time.time() * 1000), operation]
+    args += ["1", *fence] if fence is not None else ["0", "", ""]
+    keys = [key, ns.index(operation), ns.operations, ns.gen_all, ns.generation(operation)]
+    return bool(script(keys=keys, args=args, client=client))
+
+
+def bump(client: Any, ns: Namespace, operations: list[str] | None) -> None:
+    """Fence in-flight computes: of these operations, or (``None``) of everything."""
     if operations is None:
-        operations = sorted(op.decode() for op in client.smembers(operations_key(prefix)))
+        client.incr(ns.gen_all)
+        return
     pipe = client.pipeline(transaction=False)
     for operation in operations:
-        pipe.zcount(index_key(prefix, operation), now_ms, "+inf")
-    return sum(pipe.execute()) if operations else 0
+        pipe.incr(ns.generation(operation))
+    pipe.execute()
 
 
-def drop_indexes(client: Any, prefix: str) -> None:
-    """Remove every index and the set naming them (``invalidate_all``)."""
-    operations = [op.decode() for op in client.smembers(operations_key(prefix))]
-    client.unlink(operations_key(prefix), *(index_key(prefix, op) for op in operations))
+def known_operations(client: Any, ns: Namespace) -> list[str]:
+    return sorted(op.decode() for op in client.smembers(ns.operations))
 
 
-def scan_unlink(client: Any, match: str, progress: Progress, prefix: str | None = None) -> None:
-    """UNLINK every key matching ``match`` in batches of 500 (SCAN, never KEYS). With ``prefix``,
-    the removed keys also leave their operation's index, so index counts stay exact."""
+def live_entries(client: Any, ns: Namespace, operations: list[str] | None = None) -> int:
+    """Unexpired entries (of ``operations``, default all), from the indexes (ZCOUNT by expiry):
+    no scan of the keyspace."""
+    now_ms = int(time.time() * 1000)
+    if operations is None:
+        operations = known_operations(client, ns)
+    if not operations:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for operation in operations:
+        pipe.zcount(ns.index(operation), now_ms, "+inf")
+    return sum(pipe.execute())
+
+
+def scan_unlink(client: Any, ns: Namespace, match: str, progress: Progress) -> None:
+    """UNLINK every entry matching ``match`` in batches of 500 (SCAN, never KEYS); each batch
+    also leaves its operations' indexes, in the same MULTI."""
     batch: list[bytes] = []
     for key in client.scan_iter(match=match, count=SCAN_COUNT):
         batch.append(key)
         if len(batch) >= UNLINK_BATCH:
-            _unlink_batch(client, batch, progress, prefix)
+            _unlink_batch(client, ns, batch, progress)
             batch = []
     if batch:
-        _unlink_batch(client, batch, progress, prefix)
+        _unlink_batch(client, ns, batch, progress)
 
 
-def _unlink_batch(client: Any, batch: list[bytes], progress: Progress, prefix: str | None) -> None:
-    if prefix is None:
-        progress.removed += client.unlink(*batch)
-        return
+def _unlink_batch(client: Any, ns: Namespace, batch: list[bytes], progress: Progress) -> None:
     by_operation: dict[str, list[bytes]] = {}
-    head = len(prefix) + 1
     for key in batch:
-        by_operation.setdefault(key[head:].partition(b":")[0].decode(), []).append(key)
-    pipe = client.pipeline(transaction=False)
+        by_operation.setdefault(ns.operation_of(key), []).append(key)
+    pipe = client.pipeline(transaction=True)
     pipe.unlink(*batch)
     for operation, keys in by_operation.items():
-        pipe.zrem(index_key(prefix, operation), *keys)
+        pipe.zrem(ns.index(operation), *keys)
     progress.removed += pipe.execute()[0]
 
 
@@ -112,12 +144,11 @@ def scan_count(client: Any, match: str, progress: Progress) -> None:
         progress.removed += 1
 
 
-def drain_index(client: Any, prefix: str, operation: str, max_ttl: int, progress: Progress) -> None:
+def drain_index(client: Any, ns: Namespace, operation: str, max_ttl: int, progress: Progress) -> None:
     """UNLINK every key recorded in the operation's index (members already gone count 0)."""
-    idx = index_key(prefix, operation)
-    drain = f"{idx}:drain:{uuid.uuid4().hex}"
+    drain = ns.drain(operation, uuid.uuid4().hex)
     try:
-        client.rename(idx, drain)
+        client.rename(ns.index(operation), drain)
     except ResponseError as exc:
         if "no such key" in str(exc).lower():
             return  # nothing of this operation is cached

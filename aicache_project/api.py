@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from aicache import processor
+from aicache.monitoring.api.serializers import StrictCharField
 from aicache.monitoring.api.throttles import ProcessThrottle
 from aicache.monitoring.api.views import THROTTLED, MonitoringAPIView, responses
 
@@ -41,12 +42,10 @@ def _scalar_options(value: dict) -> dict:
 
 
 class ProcessRequest(serializers.Serializer):
-    text = serializers.CharField(max_length=MAX_PROCESS_TEXT, trim_whitespace=False)
+    text = StrictCharField(max_length=MAX_PROCESS_TEXT, trim_whitespace=False)
     operation = serializers.ChoiceField(choices=processor.OPERATIONS)
     options = serializers.DictField(required=False, allow_null=True, validators=[_scalar_options])
-    question = serializers.CharField(
-        required=False, allow_null=True, allow_blank=True, max_length=MAX_QUESTION
-    )
+    question = StrictCharField(required=False, allow_null=True, allow_blank=True, max_length=MAX_QUESTION)
     cache = serializers.ChoiceField(choices=CACHE_CONTROLS, default="default")
 
     def validate_text(self, value: str) -> str:
@@ -62,7 +61,7 @@ class ProcessRequest(serializers.Serializer):
 
 class CacheMetaOut(serializers.Serializer):
     hit = serializers.BooleanField()
-    source = serializers.ChoiceField(choices=("memory", "redis", "compute"))
+    source = serializers.ChoiceField(choices=("memory", "redis", "coalesced", "compute"))
     tier = serializers.CharField()
     text_length = serializers.IntegerField()
     cached_at = serializers.FloatField(allow_null=True)

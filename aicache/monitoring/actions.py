@@ -52,7 +52,7 @@ class Invalidation:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if not isinstance(self.value, str):
             raise ValueError(f"value must be a str, got {type(self.value).__name__}")
-        if self.kind == "operation" and not OPERATION_RE.match(self.value):
+        if self.kind == "operation" and not OPERATION_RE.fullmatch(self.value):
             raise ValueError(f"operation must be 1-64 characters of [a-z0-9_-], got {self.value!r}")
         if self.kind == "pattern" and not PATTERN_RE.fullmatch(self.value):
             raise ValueError(

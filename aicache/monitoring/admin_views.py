@@ -15,7 +15,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.cache import caches
 from django.core.exceptions import PermissionDenied
-from django.core.validators import RegexValidator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -30,12 +29,13 @@ PERMISSION = "aicache_monitoring.invalidate_cache"
 WINDOWS = [(last, last) for last in stats.LAST]
 
 
+def operation_token(value: str) -> None:
+    if not OPERATION_RE.fullmatch(value):
+        raise forms.ValidationError("An operation is 1-64 characters of [a-z0-9_-].")
+
+
 def operation_field() -> forms.CharField:
-    return forms.CharField(
-        required=False,
-        max_length=64,
-        validators=[RegexValidator(OPERATION_RE, "1-64 characters of [a-z0-9_-].")],
-    )
+    return forms.CharField(required=False, max_length=64, validators=[operation_token])
 
 
 class CacheChoice(forms.Form):

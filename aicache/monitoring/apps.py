@@ -8,7 +8,7 @@ class MonitoringConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from aicache.monitoring import prometheus
+        from aicache.monitoring import checks, prometheus  # noqa: F401 - checks register themselves
         from aicache.monitoring.exporter import get_exporter
 
         get_exporter().add_sink(prometheus.apply)

@@ -242,7 +242,7 @@ def _line_charts(w: stats.Window, series: list[dict[str, Any]], interval: str) -
 def _bar_charts(ops: list[dict[str, Any]], frequency: dict[str, Any]) -> list[charts.BarChart]:
     busiest = ops[:TOP_N]
     by_rate = sorted((r for r in ops if r["reads"]), key=lambda r: (-r["hit_rate"], r["operation"]))[:TOP_N]
-    patterns = frequency["patterns"]["most_common_patterns"][:TOP_N]
+    patterns = list(frequency["patterns"]["most_common_patterns"].items())[:TOP_N]  # {pattern: count}
     return [
         charts.bar_chart(
             "top-traffic", "Top operations by reads", [(r["operation"], r["reads"]) for r in busiest], count
@@ -257,7 +257,7 @@ def _bar_charts(ops: list[dict[str, Any]], frequency: dict[str, Any]) -> list[ch
         charts.bar_chart(
             "top-patterns",
             "Top invalidation patterns",
-            [(p["pattern"], p["count"]) for p in patterns],
+            patterns,
             count,
         ),
     ]

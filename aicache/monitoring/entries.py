@@ -24,11 +24,11 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from aicache import invalidation
 from aicache.codec import BUILTIN_COMPRESSORS, HEADER, HEADER_SIZE, MAGIC, CodecError
 from aicache.conf import OPERATION_RE
 from aicache.monitoring import actions
 from aicache.monitoring.admin import duration_text
+from aicache.namespace import Namespace
 
 MAX_PAGE_SIZE = 500
 #: SCAN steps per page at most: a keyspace mostly made of other data still answers quickly.
@@ -72,11 +72,12 @@ class Page:
 
 def parse_key(prefix: str, key: str) -> tuple[str, str] | None:
     """(operation, digest) of an entry key ``{prefix}:{operation}:{digest}``, else ``None``."""
-    head = prefix + ":"
-    if not key.startswith(head):
+    ns = Namespace(prefix)
+    if not ns.is_entry(key):
         return None
-    operation, sep, digest = key[len(head) :].partition(":")
-    if not sep or not OPERATION_RE.match(operation) or not _DIGEST_RE.fullmatch(digest):
+    operation = ns.operation_of(key)
+    digest = key[len(ns.operation_prefix(operation)) :]
+    if not OPERATION_RE.fullmatch(operation) or not _DIGEST_RE.fullmatch(digest):
         return None
     return operation, digest
 
@@ -92,8 +93,8 @@ def page(
 ) -> Page:
     """One page of live entries (``ValueError`` for a bad argument). ``tier`` "memory" keeps the
     entries also held in this process's memory tier, "redis" those that are not."""
-    prefix = cache.config.key_prefix
-    if operation and not OPERATION_RE.match(operation):
+    ns = Namespace(cache.config.key_prefix)
+    if operation and not OPERATION_RE.fullmatch(operation):
         raise ValueError("operation must be 1-64 characters of [a-z0-9_-]")
     if tier and tier not in STORAGE_TIERS:
         raise ValueError(f"tier must be one of {', '.join(STORAGE_TIERS)}")
@@ -105,15 +106,13 @@ def page(
     client = cache.redis
     if operation:
         now_ms = int(time.time() * 1000)
-        members = client.zrangebyscore(
-            invalidation.index_key(prefix, operation), now_ms, "+inf", start=start, num=size + 1
-        )
+        members = client.zrangebyscore(ns.index(operation), now_ms, "+inf", start=start, num=size + 1)
         keys = [m.decode() for m in members[:size]]
         next_token = str(start + size) if len(members) > size else ""
         scanned = len(keys)
     else:
         keys, cursor, scanned = [], start, 0
-        match = f"{invalidation.glob_escape(prefix)}:*"
+        match = ns.entries_match()
         for _ in range(MAX_SCAN_STEPS):
             # small steps: a page overshoots ``size`` by at most about one step
             cursor, found = client.scan(cursor=cursor, match=match, count=max(10, size // 4))
@@ -190,6 +189,7 @@ def delete(cache: Any, keys: list[str], *, actor: str, reason: str = "") -> int:
     one invalidation event of type ``keys`` whose context names the actor, like every admin action.
     ``ValueError`` if a key is not an entry key of this cache (nothing is removed then)."""
     prefix = cache.config.key_prefix
+    ns = Namespace(prefix)
     if not keys:
         raise ValueError("select at least one entry")
     if len(keys) > MAX_PAGE_SIZE:
@@ -207,7 +207,7 @@ def delete(cache: Any, keys: list[str], *, actor: str, reason: str = "") -> int:
     pipe = cache.redis.pipeline(transaction=False)
     pipe.unlink(*keys)
     for operation, members in by_operation.items():
-        pipe.zrem(invalidation.index_key(prefix, operation), *members)
+        pipe.zrem(ns.index(operation), *members)
     status, fault, removed = "success", "", 0
     try:
         removed = int(pipe.execute()[0])

@@ -28,14 +28,14 @@ def redis_status(alias: str) -> dict[str, Any]:
     out: dict[str, Any] = {"cache": alias, "ok": False}
     if not cache.ping():
         out["reason"] = f"Redis of cache {alias!r} does not answer"
-        out["coherence"] = cache._state.coherence.status
+        out["coherence"] = cache.coherence.status
         return out
     try:
         info = cache.redis.info("server")
         memory = cache.redis.info("memory")
     except (RedisError, OSError) as exc:
         out["reason"] = f"Redis of cache {alias!r}: {exc}"
-        out["coherence"] = cache._state.coherence.status
+        out["coherence"] = cache.coherence.status
         return out
     coherence = cache.start_coherence(wait=1.0)
     out.update(

@@ -82,3 +82,14 @@ def test_preview_setting_is_checked(settings, bad):
 def test_preview_setting_accepts_0_to_10000(settings, good):
     settings.AICACHE = {**settings.AICACHE, "ADMIN_ENTRY_PREVIEW_CHARS": good}
     assert check_aicache_settings() == []
+
+
+def test_preview_setting_is_process_wide(settings):
+    settings.CACHES = {
+        **settings.CACHES,
+        "ai": {
+            **settings.CACHES["ai"],
+            "OPTIONS": {**settings.CACHES["ai"]["OPTIONS"], "ADMIN_ENTRY_PREVIEW_CHARS": 5},
+        },
+    }
+    assert [m.id for m in check_aicache_settings()] == ["aicache.E012"]

@@ -90,3 +90,13 @@ def wired(settings, redis_server, monkeypatch):
     yield cache
     if redis_server.process is None:  # the test stopped it: bring it back for the others
         redis_server.start()
+
+
+@pytest.fixture
+def history_on_for_health(monkeypatch):
+    """health.py sees HISTORY_ENABLED on. Only health.py: turning it on in the settings would
+    install this process's Celery flusher for the rest of the session."""
+    from aicache.conf import merged
+    from aicache.monitoring import health
+
+    monkeypatch.setattr(health, "merged", lambda: {**merged(), "HISTORY_ENABLED": True})

@@ -119,6 +119,8 @@ def test_process_cache_controls(client_for, ai_cache):
         ({"text": TEXT, "operation": "summarize", "options": {"n": 2**60}}, "options"),
         ({"text": TEXT, "operation": "summarize", "cache": "always"}, "cache"),
         ({"text": TEXT, "operation": "summarize", "extra": 1}, "extra"),
+        ({"text": 12345, "operation": "summarize"}, "text"),
+        ({"text": TEXT, "operation": "qa", "question": 7}, "question"),
     ],
 )
 def test_process_validation(client_for, ai_cache, body, field):

@@ -35,8 +35,7 @@ def test_503_when_redis_is_stopped(staff, wired, redis_server, monkeypatch):
     assert data["broker"]["ok"] is False  # the same server here; history is off in the tests
 
 
-def test_503_when_the_broker_is_down(staff, wired, monkeypatch, settings):
-    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}  # the broker carries history
+def test_503_when_the_broker_is_down(staff, wired, monkeypatch, history_on_for_health):
     monkeypatch.setattr(current_app.conf, "broker_url", f"redis://127.0.0.1:{free_port()}/1")
     response = staff.get("/api/aicache/health/")
     data = response.json()
@@ -51,3 +50,15 @@ def test_broker_down_is_reported_but_not_a_failure_without_history(staff, wired,
     data = response.json()
     assert response.status_code == 200 and data["pipeline"]["history_enabled"] is False
     assert data["broker"]["ok"] is False and data["reasons"] == []
+
+
+def test_a_stopped_redis_never_breaks_a_request(admin_client_api, client_for, wired, redis_server):
+    redis_server.stop()
+    response = admin_client_api.post("/api/aicache/invalidate/", {"operation": "summarize"}, format="json")
+    assert response.status_code == 200 and response.json()["count"] == 0
+    (event,) = wired.monitor.export_metrics()["invalidations"]
+    assert event["status"] == "failed" and event["reason"]
+    assert admin_client_api.get("/api/aicache/stats/").status_code == 200  # database only
+    body = {"text": "Redis is down but the answer still comes.", "operation": "sentiment"}
+    answer = client_for("user").post("/api/aicache/process/", body, format="json").json()
+    assert answer["cache"]["source"] == "compute" and answer["result"]["operation"] == "sentiment"

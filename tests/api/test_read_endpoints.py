@@ -165,9 +165,11 @@ def test_invalidation_stats_and_recommendations(staff, events):
     assert data["total_invalidations"] == 7 and data["total_keys_invalidated"] == 21
     assert data["rates"]["last_hour"] == 7
     assert data["patterns"]["invalidation_types"] == {"operation": 4, "pattern": 3}
-    assert data["patterns"]["most_common_patterns"][0] == {"pattern": "summarize", "count": 4}
+    assert list(data["patterns"]["most_common_patterns"].items()) == [("summarize", 4), ("qa*", 3)]
     recs = staff.get("/api/aicache/invalidations/recommendations/").json()["recommendations"]
-    assert [r["issue"] for r in recs] == ["dominant_invalidation_pattern"]
+    assert [(r["id"], r["issue"]) for r in recs] == [
+        ("dominant_invalidation_pattern", "Dominant invalidation pattern")
+    ]
 
 
 def test_memory_latest_per_process_and_redis_with_warnings(staff, settings):

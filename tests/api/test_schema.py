@@ -1,8 +1,9 @@
 """The OpenAPI schema: valid, served with its UIs from the app, and honoured by every endpoint.
 
 schemathesis generates requests from the schema (valid and invalid ones) and runs them in-process
-through the project's WSGI application as a staff superuser; no response may be a 5xx, and every
-response must match the schema (status code, content type, body)."""
+through the project's WSGI application as a staff superuser; no response may be a 5xx, every
+response must match the schema (status code, content type, body), and a request that breaks the
+schema must be refused."""
 
 import pytest
 import schemathesis
@@ -11,6 +12,7 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -95,5 +97,10 @@ def test_no_5xx_and_responses_match_the_schema(case, keep_test_connection, super
     ), f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:500]}"
     case.validate_response(
         response,
-        checks=[status_code_conformance, content_type_conformance, response_schema_conformance],
+        checks=[
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+            negative_data_rejection,
+        ],
     )

@@ -42,6 +42,11 @@ def test_bad_query_parameters(staff, url, params, field):
     assert field in body and isinstance(body[field], list) and all(isinstance(m, str) for m in body[field])
 
 
+def test_blank_parameters_are_refused(staff):
+    body = staff.get("/api/aicache/stats/?until=&last=1h").json()
+    assert body == {"until": ["This field may not be blank."]}
+
+
 def test_unknown_parameters_are_all_named(staff):
     body = staff.get("/api/aicache/stats/", {"b": "1", "a": "2", "last": "1h"}).json()
     assert body == {"a": ["Unknown query parameter."], "b": ["Unknown query parameter."]}
@@ -62,6 +67,10 @@ def test_unknown_parameters_are_all_named(staff):
         ({"all": True, "reason": "r" * 121}, "reason"),
         ({"all": True, "reason": "bad\x00reason"}, "reason"),
         ({"all": True, "surprise": 1}, "surprise"),
+        ({"all": "true"}, "all"),  # JSON types are kept: no "true" -> True
+        ({"all": 1}, "all"),
+        ({"all": True, "reason": 5}, "reason"),
+        ({"pattern": 12}, "pattern"),
     ],
 )
 def test_bad_invalidate_bodies_change_nothing(admin_client_api, ai_cache, body, field):

@@ -1,1 +1,1 @@
-from tests.api.conftest import wired  # noqa: F401  (caches["ai"] and the broker on a real Redis)
+from tests.api.conftest import history_on_for_health, wired  # noqa: F401  (shared fixtures)

@@ -199,8 +199,7 @@ def test_status_healthy_and_json(wired):
 
 
 @pytest.mark.integration
-def test_status_unhealthy_exits_non_zero_after_printing_json(wired, monkeypatch, settings):
-    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}
+def test_status_unhealthy_exits_non_zero_after_printing_json(wired, monkeypatch, history_on_for_health):
     monkeypatch.setattr(current_app.conf, "broker_url", f"redis://127.0.0.1:{free_port()}/1")
     out = StringIO()
     with pytest.raises(CommandError, match="not healthy: broker unreachable"):
@@ -248,7 +247,8 @@ def test_demo_single_flight_and_summary(ai_cache):
     assert data["requests"] == 60 and data["distinct_requests"] <= 6
     assert data["model_calls"] == data["distinct_requests"]  # one model call per distinct request
     assert data["model_calls_avoided"] == 60 - data["model_calls"]
-    assert sum(data["answered_by"].values()) == 60
+    assert sum(data["answered_by"].values()) == 60 and data["answered_by"]["compute"] == data["model_calls"]
+    assert data["hit_rate_percent"] == pytest.approx((60 - data["model_calls"]) / 60 * 100)
     assert ai_cache.count_all() == data["distinct_requests"]
     perf = ai_cache.monitor.get_performance_stats()
     assert perf["cache_hits"] + perf["cache_misses"] >= 60

@@ -1,6 +1,8 @@
 import pytest
 from django.core.cache import caches
 
+from tests.integration.processes import Worker
+
 
 @pytest.fixture
 def real_cache_settings(redis_server):
@@ -27,3 +29,20 @@ def real_cache(settings, redis_server, real_cache_settings):
     yield cache
     if redis_server.process is None:  # a test stopped it: bring it back for the next one
         redis_server.start()
+
+
+@pytest.fixture
+def workers(redis_server, real_cache):
+    """Start n worker processes on the real Redis, each with a live coherence listener."""
+    started: list[Worker] = []
+
+    def start(n: int) -> list[Worker]:
+        for _ in range(n):
+            worker = Worker(f"{redis_server.url}/0")
+            assert worker.call("status")["status"] == "live"
+            started.append(worker)
+        return started[-n:]
+
+    yield start
+    for worker in started:
+        worker.close()

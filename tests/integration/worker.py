@@ -140,6 +140,31 @@ def op_figures(msg: dict) -> dict:
     }
 
 
+def op_metric(msg: dict) -> dict:
+    """A Prometheus sample of this process, after folding what is pending (no shipping)."""
+    from prometheus_client import REGISTRY
+
+    from aicache.monitoring.exporter import get_exporter
+
+    get_exporter().flush_now(ship=False)
+    return {"value": REGISTRY.get_sample_value(msg["name"], msg.get("labels", {})) or 0.0}
+
+
+def op_history(msg: dict) -> dict:
+    """The history sender's state, without waiting on the broker."""
+    from aicache.monitoring.flusher import get_flusher
+
+    flusher = get_flusher()
+    if flusher is None:
+        return {"installed": False}
+    return {
+        "installed": True,
+        "in_flight": flusher.in_flight,
+        "sent": flusher.sent,
+        "failures": flusher.failures,
+    }
+
+
 def _reply(data: dict) -> None:
     sys.stdout.write(json.dumps(data) + "\n")
     sys.stdout.flush()

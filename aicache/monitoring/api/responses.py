@@ -96,13 +96,10 @@ class ThresholdsOut(serializers.Serializer):
     current_alert_level = serializers.ChoiceField(choices=("normal", "warning", "critical"))
 
 
-class PatternCountOut(serializers.Serializer):
-    pattern = serializers.CharField()
-    count = serializers.IntegerField()
-
-
 class PatternsOut(serializers.Serializer):
-    most_common_patterns = PatternCountOut(many=True)
+    most_common_patterns = serializers.DictField(
+        child=serializers.IntegerField(), help_text="{pattern: count}, most common first, 10 at most."
+    )
     invalidation_types = serializers.DictField(child=serializers.IntegerField())
 
 
@@ -140,8 +137,9 @@ class PercentilesOut(serializers.Serializer):
 
 
 class RecommendationOut(serializers.Serializer):
+    id = serializers.CharField(help_text="Stable machine name of the rule.")
     severity = serializers.ChoiceField(choices=("info", "warning", "critical"))
-    issue = serializers.CharField()
+    issue = serializers.CharField(help_text="Its human-readable title.")
     message = serializers.CharField()
     suggestions = serializers.ListField(child=serializers.CharField())
 

@@ -14,7 +14,8 @@ from rest_framework import serializers
 from aicache.conf import OPERATION_RE
 from aicache.monitoring import actions, stats
 
-TOKEN_RE = OPERATION_RE  # operations and tier names share the [a-z0-9_-]{1,64} alphabet
+# Operations and tier names share the [a-z0-9_-]{1,64} alphabet (anchored here, see GLOB_RE).
+TOKEN_RE = re.compile(rf"^(?:{OPERATION_RE.pattern.lstrip('^').rstrip('$')})$")
 # Anchored (DRF's RegexValidator searches); ^...$ rather than \A...\Z so the schema's pattern is
 # valid ECMA regex too. A trailing newline never reaches it: CharField trims whitespace first.
 GLOB_RE = re.compile(rf"^{actions.PATTERN_RE.pattern}$")
@@ -25,6 +26,30 @@ MAX_PAGE_SIZE = 500
 MAX_PAGE = 1_000_000
 INVALIDATION_TYPES = ("operation", "pattern", "all", "memory", "manual")
 INVALIDATION_STATUSES = ("success", "failed")
+
+# JSON bodies are typed: DRF would turn 5 into "5" and "true" into True; these refuse instead.
+
+
+class StrictCharField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictRegexField(serializers.RegexField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
 
 # ---------------------------------------------------------------- inputs (query parameters)
 
@@ -113,21 +138,25 @@ class EmptyQuery(serializers.Serializer):
 class InvalidateRequest(serializers.Serializer):
     """Exactly one of ``operation``, ``pattern``, ``all: true``, ``memory: true``."""
 
-    operation = _token("Remove every entry of this operation.")
-    pattern = serializers.RegexField(
+    operation = StrictRegexField(
+        TOKEN_RE,
+        required=False,
+        max_length=64,
+        help_text="Remove every entry of this operation.",
+        error_messages={"invalid": "Must be 1-64 characters of [a-z0-9_-]."},
+    )
+    pattern = StrictRegexField(
         GLOB_RE,
         required=False,
         max_length=actions.MAX_PATTERN_LENGTH + 1,
         help_text="A glob over operation names: [a-z0-9_-] and * ? [ ] ^ (e.g. summ*).",
         error_messages={"invalid": "Must be a glob over operation names: [a-z0-9_-] and * ? [ ] ^."},
     )
-    all = serializers.BooleanField(required=False, help_text="true: remove every aicache entry.")
-    memory = serializers.BooleanField(required=False, help_text="true: clear the memory tier.")
-    everywhere = serializers.BooleanField(
-        default=False, help_text="With memory: every process clears its tier."
-    )
-    reason = serializers.CharField(allow_blank=True, default="", max_length=actions.MAX_REASON_LENGTH)
-    dry_run = serializers.BooleanField(default=False, help_text="Only count.")
+    all = StrictBooleanField(required=False, help_text="true: remove every aicache entry.")
+    memory = StrictBooleanField(required=False, help_text="true: clear the memory tier.")
+    everywhere = StrictBooleanField(default=False, help_text="With memory: every process clears its tier.")
+    reason = StrictCharField(allow_blank=True, default="", max_length=actions.MAX_REASON_LENGTH)
+    dry_run = StrictBooleanField(default=False, help_text="Only count.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         chosen = [

@@ -92,6 +92,10 @@ class MonitoringAPIView(APIView):
         unknown = sorted(set(request.query_params) - set(serializer.fields))
         if unknown:
             raise ValidationError({name[:64]: ["Unknown query parameter."] for name in unknown[:20]})
+        # DRF reads "?until=" from a query string as "not given"; here it is an error, as the schema says.
+        blank = sorted(name for name, values in request.query_params.lists() if "" in values)
+        if blank:
+            raise ValidationError({name: ["This field may not be blank."] for name in blank})
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
 

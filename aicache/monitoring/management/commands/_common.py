@@ -29,7 +29,7 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
 
 
 def token(value: str) -> str:
-    if not OPERATION_RE.match(value):
+    if not OPERATION_RE.fullmatch(value):
         raise argparse.ArgumentTypeError(f"must be 1-64 characters of [a-z0-9_-], got {value!r}")
     return value
 
