@@ -33,6 +33,7 @@ from typing import Any, NamedTuple, TypeVar
 import orjson
 from asgiref.sync import async_to_sync, sync_to_async
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 from django_redis.cache import RedisCache
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -48,6 +49,7 @@ from aicache.listener import WAKE_PREFIX
 from aicache.memory import MISSING
 from aicache.namespace import Namespace
 from aicache.request import META_KEYS, CacheRequest, RequestBuilder, call_compute, computed_metadata, seconds
+from aicache.savings import Cost, measure_cost
 from aicache.state import ProcessState
 
 logger = logging.getLogger("aicache")
@@ -71,6 +73,8 @@ class MemoryEntry(NamedTuple):
     payload: bytes | memoryview  # serialized JSON; decoded per hit: callers never share a dict
     cached_at: float
     compression_used: bool
+    cost: Cost | None = None  # what computing it cost (reported as saved on each hit)
+    tags: tuple[str, ...] = ()
 
 
 def _async_twin(name: str) -> Callable[..., Any]:
@@ -123,6 +127,7 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
         self._state_generation = -1
         self._state_cache: ProcessState | None = None
         self._store_script: Any = None
+        self._usage_extractor = import_string(cfg.usage_extractor) if cfg.usage_extractor else None
 
     @property
     def _state(self) -> ProcessState:
@@ -170,10 +175,10 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
         return self._raw_client
 
     def _request(
-        self, text: Any, operation: Any, options: Any, question: Any, ttl: Any = None
+        self, text: Any, operation: Any, options: Any, question: Any, ttl: Any = None, tags: Any = None
     ) -> CacheRequest:
         self._check_config()
-        req = self.requests.build(text, operation, options, question, ttl)
+        req = self.requests.build(text, operation, options, question, ttl, tags)
         st = self._state
         st.begin_call()
         if req.use_memory and st.listener is not None and not st.listener.connected_once:
@@ -197,6 +202,7 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
         entry = self._state.coherence.get(req.key)
         if entry is MISSING:
             return None
+        req.saved = entry.cost
         return self._respond(orjson.loads(entry.payload), req, entry, "memory")
 
     @timed_lookup
@@ -219,7 +225,19 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
         except CodecError as exc:
             self._fault("corrupt_entry", "decode", exc)
             return None
-        entry = MemoryEntry(decoded.payload, decoded.cached_at, decoded.compression_used)
+        meta = decoded.meta
+        if meta is None:
+            entry = MemoryEntry(decoded.payload, decoded.cached_at, decoded.compression_used)
+        else:
+            tags = meta.get("t")
+            entry = MemoryEntry(
+                decoded.payload,
+                decoded.cached_at,
+                decoded.compression_used,
+                Cost.from_meta(meta),
+                tuple(tags) if isinstance(tags, list) else (),
+            )
+        req.saved = entry.cost
         if token is not None:
             # The frame's own expiry (written before the SET) bounds the copy: never outlives Redis.
             left = min(decoded.cached_at + decoded.ttl - time.time(), req.ttl)
@@ -230,11 +248,15 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
     @timed_store
     def _store(self, req: CacheRequest, payload: bytes) -> Stored:
         started = time.monotonic()
-        encoded = self.codec.encode(payload, req.ttl)
+        cost = req.cost  # set when this call computed the response (savings accounting)
+        meta = cost.to_meta() if cost is not None else {}
+        if req.tags:
+            meta["t"] = list(req.tags)
+        encoded = self.codec.encode(payload, req.ttl, meta=meta or None)
         tier = self._state.coherence
         pending: PendingWrite | None = tier.begin_write(req.key) if req.use_memory else None
         written = self.guarded("set", False, self._write, req, encoded.data, req.fence)
-        entry = MemoryEntry(payload, time.time(), encoded.compression_used)
+        entry = MemoryEntry(payload, time.time(), encoded.compression_used, cost, req.tags)
         if pending is not None:
             # Filled only if Redis acknowledged the write (a failed SET never fills: item 3).
             tier.end_write(pending, entry, len(payload), bool(written), started + req.ttl)
@@ -247,21 +269,27 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
         if self._store_script is None:
             self._store_script = self.redis.register_script(invalidation.STORE_LUA)
         stored = invalidation.store(
-            self._store_script, self.redis, self.ns, req.operation, req.key, data, req.ttl, fence
+            self._store_script, self.redis, self.ns, req.operation, req.key, data, req.ttl, fence, req.tags
         )
         return True if stored else None
 
     def compute_and_store(
         self, req: CacheRequest, compute: Callable[[], Any], fenced: bool = True
     ) -> dict[str, Any]:
-        """Read the fence, call ``compute``, check its result, store it fenced, return it."""
+        """Read the fence, call ``compute`` (timed, for savings), check its result, store it fenced
+        with what it cost, return it."""
         fence = None
         if fenced:
-            fence = self.guarded("fence", None, invalidation.read_fence, self.redis, self.ns, req.operation)
+            fence = self.guarded(
+                "fence", None, invalidation.read_fence, self.redis, self.ns, req.operation, req.tags
+            )
+        started = perf_counter()
         result = call_compute(compute)
+        seconds = perf_counter() - started
         payload = self.requests.payload(self.codec, result)
+        cost = req.cost = measure_cost(result, seconds, self._usage_extractor)
         if fenced and fence is None:  # Redis unreachable: nothing to store into
-            entry = MemoryEntry(payload, None, False)
+            entry = MemoryEntry(payload, None, False, cost, req.tags)
         else:
             req.fence = fence
             entry = self._store(req, payload)
@@ -290,9 +318,12 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
         response: Mapping[str, Any],
         question: str | None = None,
         ttl: int | None = None,
+        *,
+        tags: list[str] | None = None,
     ) -> None:
-        """Store ``response`` (a JSON-serialisable dict) for the operation's TTL (or ``ttl``)."""
-        req = self._request(text, operation, options, question, ttl)
+        """Store ``response`` (a JSON-serialisable dict) for the operation's TTL (or ``ttl``),
+        under ``tags`` (see :meth:`invalidate_tags`)."""
+        req = self._request(text, operation, options, question, ttl, tags)
         self._store(req, self.requests.payload(self.codec, response))
 
     def get_or_compute(
@@ -307,8 +338,9 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
         cache: str = "default",
         lock_timeout: float | None = None,
         wait_timeout: float | None = None,
+        tags: list[str] | None = None,
     ) -> dict[str, Any] | None:
-        """The cached response, or ``compute()``'s result, cached and returned.
+        """The cached response, or ``compute()``'s result, cached (under ``tags``) and returned.
 
         Concurrent misses for the same request make one ``compute()`` call: in this process
         always (Redis up, down or hung), across processes while Redis answers. The others wait
@@ -330,7 +362,7 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
         cfg = self._check_config()
         lock_timeout = seconds("lock_timeout", lock_timeout, cfg.single_flight_lock_timeout)
         wait_timeout = seconds("wait_timeout", wait_timeout, cfg.single_flight_wait_timeout)
-        req = self._request(text, operation, options, question, ttl)
+        req = self._request(text, operation, options, question, ttl, tags)
         if cache == "no-store":
             result = call_compute(compute)
             self.requests.payload(self.codec, result)  # the same checks as a stored response
@@ -363,6 +395,7 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
                 result["cache_source"] = "coalesced"
                 lookup_seconds = perf_counter() - started
             flight.result = result
+            flight.cost = req.saved if source != "compute" else req.cost
         except BaseException as exc:
             flight.error = exc
             raise
@@ -388,13 +421,26 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
         st.count("single_flight_coalesced", report=False)  # the monitor counts coalesced lookups
         shared = orjson.loads(orjson.dumps(flight.result))  # callers never share a dict
         shared["cache_hit"], shared["cache_source"] = True, "coalesced"
+        req.saved = flight.cost  # one compute served this caller too
         self._record(req, "coalesced", perf_counter() - started)
         return shared
 
     def _record(self, req: CacheRequest, source: str, duration: float) -> None:
-        """The one lookup record of a ``get_or_compute`` call (memory | redis | coalesced | miss)."""
+        """The one lookup record of a call (memory | redis | coalesced | miss); a hit on an entry
+        whose computing cost is known also reports that cost as saved."""
         keygen, req.keygen_seconds = req.keygen_seconds, None
-        self._state.monitor.record_lookup(req.operation, req.tier, source, duration, keygen, req.text_length)
+        monitor = self._state.monitor
+        monitor.record_lookup(req.operation, req.tier, source, duration, keygen, req.text_length)
+        cost = req.saved
+        if source and cost is not None:
+            monitor.record_saving(
+                req.operation,
+                cost.model,
+                cost.compute_seconds,
+                cost.prompt_tokens,
+                cost.completion_tokens,
+                duration,
+            )
 
     def start_coherence(self, wait: float = 0.0) -> str:
         """Start this process's coherence listener now instead of on first use (e.g. from a
@@ -452,6 +498,7 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
     ainvalidate_by_operation = _async_twin("invalidate_by_operation")
     ainvalidate_all = _async_twin("invalidate_all")
     ainvalidate_memory_cache = _async_twin("invalidate_memory_cache")
+    ainvalidate_tags = _async_twin("invalidate_tags")
 
     async def aget_or_compute(
         self,

@@ -177,6 +177,14 @@ class CoherentTier:
                 self._bump(key)
             return self.memory.delete_many(doomed)
 
+    def delete_entries(self, match: Any) -> int:
+        """Delete every entry for which ``match(entry)`` is true (e.g. by its tags)."""
+        with self._lock:
+            doomed = [k for k in self.memory.keys() if match(self.memory.peek(k))]  # noqa: SIM118
+            for key in doomed:
+                self._bump(key)
+            return self.memory.delete_many(doomed)
+
     def _bump(self, key: str) -> None:
         self._slots[hash(key) & (_SLOTS - 1)] += 1
 

@@ -63,6 +63,10 @@ DEFAULTS: dict[str, Any] = {
     # the memory tier is cleared and bypassed until one does
     "COHERENCE_PROBE_SECONDS": 1.0,
     "COHERENCE_LIVENESS_SECONDS": 3.0,
+    # savings accounting: a dotted path to ``response -> aicache.savings.Usage | None`` (None reads a
+    # ``usage`` mapping and ``model``), and prices per 1,000 tokens by model
+    "USAGE_EXTRACTOR": None,
+    "MODEL_PRICES": {},
     # monitoring (aicache.monitoring); MONITOR_CLASS None turns recording off
     "MONITOR_CLASS": "aicache.monitoring.recorder.CachePerformanceMonitor",
     "MONITOR_RETENTION_HOURS": 1,
@@ -125,11 +129,13 @@ E_SERIALIZER = "E009"
 E_RESILIENCE = "E010"
 E_MONITORING = "E011"
 E_PROCESS_WIDE = "E012"
+E_SAVINGS = "E014"
 
 # Monitoring settings that belong to the whole process (one /metrics endpoint, one history sender,
 # one set of retention jobs): they go in settings.AICACHE, and a cache's OPTIONS naming one is
 # refused by the system check aicache.E012 rather than silently ignored.
 PROCESS_WIDE_SETTINGS = (
+    "MODEL_PRICES",
     "METRICS_TOKEN",
     "METRICS_PUBLIC",
     "FLUSH_INTERVAL",
@@ -334,7 +340,56 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
             f"({liveness}) must be longer than COHERENCE_PROBE_SECONDS ({probe}).",
             "A probe must have time to come back before the proof lapses: e.g. 3x the probe interval.",
         )
+    problems.extend(validate_savings(raw))
     problems.extend(validate_monitoring(raw))
+    return problems
+
+
+def validate_savings(raw: Mapping[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def bad(name: str, message: str, hint: str) -> None:
+        problems.append(Problem(E_SAVINGS, name, f"AICACHE {name}: {message}", hint))
+
+    extractor = raw["USAGE_EXTRACTOR"]
+    if extractor is not None:
+        from django.utils.module_loading import import_string
+
+        if not isinstance(extractor, str) or not extractor:
+            bad(
+                "USAGE_EXTRACTOR",
+                f"must be a dotted path or None, got {extractor!r}.",
+                "e.g. 'myapp.llm.usage'",
+            )
+        else:
+            try:
+                if not callable(import_string(extractor)):
+                    bad(
+                        "USAGE_EXTRACTOR",
+                        f"{extractor!r} is not callable.",
+                        "A function response -> Usage | None.",
+                    )
+            except ImportError as exc:
+                bad("USAGE_EXTRACTOR", f"cannot import {extractor!r}: {exc}", "Check the dotted path.")
+    prices = raw["MODEL_PRICES"]
+    hint = 'e.g. {"gpt-4o": {"prompt_per_1k": 0.0025, "completion_per_1k": 0.01, "currency": "USD"}}'
+    if not isinstance(prices, Mapping):
+        bad("MODEL_PRICES", "must be a dict of model -> prices.", hint)
+        return problems
+    for model, price in prices.items():
+        if not isinstance(model, str) or not model or len(model) > 128:
+            bad("MODEL_PRICES", f"model names must be 1-128 character strings, got {model!r}.", hint)
+            continue
+        if not isinstance(price, Mapping) or set(price) - {"prompt_per_1k", "completion_per_1k", "currency"}:
+            bad("MODEL_PRICES", f"{model!r}: keys are prompt_per_1k, completion_per_1k, currency.", hint)
+            continue
+        for key in ("prompt_per_1k", "completion_per_1k"):
+            value = price.get(key)
+            if not _is_number(value) or not 0 <= value < math.inf:
+                bad("MODEL_PRICES", f"{model!r} {key} must be a non-negative number, got {value!r}.", hint)
+        currency = price.get("currency", "USD")
+        if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
+            bad("MODEL_PRICES", f"{model!r} currency must be a 3-letter code, got {currency!r}.", hint)
     return problems
 
 
@@ -431,6 +486,7 @@ class CacheConfig:
     single_flight_wait_timeout: float
     coherence_probe_seconds: float
     coherence_liveness_seconds: float
+    usage_extractor: str | None
     monitor_class: str | None
     monitor_options: Mapping[str, Any]
     memory_sample_seconds: float
@@ -477,6 +533,7 @@ def parse(raw: Mapping[str, Any]) -> CacheConfig:
         single_flight_wait_timeout=float(raw["SINGLE_FLIGHT_WAIT_TIMEOUT"]),
         coherence_probe_seconds=float(raw["COHERENCE_PROBE_SECONDS"]),
         coherence_liveness_seconds=float(raw["COHERENCE_LIVENESS_SECONDS"]),
+        usage_extractor=raw["USAGE_EXTRACTOR"],
         monitor_class=raw["MONITOR_CLASS"] or None,
         monitor_options={
             "retention_hours": raw["MONITOR_RETENTION_HOURS"],

@@ -60,6 +60,15 @@ class Monitor(Protocol):
         self, memory_entries: int, memory_bytes: int, *args: Any, **kwargs: Any
     ) -> None: ...
     def count(self, name: str, n: int = 1) -> None: ...
+    def record_saving(
+        self,
+        operation_type: str,
+        model: str,
+        compute_seconds: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        hit_seconds: float,
+    ) -> None: ...
     def summary(self) -> dict[str, Any]: ...
 
 
@@ -71,6 +80,7 @@ class NullMonitor:
 
     record_lookup = record_key_generation_time = record_cache_operation_time = _noop
     record_compression_ratio = record_invalidation_event = record_memory_usage = count = _noop
+    record_saving = _noop
 
     def summary(self) -> dict[str, Any]:
         """``get_performance_summary()``'s keys with nothing recorded. The recorder's
@@ -109,17 +119,7 @@ def timed_lookup(method: F) -> F:
     def wrapper(self: Any, req: Any) -> Any:
         started = perf_counter()
         hit = method(self, req)
-        duration = perf_counter() - started
-        keygen, req.keygen_seconds = req.keygen_seconds, None
-        # _state_cache: the process state that ``method`` just looked up (and refreshed if needed)
-        self._state_cache.monitor.record_lookup(
-            req.operation,
-            req.tier,
-            hit["cache_source"] if hit is not None else "",
-            duration,
-            keygen,
-            req.text_length,
-        )
+        self._record(req, hit["cache_source"] if hit is not None else "", perf_counter() - started)
         return hit
 
     return wrapper  # type: ignore[return-value]

@@ -32,21 +32,31 @@ from aicache.namespace import Namespace
 UNLINK_BATCH = 500
 SCAN_COUNT = 1000
 
-# KEYS: entry, index, operations set, generation of everything, generation of the operation
-# ARGV: data, ttl seconds, now ms, operation, fenced ("1"/"0"), expected gen all, expected gen op
+# KEYS: entry, index, operations set, generation of everything, generation of the operation,
+#       then n tag indexes and n tag generations
+# ARGV: data, ttl seconds, now ms, operation, fenced ("1"/"0"), expected gen all, expected gen op,
+#       n, then n expected tag generations
 STORE_LUA = """
+local n = tonumber(ARGV[8])
 if ARGV[5] == '1' then
   local a = redis.call('GET', KEYS[4]) or ''
   local o = redis.call('GET', KEYS[5]) or ''
   if a ~= ARGV[6] or o ~= ARGV[7] then return 0 end
+  for i = 1, n do
+    if (redis.call('GET', KEYS[5 + n + i]) or '') ~= ARGV[8 + i] then return 0 end
+  end
 end
 local ttl = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
 redis.call('SADD', KEYS[3], ARGV[4])
-redis.call('ZADD', KEYS[2], now + ttl * 1000, KEYS[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('TTL', KEYS[2]) < ttl then redis.call('EXPIRE', KEYS[2], ttl) end
+for i = 0, n do
+  local idx = KEYS[2]
+  if i > 0 then idx = KEYS[5 + i] end
+  redis.call('ZADD', idx, now + ttl * 1000, KEYS[1])
+  redis.call('ZREMRANGEBYSCORE', idx, '-inf', now)
+  if redis.call('TTL', idx) < ttl then redis.call('EXPIRE', idx, ttl) end
+end
 return 1
 """
 
@@ -60,12 +70,12 @@ class Progress:
         self.removed = 0
 
 
-Fence = tuple[str, str]  # (generation of everything, generation of the operation) as read
+Fence = tuple[str, ...]  # generations as read: everything, the operation, then each tag
 
 
-def read_fence(client: Any, ns: Namespace, operation: str) -> Fence:
-    everything, op = client.mget(ns.gen_all, ns.generation(operation))
-    return (everything or b"").decode(), (op or b"").decode()
+def read_fence(client: Any, ns: Namespace, operation: str, tags: tuple[str, ...] = ()) -> Fence:
+    values = client.mget(ns.gen_all, ns.generation(operation), *(ns.tag_generation(t) for t in tags))
+    return tuple((value or b"").decode() for value in values)
 
 
 def store(
@@ -77,22 +87,31 @@ def store(
     data: bytes,
     ttl: int,
     fence: Fence | None,
+    tags: tuple[str, ...] = (),
 ) -> bool:
-    """SET + index in one step; with ``fence``, only if no invalidation happened since it was read."""
-    args = [data, ttl, int(time.time() * 1000), operation]
-    args += ["1", *fence] if fence is not None else ["0", "", ""]
+    """SET + indexes in one step; with ``fence``, only if no invalidation covering the entry's
+    operation, tags or everything happened since it was read."""
+    n = len(tags)
+    args: list[Any] = [data, ttl, int(time.time() * 1000), operation]
+    if fence is not None:
+        args += ["1", fence[0], fence[1], n, *fence[2:]]
+    else:
+        args += ["0", "", "", n, *([""] * n)]
     keys = [key, ns.index(operation), ns.operations, ns.gen_all, ns.generation(operation)]
+    keys += [ns.tag_index(t) for t in tags] + [ns.tag_generation(t) for t in tags]
     return bool(script(keys=keys, args=args, client=client))
 
 
-def bump(client: Any, ns: Namespace, operations: list[str] | None) -> None:
-    """Fence in-flight computes: of these operations, or (``None``) of everything."""
-    if operations is None:
+def bump(client: Any, ns: Namespace, operations: list[str] | None, tags: tuple[str, ...] = ()) -> None:
+    """Fence in-flight computes: of these operations and tags, or (``None``) of everything."""
+    if operations is None and not tags:
         client.incr(ns.gen_all)
         return
     pipe = client.pipeline(transaction=False)
-    for operation in operations:
+    for operation in operations or ():
         pipe.incr(ns.generation(operation))
+    for tag in tags:
+        pipe.incr(ns.tag_generation(tag))
     pipe.execute()
 
 
@@ -142,6 +161,40 @@ def scan_count(client: Any, match: str, progress: Progress) -> None:
     """Count the keys matching ``match`` (SCAN, never KEYS); ``progress.removed`` holds the count."""
     for _ in client.scan_iter(match=match, count=SCAN_COUNT):
         progress.removed += 1
+
+
+def drain_tag(client: Any, ns: Namespace, tag: str, max_ttl: int, progress: Progress) -> None:
+    """UNLINK every entry recorded under ``tag``; each batch also leaves its operations' indexes
+    (in one MULTI), so per-operation counts stay exact. An entry under several drained tags
+    counts once: UNLINK counts only what existed."""
+    drain = ns.tag_drain(uuid.uuid4().hex)
+    try:
+        client.rename(ns.tag_index(tag), drain)
+    except ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            return
+        raise
+    client.expire(drain, max_ttl)
+    while True:
+        popped = client.zpopmin(drain, UNLINK_BATCH)
+        if not popped:
+            break
+        _unlink_batch(client, ns, [member for member, _ in popped], progress)
+
+
+def live_tagged(client: Any, ns: Namespace, tags: tuple[str, ...]) -> int:
+    """Distinct unexpired keys recorded under any of ``tags`` that still exist."""
+    now_ms = int(time.time() * 1000)
+    keys: set[bytes] = set()
+    for tag in tags:
+        keys.update(client.zrangebyscore(ns.tag_index(tag), now_ms, "+inf"))
+    if not keys:
+        return 0
+    ordered = list(keys)
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, len(ordered), UNLINK_BATCH):
+        pipe.exists(*ordered[start : start + UNLINK_BATCH])
+    return sum(pipe.execute())
 
 
 def drain_index(client: Any, ns: Namespace, operation: str, max_ttl: int, progress: Progress) -> None:

@@ -18,6 +18,7 @@ from aicache import invalidation
 from aicache.instrument import timed_invalidation
 from aicache.invalidation import Progress
 from aicache.keys import validate_operation
+from aicache.request import check_tags
 
 MAX_PATTERN_LENGTH = 256
 MAX_CONTEXT_LENGTH = 1000
@@ -143,6 +144,37 @@ class InvalidationMixin:
 
             self.guarded("publish", None, self.redis.publish, self.ns.events, CLEAR_MESSAGE)  # type: ignore[attr-defined]
         return dropped
+
+    @timed_invalidation(
+        "tags", lambda tags, operation_context="": (",".join(sorted(tags)), operation_context)
+    )
+    def invalidate_tags(self, tags: list[str], operation_context: str = "") -> int:
+        """Remove every entry carrying any of ``tags`` (e.g. ``["prompt:v3"]``), across operations,
+        with the guarantees of :meth:`invalidate_by_operation`: cost in proportion to the tagged
+        entries (their tag indexes are drained, never the keyspace scanned), exact counts, fenced
+        against in-flight computes carrying those tags, coherent across processes."""
+        wanted = check_tags(tags, allow_empty=False)
+        check_context(operation_context)
+        self._begin_invalidation()
+        self.guarded("fence", None, invalidation.bump, self.redis, self.ns, [], wanted)  # type: ignore[attr-defined]
+        chosen = set(wanted)
+        self._state.coherence.delete_entries(
+            lambda entry: bool(chosen.intersection(getattr(entry, "tags", ())))
+        )
+        progress = Progress()
+
+        def drain() -> None:
+            for tag in wanted:
+                invalidation.drain_tag(self.redis, self.ns, tag, self._max_ttl, progress)
+
+        self.guarded("invalidate", None, drain)  # type: ignore[attr-defined]
+        return progress.removed
+
+    def count_tags(self, tags: list[str]) -> int:
+        """How many live entries :meth:`invalidate_tags` would remove now (from the tag indexes)."""
+        wanted = check_tags(tags, allow_empty=False)
+        self._begin_invalidation()
+        return int(self.guarded("count", 0, invalidation.live_tagged, self.redis, self.ns, wanted))  # type: ignore[attr-defined]
 
     def count_pattern(self, pattern: str) -> int:
         """How many entries :meth:`invalidate_pattern` would remove now (SCAN, no deletion)."""

@@ -11,6 +11,9 @@
     {prefix}!ops                        set of operations that have an index
     {prefix}!gen:{operation}            per-operation generation (fences in-flight computes)
     {prefix}!gen                        generation of "everything" (bumped by invalidate_all)
+    {prefix}!tag:{tag}                  per-tag index: sorted set of entry keys by expiry
+    {prefix}!gen:tag:{tag}              per-tag generation (``:`` cannot occur in an operation)
+    {prefix}!drain:{token}              a tag index being drained
     {prefix}!lock:{operation}:{digest}  single-flight lease of one entry
     {prefix}!events                     pub/sub: ``clear`` and ``w<key>`` (wake waiters)
 
@@ -80,3 +83,12 @@ class Namespace:
 
     def generation(self, operation: str) -> str:
         return f"{self.prefix}!gen:{operation}"
+
+    def tag_index(self, tag: str) -> str:
+        return f"{self.prefix}!tag:{tag}"
+
+    def tag_generation(self, tag: str) -> str:
+        return f"{self.prefix}!gen:tag:{tag}"
+
+    def tag_drain(self, token: str) -> str:
+        return f"{self.prefix}!drain:{token}"

@@ -7,6 +7,7 @@ Every argument is validated here and named in the error (``TypeError`` for a wro
 from __future__ import annotations
 
 import inspect
+import re
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from aicache.keys import CacheKeyGenerator, canonical_options, validate_operatio
 #: Keys the cache adds to every response it returns. A response to store may not carry them:
 #: they would be overwritten on the way out (test_backend.py::test_reserved_metadata_keys_refused).
 META_KEYS = frozenset({"cache_hit", "cached_at", "tier", "text_length", "compression_used", "cache_source"})
+MAX_TAGS = 16
+TAG_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _NO_OPTIONS = canonical_options(None)
 
 
@@ -32,7 +35,27 @@ class CacheRequest:
     use_memory: bool
     ttl: int
     keygen_seconds: float | None = None  # reported once, by the first step that records
-    fence: tuple[str, str] | None = None  # generations read before compute (aicache.invalidation)
+    fence: tuple[str, ...] | None = None  # generations read before compute (aicache.invalidation)
+    tags: tuple[str, ...] = ()
+    saved: Any = None  # the hit entry's aicache.savings.Cost, reported with the lookup
+    cost: Any = None  # what this call's own compute cost (shared with coalesced callers)
+
+
+def check_tags(tags: Any, allow_empty: bool = True) -> tuple[str, ...]:
+    """Up to MAX_TAGS distinct tags of 1-64 characters ``[A-Za-z0-9_.:-]`` (e.g. ``prompt:v3``)."""
+    if isinstance(tags, str) or not isinstance(tags, (list, tuple, set, frozenset)):
+        raise TypeError(f"tags must be a list of strings, got {type(tags).__name__}")
+    if not tags and not allow_empty:
+        raise ValueError("tags must name at least one tag")
+    out = []
+    for tag in tags:
+        if not isinstance(tag, str) or not TAG_RE.fullmatch(tag):
+            raise ValueError(f"each tag must be 1-64 characters of [A-Za-z0-9_.:-], got {tag!r}")
+        if tag not in out:
+            out.append(tag)
+    if len(out) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags per entry, got {len(out)}")
+    return tuple(sorted(out))
 
 
 class RequestBuilder:
@@ -62,7 +85,9 @@ class RequestBuilder:
             raise ValueError(f"ttl must be a whole number of seconds from 1 to {conf.MAX_TTL}, got {ttl!r}")
         return ttl
 
-    def build(self, text: Any, operation: Any, options: Any, question: Any, ttl: Any = None) -> CacheRequest:
+    def build(
+        self, text: Any, operation: Any, options: Any, question: Any, ttl: Any = None, tags: Any = None
+    ) -> CacheRequest:
         cfg = self.cfg
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -79,11 +104,12 @@ class RequestBuilder:
             if len(question) > cfg.max_text_length:
                 raise ValueError(f"question is longer than MAX_TEXT_LENGTH ({cfg.max_text_length})")
         ttl = self.ttl(operation, ttl)
+        tag_tuple = check_tags(tags) if tags is not None else ()
         tier = self._tier_names[bisect_left(self._tier_bounds, n)]  # a length equal to a bound: that tier
         started = perf_counter()
         key = self.key_generator.generate(text, operation, question=question, options_bytes=opts)
         keygen = perf_counter() - started
-        return CacheRequest(key, operation, tier, n, tier in self._memory_tiers, ttl, keygen)
+        return CacheRequest(key, operation, tier, n, tier in self._memory_tiers, ttl, keygen, tags=tag_tuple)
 
     def payload(self, codec: Codec, response: Any) -> bytes:
         """The serialized response; refuses reserved keys, non-JSON values and oversize."""

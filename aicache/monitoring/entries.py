@@ -24,7 +24,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from aicache.codec import BUILTIN_COMPRESSORS, HEADER, HEADER_SIZE, MAGIC, CodecError
+from aicache.codec import BUILTIN_COMPRESSORS, HEADER, HEADER_SIZE, MAGIC, MAGIC_META, CodecError
 from aicache.conf import OPERATION_RE
 from aicache.monitoring import actions
 from aicache.monitoring.admin import duration_text
@@ -153,7 +153,7 @@ def describe(cache: Any, keys: list[str], *, preview_chars: int = 0) -> list[Ent
         compression, age = "unreadable", None
         if len(header) == HEADER_SIZE:
             magic, flag, stamp, _ttl = HEADER.unpack(header)
-            if magic == MAGIC and flag in COMPRESSION_NAMES:
+            if magic in (MAGIC, MAGIC_META) and flag in COMPRESSION_NAMES:  # with or without metadata
                 compression, age = COMPRESSION_NAMES[flag], max(0.0, now - stamp / 1000.0)
         preview = ""
         if preview_chars > 0:

@@ -72,6 +72,17 @@ INVALIDATIONS = Counter("aicache_invalidations_total", "Invalidation calls.", ["
 INVALIDATED_KEYS = Counter("aicache_invalidated_keys_total", "Keys removed by invalidations.", ["type"])
 SINGLE_FLIGHT = Counter("aicache_single_flight_total", "Single-flight events.", ["event"])
 MONITORING_DROPS = Counter("aicache_monitoring_dropped_total", "Monitoring data dropped.", ["what"])
+SAVED_SECONDS = Counter(
+    "aicache_saved_seconds_total", "Compute time that hits saved (gross).", ["operation", "model"]
+)
+SAVED_TOKENS = Counter(
+    "aicache_saved_tokens_total", "Tokens that hits saved.", ["operation", "model", "kind"]
+)
+SAVED_COST = Counter(
+    "aicache_saved_cost_total",
+    "Money that hits saved (models with a price).",
+    ["operation", "model", "currency"],
+)
 MEMORY_ENTRIES = Gauge(
     "aicache_memory_tier_entries", "Entries in the memory tier.", multiprocess_mode="livesum"
 )
@@ -98,6 +109,13 @@ def operation_label(operation: str) -> str:
     return _capped(operation, _operations, MAX_OPERATION_LABELS)
 
 
+_models: set[str] = set()
+
+
+def model_label(model: str) -> str:
+    return _capped(model, _models, MAX_OPERATION_LABELS) or "unknown"
+
+
 def action_label(action: str) -> str:
     """``action`` (and ``source``) labels: a fixed set, plus at most MAX_ACTION_LABELS others."""
     if action in ACTIONS or action in SOURCES or action in ERROR_KINDS:
@@ -114,6 +132,21 @@ def _observe_sketch(child: Any, sketch: dict[int, int], total: float, scale: flo
     child._sum.inc(total * scale)
 
 
+def _saved(op: str, model: str, r: Any) -> None:
+    from aicache.conf import aicache_settings
+    from aicache.savings import price
+
+    label = model_label(model)
+    SAVED_SECONDS.labels(op, label).inc(r.total)
+    if r.bytes_in:
+        SAVED_TOKENS.labels(op, label, "prompt").inc(r.bytes_in)
+    if r.bytes_out:
+        SAVED_TOKENS.labels(op, label, "completion").inc(r.bytes_out)
+    cost = price(aicache_settings.MODEL_PRICES, model, r.bytes_in, r.bytes_out)
+    if cost is not None:
+        SAVED_COST.labels(op, label, cost[1]).inc(cost[0])
+
+
 def apply(monitor: CachePerformanceMonitor, drained: Drained) -> None:
     """Exporter sink: add one drained batch to the instruments."""
     for (_, kind, op, tier, outcome), r in drained.rollups.items():
@@ -128,6 +161,11 @@ def apply(monitor: CachePerformanceMonitor, drained: Drained) -> None:
         if kind == "invalidate":
             INVALIDATIONS.labels(op, outcome).inc(r.count)
             INVALIDATED_KEYS.labels(op).inc(r.bytes_in)
+            continue
+        if kind == "saved":
+            _saved(op, tier, r)
+            continue
+        if kind == "hit_cost":
             continue
         if kind == "get":
             if outcome.startswith("hit"):

@@ -142,6 +142,8 @@ class CachePerformanceMonitor(Folding, Readings):
         self._hits = self._misses = self._operations = 0
         self._invalidation_count = self._keys_invalidated = 0
         self.counters: dict[str, int] = {}
+        # (operation, model) -> [hits, compute seconds saved, hit seconds, prompt, completion tokens]
+        self.saved: dict[tuple[str, str], list] = {}
         # Since the start or the last reset, for summary(): every figure from the same window.
         self._reset_at = time.time()
         self._gets: dict[tuple[str, str], list] = {}  # (tier, outcome) -> [count, seconds]
@@ -298,6 +300,30 @@ class CachePerformanceMonitor(Folding, Readings):
             additional_data,
         )
         self._enqueue((self._fold_invalidation, record))
+
+    @never_raises
+    def record_saving(
+        self,
+        operation_type: str,
+        model: str,
+        compute_seconds: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        hit_seconds: float,
+    ) -> None:
+        """A hit on an entry whose computing cost is known: that cost was saved (aicache.savings)."""
+        self._enqueue(
+            (
+                self._fold_saving,
+                time.time(),
+                operation_type,
+                model,
+                compute_seconds,
+                prompt_tokens,
+                completion_tokens,
+                hit_seconds,
+            )
+        )
 
     @never_raises
     def count(self, name: str, n: int = 1) -> None:

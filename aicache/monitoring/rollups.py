@@ -21,6 +21,7 @@ SLOW_EVENTS_PER_MINUTE = 20  # slow operations kept for the database, per minute
 MEMORY_CHANGE_RATIO = 0.05  # a memory sample is shipped when a figure moved more than this...
 MEMORY_HEARTBEAT_SECONDS = 300.0  # ...or this long after the last shipped one
 ROLLUP_PRUNE_AT = 2048  # undrained rollups beyond this: minutes older than the retention go
+MODEL_COLUMN = 128  # Rollup.tier holds the model name on "saved" rows
 
 _INV_LOG_GAMMA = 1 / math.log(GAMMA)
 _log, _ceil = math.log, math.ceil
@@ -303,6 +304,19 @@ class Folding:
             0,
             record.keys_invalidated,
         )
+
+    def _fold_saving(self, now, op_type, model, compute_seconds, prompt, completion, hit_seconds) -> None:
+        # kind "saved": duration = compute seconds saved, bytes_in/out = prompt/completion tokens;
+        # kind "hit_cost": duration = what those hits cost. The tier column carries the model.
+        model = model[:MODEL_COLUMN]
+        self._roll(now, "saved", op_type, model, "ok", compute_seconds, 0, prompt, completion)
+        self._roll(now, "hit_cost", op_type, model, "ok", hit_seconds)
+        totals = self.saved.setdefault((op_type, model), [0, 0.0, 0.0, 0, 0])
+        totals[0] += 1
+        totals[1] += compute_seconds
+        totals[2] += hit_seconds
+        totals[3] += prompt
+        totals[4] += completion
 
     def _fold_count(self, name: str, n: int) -> None:
         self.counters[name] = self.counters.get(name, 0) + n

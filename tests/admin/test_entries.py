@@ -158,3 +158,11 @@ def test_expired_entries_are_not_listed(ai_cache):
     time.sleep(0.01)
     assert entries.page(ai_cache, size=10).entries == []
     assert entries.page(ai_cache, operation="qa", size=10).entries == []
+
+
+def test_entries_with_metadata_frames_are_read_too(ai_cache):
+    ai_cache.cache_response("tagged text", "qa", None, {"answer": "x" * 2000}, tags=["docs"])
+    key = ai_cache.key_generator.generate("tagged text", "qa")
+    assert ai_cache.redis.getrange(key, 0, 0) == b"\xa2"  # the frame that carries metadata
+    (entry,) = entries.describe(ai_cache, [key])
+    assert entry.compression == "zlib" and entry.age is not None and 0 <= entry.age < 5

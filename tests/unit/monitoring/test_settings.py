@@ -88,7 +88,9 @@ def test_history_enabled_in_options_is_honoured(settings, make_cache, fresh_expo
 
 @pytest.mark.parametrize("setting", conf.PROCESS_WIDE_SETTINGS)
 def test_process_wide_settings_in_options_are_refused(settings, setting):
-    value = {"METRICS_TOKEN": "t", "METRICS_PUBLIC": True, "FLUSH_INTERVAL": 5.0}.get(setting, 3)
+    value = {"METRICS_TOKEN": "t", "METRICS_PUBLIC": True, "FLUSH_INTERVAL": 5.0, "MODEL_PRICES": {}}.get(
+        setting, 3
+    )
     settings.CACHES = {
         **settings.CACHES,
         "ai": {**settings.CACHES["ai"], "OPTIONS": {**settings.CACHES["ai"]["OPTIONS"], setting: value}},
