@@ -98,6 +98,7 @@ def figures(w: stats.Window, last: str, live_entries: int | None, now: dt.dateti
             level="critical" if live_entries is None else "",
         ),
         _ingestion_card(perf["ingestion"], stats.last_batch_age(now)),
+        *_savings_cards(stats.savings(w)),
     ]
     interval = INTERVAL_FOR.get(last, "hour")
     series = stats.time_series(w, interval)
@@ -194,6 +195,54 @@ def periods(w: stats.Window, interval: str) -> list[dt.datetime]:
     first = int(w.since.timestamp()) // step * step
     last = int(w.until.timestamp())
     return [dt.datetime.fromtimestamp(t, tz=dt.UTC) for t in range(first, last, step)]
+
+
+def seconds_text(seconds: float) -> str:
+    if abs(seconds) >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if abs(seconds) >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s" if abs(seconds) >= 1 else ms(seconds)
+
+
+def money_text(amount: float, currency: str) -> str:
+    return f"{amount:,.2f} {currency}" if amount >= 1 else f"{amount:.4f} {currency}"
+
+
+def _savings_cards(saved: dict[str, Any]) -> list[Card]:
+    """What costed hits saved (``stats.savings``): entries whose compute time and token usage were
+    recorded. Money only for models with a price in MODEL_PRICES: never a made-up zero."""
+    hits = saved["hits"]
+    if not hits:
+        none = "no hit of a costed entry in this window"
+        return [
+            Card("compute-saved", "Compute time saved", "0 s", none),
+            Card("tokens-saved", "Tokens saved", "0", none),
+            Card("money-saved", "Money saved", "-", none),
+        ]
+    tokens = saved["tokens"]
+    coverage = saved["pricing_coverage_ratio"]
+    if saved["cost"]:
+        money = ", ".join(money_text(amount, currency) for currency, amount in sorted(saved["cost"].items()))
+        money_detail = f"{percent((coverage or 0) * 100)} of the saved tokens have a price (MODEL_PRICES)"
+    else:
+        money, money_detail = "-", "no model of these hits has a price: set MODEL_PRICES"
+    return [
+        Card(
+            "compute-saved",
+            "Compute time saved",
+            seconds_text(saved["net_seconds"]),
+            f"{plural(hits, 'hit', 'hits')} saved {seconds_text(saved['compute_seconds'])} of compute "
+            f"and took {seconds_text(saved['hit_seconds'])} themselves",
+        ),
+        Card(
+            "tokens-saved",
+            "Tokens saved",
+            count(tokens["total"]),
+            f"{count(tokens['prompt'])} prompt, {count(tokens['completion'])} completion",
+        ),
+        Card("money-saved", "Money saved", money, money_detail),
+    ]
 
 
 def _line_charts(w: stats.Window, series: list[dict[str, Any]], interval: str) -> list[charts.LineChart]:

@@ -85,6 +85,9 @@ def timed(seconds: float, n: int) -> dict:
     }
 
 
+PRICES = {"gpt-4o": {"prompt_per_1k": 0.0025, "completion_per_1k": 0.01, "currency": "USD"}}
+
+
 @pytest.fixture
 def history(db):
     """Factory history with known figures, ten minutes and two hours ago, two operations.
@@ -92,7 +95,7 @@ def history(db):
     Reads in the last 24h: summarize 90 memory hits (small tier) + 30 Redis hits (medium tier) +
     40 misses (small): hit rate 75 %; qa 10 Redis hits (small) + 30 misses (small): 25 %;
     overall 130 hits, 70 misses: 65 %, 90 of the hits from the memory tier. In the last hour
-    only the recent minute counts: 90 hits, 40 misses."""
+    only the recent minute counts: 90 hits, 40 misses. Costed hits (savings): see below."""
     now = timezone.now()
     recent, earlier = now - dt.timedelta(minutes=10), now - dt.timedelta(hours=2)
     for at, memory, redis_hits, misses in ((recent, 60, 20, 10), (earlier, 30, 10, 30)):
@@ -111,6 +114,39 @@ def history(db):
         ratio_sketch={"0": 4},
     )
     rollup_everywhere(recent, kind="invalidate", operation="summarize", outcome="ok", count=2)
+    # costed hits: 20 of summarize answered by gpt-4o (priced in tests), 5 of qa by a local model
+    # (no price): 16 s and 2 s of compute saved, the hits took 0.002 s
+    rollup_everywhere(
+        recent,
+        kind="saved",
+        operation="summarize",
+        tier="gpt-4o",
+        outcome="ok",
+        count=20,
+        total_duration=16.0,
+        bytes_in=10_000,
+        bytes_out=2_000,
+    )
+    rollup_everywhere(
+        recent,
+        kind="hit_cost",
+        operation="summarize",
+        tier="gpt-4o",
+        outcome="ok",
+        count=20,
+        total_duration=0.002,
+    )
+    rollup_everywhere(
+        recent,
+        kind="saved",
+        operation="qa",
+        tier="local",
+        outcome="ok",
+        count=5,
+        total_duration=2.0,
+        bytes_in=1_500,
+        bytes_out=500,
+    )
     InvalidationEventFactory(timestamp=recent, pattern="summarize", keys_invalidated=12)
     InvalidationEventFactory(
         timestamp=recent, pattern="summ*", invalidation_type="pattern", keys_invalidated=3

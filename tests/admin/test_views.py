@@ -7,6 +7,8 @@ from django.urls import reverse
 
 from aicache.monitoring import dashboard, stats
 
+from .conftest import PRICES
+
 pytestmark = pytest.mark.django_db
 
 DASHBOARD = "/admin/aicache/dashboard/"
@@ -44,7 +46,6 @@ def test_cards_show_what_stats_computed(client, staff, history, ai_cache):
     page = text(response.content)
     for card in got.values():
         assert card.label in page and card.value in page
-    assert "money" not in page.lower() and "tokens" not in page.lower()  # no savings accounting yet
 
 
 def test_operation_filter_and_window_change_the_figures(client, staff, history, ai_cache):
@@ -270,3 +271,29 @@ def test_a_dead_redis_never_breaks_the_pages(client, operator, history, dead_red
     assert client.post(DELETE, {"keys": [key]}).status_code == 503
     response = client.get(INVALIDATE, {"kind": "all"})  # counts fail open: 0, and the page renders
     assert response.status_code == 200 and response.context["count"] == 0
+
+
+def test_savings_cards_come_from_stats_savings(client, settings, staff, history, ai_cache):
+    client.force_login(staff)
+    got = cards(client.get(DASHBOARD))
+    # 25 costed hits: 16 s + 2 s of compute saved, 0.002 s spent answering them
+    assert got["compute-saved"].value == "18.0 s"
+    assert got["compute-saved"].detail == "25 hits saved 18.0 s of compute and took 2.0 ms themselves"
+    assert (got["tokens-saved"].value, got["tokens-saved"].detail) == (
+        "14,000",
+        "11,500 prompt, 2,500 completion",
+    )
+    # no price configured: no money figure, never a made-up zero
+    assert (got["money-saved"].value, got["money-saved"].detail) == (
+        "-",
+        "no model of these hits has a price: set MODEL_PRICES",
+    )
+    settings.AICACHE = {**settings.AICACHE, "MODEL_PRICES": PRICES}
+    money = cards(client.get(DASHBOARD))["money-saved"]
+    # gpt-4o: 10,000 prompt x 0.0025 / 1k + 2,000 completion x 0.01 / 1k; the local model has no price
+    assert money.value == "0.0450 USD"
+    assert money.detail == "85.7 % of the saved tokens have a price (MODEL_PRICES)"
+    qa_only = cards(client.get(DASHBOARD, {"operation": "qa"}))
+    assert (qa_only["compute-saved"].value, qa_only["money-saved"].value) == ("2.0 s", "-")
+    nothing = cards(client.get(DASHBOARD, {"operation": "sentiment"}))
+    assert nothing["tokens-saved"].detail == "no hit of a costed entry in this window"

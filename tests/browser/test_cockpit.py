@@ -10,7 +10,7 @@ from aicache.monitoring.admin import ms
 from aicache.monitoring.exporter import get_exporter
 from aicache.monitoring.flusher import get_flusher
 from aicache.monitoring.models import InvalidationEvent
-from tests.admin.conftest import MEMORY_HIT, MISS, REDIS_HIT
+from tests.admin.conftest import MEMORY_HIT, MISS, PRICES, REDIS_HIT
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
@@ -24,6 +24,9 @@ CARDS = (
     "redis-memory",
     "live-entries",
     "ingestion",
+    "compute-saved",
+    "tokens-saved",
+    "money-saved",
 )
 CHARTS = (
     "hits-misses",
@@ -73,8 +76,9 @@ def ship_monitoring() -> None:
 
 
 def test_dashboard_shows_every_card_and_chart_with_the_history_figures(
-    live_server, page, screenshot, operator, history, real_ai_cache
+    live_server, page, screenshot, settings, operator, history, real_ai_cache
 ):
+    settings.AICACHE = {**settings.AICACHE, "MODEL_PRICES": PRICES}
     fill_cache(real_ai_cache, "summarize", 7)
     login(page, live_server.url, "operator", "/admin/aicache/dashboard/?last=24h")
     assert page.url.endswith("/admin/aicache/dashboard/?last=24h")
@@ -97,6 +101,11 @@ def test_dashboard_shows_every_card_and_chart_with_the_history_figures(
     assert re.match(r"Last ingested batch \d+ s ago 1 batch", card(page, "ingestion"))
     assert card(page, "live-entries").startswith("Live entries 7 ")
     assert "dropped: 1 batch, 7 records" in card(page, "ingestion")
+    assert card(page, "compute-saved").startswith("Compute time saved 18.0 s 25 hits saved 18.0 s of compute")
+    assert card(page, "tokens-saved") == "Tokens saved 14,000 11,500 prompt, 2,500 completion"
+    assert card(page, "money-saved").startswith(
+        "Money saved 0.0450 USD 85.7 % of the saved tokens have a price"
+    )
     for slug in CHARTS:
         chart = page.locator(f"#chart-{slug}")
         assert chart.is_visible(), slug
