@@ -63,7 +63,7 @@ class DashboardForm(CacheChoice):
 class EntriesForm(CacheChoice):
     operation = operation_field()
     tier = forms.ChoiceField(required=False, choices=[("", "any")] + [(t, t) for t in entries.STORAGE_TIERS])
-    page = forms.RegexField(regex=r"^\d{0,20}$", required=False)
+    page = forms.RegexField(regex=r"^\d{0,20}\Z", required=False)
     size = forms.IntegerField(required=False, min_value=1, max_value=entries.MAX_PAGE_SIZE)
 
 
@@ -188,6 +188,9 @@ def entries_view(request: HttpRequest) -> HttpResponse:
             size=data["size"] or 50,
             preview_chars=preview,
         )
+    except ValueError as exc:
+        form.add_error("page", str(exc))
+        return _bad_request(request, "Cache entries", form)
     except RedisError as exc:
         return _redis_down(request, "Cache entries", exc)
     base = request.GET.copy()

@@ -100,8 +100,8 @@ def page(
         raise ValueError(f"tier must be one of {', '.join(STORAGE_TIERS)}")
     if not isinstance(size, int) or not 1 <= size <= MAX_PAGE_SIZE:
         raise ValueError(f"size must be between 1 and {MAX_PAGE_SIZE}")
-    if token and not token.isdigit():
-        raise ValueError("page token must be a non-negative integer")
+    if token and not (token.isascii() and token.isdigit() and int(token) < 2**64):
+        raise ValueError("page token must be a non-negative 64-bit integer")
     start = int(token or 0)
     client = cache.redis
     if operation:

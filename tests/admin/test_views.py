@@ -218,7 +218,17 @@ def test_bad_deletes_are_a_400(client, operator, ai_cache, keys):
 
 
 @pytest.mark.parametrize(
-    "query", [{"size": 0}, {"size": 501}, {"tier": "small"}, {"page": "x"}, {"operation": "A"}]
+    "query",
+    [
+        {"size": 0},
+        {"size": 501},
+        {"tier": "small"},
+        {"page": "x"},
+        {"page": "12\n"},
+        {"page": "99999999999999999999"},
+        {"operation": "A"},
+        {"operation": "qa!"},
+    ],
 )
 def test_bad_entry_queries_are_a_400(client, staff, query):
     client.force_login(staff)
