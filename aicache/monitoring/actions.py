@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from aicache.conf import OPERATION_RE
+from aicache.request import check_tags
 
-Kind = Literal["operation", "pattern", "all", "memory"]
+Kind = Literal["operation", "pattern", "all", "memory", "tags"]
 Via = Literal["api", "command", "admin"]
 
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -39,13 +40,14 @@ class Invalidation:
 
     ``kind`` "operation": ``value`` is an operation name; "pattern": ``value`` is a glob over
     operation names; "all": every aicache entry; "memory": this process's memory tier, or every
-    process's with ``everywhere=True``.
+    process's with ``everywhere=True``; "tags": every entry carrying any of ``tags``.
     """
 
     kind: Kind
     value: str = ""
     everywhere: bool = False
     reason: str = ""
+    tags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -59,7 +61,14 @@ class Invalidation:
                 f"pattern must be 1-{MAX_PATTERN_LENGTH} characters of [a-z0-9_-] and * ? [ ] ^ "
                 f"(a glob over operation names), got {self.value[:80]!r}"
             )
-        if self.kind in ("all", "memory") and self.value:
+        if self.kind == "tags":
+            try:
+                object.__setattr__(self, "tags", check_tags(list(self.tags), allow_empty=False))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(str(exc)) from exc
+        elif self.tags:
+            raise ValueError("tags apply to kind 'tags' only")
+        if self.kind in ("all", "memory", "tags") and self.value:
             raise ValueError(f"value must be empty for kind {self.kind!r}")
         if not isinstance(self.everywhere, bool):
             raise ValueError(f"everywhere must be a bool, got {type(self.everywhere).__name__}")
@@ -80,6 +89,8 @@ class Invalidation:
             return f"pattern {self.value!r}"
         if self.kind == "all":
             return "every aicache entry"
+        if self.kind == "tags":
+            return "every entry tagged " + ", ".join(repr(t) for t in self.tags)
         return "the memory tier of every process" if self.everywhere else "this process's memory tier"
 
 
@@ -104,6 +115,8 @@ def count(cache: Any, inv: Invalidation) -> int:
         return int(cache.count_pattern(inv.value))
     if inv.kind == "all":
         return int(cache.count_all())
+    if inv.kind == "tags":
+        return int(cache.count_tags(list(inv.tags)))
     return len(cache.memory)
 
 
@@ -118,4 +131,6 @@ def perform(cache: Any, inv: Invalidation, *, actor: str, via: str) -> int:
         return int(cache.invalidate_pattern(inv.value, operation_context=ctx))
     if inv.kind == "all":
         return int(cache.invalidate_all(operation_context=ctx))
+    if inv.kind == "tags":
+        return int(cache.invalidate_tags(list(inv.tags), operation_context=ctx))
     return int(cache.invalidate_memory_cache(operation_context=ctx, everywhere=inv.everywhere))

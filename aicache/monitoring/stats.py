@@ -434,6 +434,88 @@ def time_series(w: Window, interval: str = "hour") -> list[dict[str, Any]]:
     return out
 
 
+def savings(w: Window) -> dict[str, Any]:
+    """What hits saved in the window, by operation and model: compute time (gross, and net of what
+    the hits themselves cost), tokens, and money for the models ``MODEL_PRICES`` prices. A model
+    without a price shows tokens and no money (never a zero); ``pricing_coverage`` is the share of
+    saved tokens that had a price (None when no tokens were saved)."""
+    from aicache.savings import price
+
+    prices = merged()["MODEL_PRICES"]
+    qs = rollups(Window(w.since, w.until, w.operation, None)).filter(kind__in=("saved", "hit_cost"))
+    rows = (
+        qs.values("kind", "operation", "tier")
+        .order_by()
+        .annotate(n=Sum("count"), total=Sum("total_duration"), b_in=Sum("bytes_in"), b_out=Sum("bytes_out"))
+    )
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        acc = by_key.setdefault(
+            (row["operation"], row["tier"]),
+            {
+                "hits": 0,
+                "compute_seconds": 0.0,
+                "hit_seconds": 0.0,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+            },
+        )
+        if row["kind"] == "saved":
+            acc["hits"] += row["n"] or 0
+            acc["compute_seconds"] += row["total"] or 0.0
+            acc["prompt_tokens"] += row["b_in"] or 0
+            acc["completion_tokens"] += row["b_out"] or 0
+        else:
+            acc["hit_seconds"] += row["total"] or 0.0
+    total = _saving_block()
+    by_operation: dict[str, dict[str, Any]] = {}
+    by_model: dict[str, dict[str, Any]] = {}
+    priced_tokens = 0
+    for (operation, model), acc in sorted(by_key.items()):
+        cost = price(prices, model, acc["prompt_tokens"], acc["completion_tokens"])
+        tokens = acc["prompt_tokens"] + acc["completion_tokens"]
+        if cost is not None:
+            priced_tokens += tokens
+        for block in (
+            total,
+            by_operation.setdefault(operation, _saving_block()),
+            by_model.setdefault(model, _saving_block()),
+        ):
+            _add_saving(block, acc, cost)
+    tokens_total = total["tokens"]["total"]
+    total["pricing_coverage_ratio"] = priced_tokens / tokens_total if tokens_total else None
+    return {
+        **total,
+        "window": {"since": w.since.isoformat(), "until": w.until.isoformat()},
+        "by_operation": by_operation,
+        "by_model": by_model,
+    }
+
+
+def _saving_block() -> dict[str, Any]:
+    return {
+        "hits": 0,
+        "compute_seconds": 0.0,
+        "hit_seconds": 0.0,
+        "net_seconds": 0.0,
+        "tokens": {"prompt": 0, "completion": 0, "total": 0},
+        "cost": {},
+    }
+
+
+def _add_saving(block: dict[str, Any], acc: dict[str, Any], cost: tuple[float, str] | None) -> None:
+    block["hits"] += acc["hits"]
+    block["compute_seconds"] += acc["compute_seconds"]
+    block["hit_seconds"] += acc["hit_seconds"]
+    block["net_seconds"] = block["compute_seconds"] - block["hit_seconds"]
+    block["tokens"]["prompt"] += acc["prompt_tokens"]
+    block["tokens"]["completion"] += acc["completion_tokens"]
+    block["tokens"]["total"] = block["tokens"]["prompt"] + block["tokens"]["completion"]
+    if cost is not None:
+        amount, currency = cost
+        block["cost"][currency] = block["cost"].get(currency, 0.0) + amount
+
+
 # --- Additions for the API, the commands and the dashboard (one aggregation, three surfaces) ---
 
 PERCENTILES = (0.5, 0.95, 0.99)
@@ -465,6 +547,7 @@ def overview(w: Window) -> dict[str, Any]:
         **performance_stats(w),
         "latency_by_tier": latency_by_tier(w),
         "recommendations": invalidation_recommendations(w),
+        "saved": savings(w),
         "source": "database",
     }
 
@@ -591,85 +674,3 @@ def operations(w: Window) -> list[dict[str, Any]]:
     for row in table.values():
         row["hit_rate"] = summaries.hit_rate(row["hits"], row["misses"])
     return sorted(table.values(), key=lambda r: (-r["reads"], r["operation"]))
-
-
-def savings(w: Window) -> dict[str, Any]:
-    """What hits saved in the window, by operation and model: compute time (gross, and net of what
-    the hits themselves cost), tokens, and money for the models ``MODEL_PRICES`` prices. A model
-    without a price shows tokens and no money (never a zero); ``pricing_coverage`` is the share of
-    saved tokens that had a price (None when no tokens were saved)."""
-    from aicache.savings import price
-
-    prices = merged()["MODEL_PRICES"]
-    qs = rollups(Window(w.since, w.until, w.operation, None)).filter(kind__in=("saved", "hit_cost"))
-    rows = (
-        qs.values("kind", "operation", "tier")
-        .order_by()
-        .annotate(n=Sum("count"), total=Sum("total_duration"), b_in=Sum("bytes_in"), b_out=Sum("bytes_out"))
-    )
-    by_key: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in rows:
-        acc = by_key.setdefault(
-            (row["operation"], row["tier"]),
-            {
-                "hits": 0,
-                "compute_seconds": 0.0,
-                "hit_seconds": 0.0,
-                "prompt_tokens": 0,
-                "completion_tokens": 0,
-            },
-        )
-        if row["kind"] == "saved":
-            acc["hits"] += row["n"] or 0
-            acc["compute_seconds"] += row["total"] or 0.0
-            acc["prompt_tokens"] += row["b_in"] or 0
-            acc["completion_tokens"] += row["b_out"] or 0
-        else:
-            acc["hit_seconds"] += row["total"] or 0.0
-    total = _saving_block()
-    by_operation: dict[str, dict[str, Any]] = {}
-    by_model: dict[str, dict[str, Any]] = {}
-    priced_tokens = 0
-    for (operation, model), acc in sorted(by_key.items()):
-        cost = price(prices, model, acc["prompt_tokens"], acc["completion_tokens"])
-        tokens = acc["prompt_tokens"] + acc["completion_tokens"]
-        if cost is not None:
-            priced_tokens += tokens
-        for block in (
-            total,
-            by_operation.setdefault(operation, _saving_block()),
-            by_model.setdefault(model, _saving_block()),
-        ):
-            _add_saving(block, acc, cost)
-    tokens_total = total["tokens"]["total"]
-    total["pricing_coverage_ratio"] = priced_tokens / tokens_total if tokens_total else None
-    return {
-        **total,
-        "window": {"since": w.since.isoformat(), "until": w.until.isoformat()},
-        "by_operation": by_operation,
-        "by_model": by_model,
-    }
-
-
-def _saving_block() -> dict[str, Any]:
-    return {
-        "hits": 0,
-        "compute_seconds": 0.0,
-        "hit_seconds": 0.0,
-        "net_seconds": 0.0,
-        "tokens": {"prompt": 0, "completion": 0, "total": 0},
-        "cost": {},
-    }
-
-
-def _add_saving(block: dict[str, Any], acc: dict[str, Any], cost: tuple[float, str] | None) -> None:
-    block["hits"] += acc["hits"]
-    block["compute_seconds"] += acc["compute_seconds"]
-    block["hit_seconds"] += acc["hit_seconds"]
-    block["net_seconds"] = block["compute_seconds"] - block["hit_seconds"]
-    block["tokens"]["prompt"] += acc["prompt_tokens"]
-    block["tokens"]["completion"] += acc["completion_tokens"]
-    block["tokens"]["total"] = block["tokens"]["prompt"] + block["tokens"]["completion"]
-    if cost is not None:
-        amount, currency = cost
-        block["cost"][currency] = block["cost"].get(currency, 0.0) + amount

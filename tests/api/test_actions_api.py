@@ -10,7 +10,9 @@ TEXT = "Caching makes repeated answers fast and cheap. It is a good and reliable
 
 def _fill(cache):
     for i in range(3):
-        cache.cache_response(f"{TEXT} {i}", "summarize", None, {"summary": str(i)})
+        cache.cache_response(
+            f"{TEXT} {i}", "summarize", None, {"summary": str(i)}, tags=["prompt:v1"] if i else None
+        )
     for i in range(2):
         cache.cache_response(f"{TEXT} {i}", "sentiment", None, {"label": "positive"})
 
@@ -21,6 +23,7 @@ def _fill(cache):
         ({"operation": "summarize"}, "operation", 3, 2),
         ({"pattern": "sent*"}, "pattern", 2, 3),
         ({"all": True}, "all", 5, 0),
+        ({"tags": ["prompt:v1", "model:none"]}, "tags", 2, 3),
     ],
 )
 def test_invalidate_returns_the_count_and_records_the_user(

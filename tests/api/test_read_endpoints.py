@@ -55,7 +55,53 @@ def test_stats_figures_and_percentiles_by_tier(staff, history):
     assert medium["p50"] == pytest.approx(0.0005, rel=0.01)
     assert data["cache_operations"]["by_tier"]["small"]["count"] == 100
     assert data["ingestion"]["batches"] == 1
-    assert "saved" not in data  # savings accounting does not exist yet
+    assert data["saved"]["hits"] == 0 and data["saved"]["pricing_coverage_ratio"] is None
+
+
+def test_stats_saved_block(staff, history, settings):
+    """Savings rows (kind saved / hit_cost, the model in the tier column) become the saved block;
+    a model without a price shows tokens and no money."""
+    settings.AICACHE = {
+        **settings.AICACHE,
+        "MODEL_PRICES": {"gpt-4o": {"prompt_per_1k": 2.5, "completion_per_1k": 10.0, "currency": "USD"}},
+    }
+    at = timezone.now() - dt.timedelta(minutes=10)
+    for model, hits, prompt, completion in (("gpt-4o", 4, 400, 100), ("local", 2, 60, 40)):
+        rollup_everywhere(
+            period_start=at,
+            kind="saved",
+            operation="qa",
+            tier=model,
+            outcome="ok",
+            count=hits,
+            total_duration=hits * 0.8,
+            bytes_in=prompt,
+            bytes_out=completion,
+        )
+        rollup_everywhere(
+            period_start=at,
+            kind="hit_cost",
+            operation="qa",
+            tier=model,
+            outcome="ok",
+            count=hits,
+            total_duration=hits * 0.001,
+        )
+    saved = staff.get("/api/aicache/stats/", {"last": "1h"}).json()["saved"]
+    assert saved["hits"] == 6
+    assert saved["compute_seconds"] == pytest.approx(4.8)
+    assert saved["net_seconds"] == pytest.approx(4.8 - 0.006)
+    assert saved["tokens"] == {"prompt": 460, "completion": 140, "total": 600}
+    assert saved["cost"] == {"USD": pytest.approx(400 * 2.5 / 1000 + 100 * 10 / 1000)}
+    assert saved["pricing_coverage_ratio"] == pytest.approx(500 / 600)
+    assert saved["by_model"]["local"]["cost"] == {}  # tokens, but no money: never a made-up zero
+    assert saved["by_model"]["local"]["tokens"]["total"] == 100
+    assert data_has_no_saved_rows_in_cache_figures(staff)
+
+
+def data_has_no_saved_rows_in_cache_figures(staff):
+    data = staff.get("/api/aicache/stats/", {"last": "1h"}).json()
+    return data["total_cache_operations"] == 150 and data["cache_hits"] == 140
 
 
 def test_stats_filters_by_operation_and_tier(staff, history):

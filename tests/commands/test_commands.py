@@ -133,6 +133,16 @@ def test_invalidate_asks_first(ai_cache, monkeypatch, answer, left):
     assert asked == ["Invalidate them? [y/N] "] and ai_cache.count_all() == left
 
 
+def test_invalidate_by_tag(ai_cache):
+    ai_cache.cache_response(f"{TEXT} tagged", "qa", None, {"a": 1}, tags=["prompt:v3"])
+    _fill(ai_cache)
+    out = run("aicache_invalidate", "--tag", "prompt:v3", "--tag", "unused", "--yes")
+    assert "every entry tagged 'prompt:v3', 'unused': 1 entries now" in out and "removed 1" in out
+    assert ai_cache.count_all() == 4
+    (event,) = ai_cache.monitor.export_metrics()["invalidations"]
+    assert event["invalidation_type"] == "tags"
+
+
 def test_invalidate_memory_everywhere(ai_cache):
     _fill(ai_cache)
     assert "removed 4" in run("aicache_invalidate", "--memory", "--everywhere", "--yes")

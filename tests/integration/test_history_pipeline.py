@@ -5,9 +5,7 @@ import time
 import uuid
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 
-from aicache.bench.redis_server import RedisServer
 from aicache.monitoring import stats
 from aicache.monitoring.models import IngestionBatch, Rollup
 from aicache.monitoring.summaries import percentile
@@ -16,44 +14,6 @@ from tests.helpers import TcpProxy, wait_for
 from tests.integration.processes import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.history, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    """The Celery broker: its own redis-server, so a test can stop it while the cache works on."""
-    server = RedisServer(tmp_path_factory.mktemp("broker"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def celery_worker(broker, settings):
-    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}
-    if broker.process is None:
-        broker.start()
-    url = f"{broker.url}/0"
-    broker.client().flushdb()  # no message left over from an earlier test
-    if celery_app.conf.broker_url != url:
-        # Publishers must use this broker, not a connection pool made for an earlier one.
-        celery_app._pool = None
-        celery_app.amqp._producer_pool = None
-    celery_app.conf.update(
-        broker_url=url,
-        task_always_eager=False,
-        result_backend=None,
-        broker_connection_retry=True,
-        broker_connection_max_retries=None,
-    )
-    with start_worker(
-        celery_app,
-        pool="solo",
-        perform_ping_check=False,
-        queues=["aicache_monitoring", "celery"],
-        shutdown_timeout=20,
-    ) as worker:
-        yield worker
-    celery_app.conf.update(task_always_eager=True, broker_url="memory://")
 
 
 def test_two_processes_exact_figures(celery_worker, broker, redis_server):

@@ -101,6 +101,30 @@ def op_stampede(msg: dict) -> dict:
     return {"results": results, "errors": errors, "counters": cache._state.counter_snapshot()}
 
 
+def op_savings(msg: dict) -> dict:
+    """For each spec: one compute (timed inside compute) then ``hits`` hits on it."""
+    measured = []
+    for spec in msg["specs"]:
+        inside: list[float] = []
+
+        def compute(spec: dict = spec, inside: list[float] = inside) -> dict:
+            started = time.perf_counter()
+            time.sleep(spec["seconds"])
+            usage = {"prompt_tokens": spec["prompt"], "completion_tokens": spec["completion"]}
+            inside.append(time.perf_counter() - started)
+            return {"answer": spec["text"][:10], "usage": usage, "model": spec["model"]}
+
+        args = {"text": spec["text"], "operation": spec["operation"]}
+        cache.get_or_compute(**args, compute=compute)
+        for i in range(spec["hits"]):
+            if i % 2:
+                cache.get_or_compute(**args, compute=compute)
+            else:
+                cache.get_cached_response(**args)
+        measured.append(inside[0])
+    return {"compute_seconds": measured}
+
+
 def op_script(msg: dict) -> dict:
     """A scripted mix of writes and reads (deterministic given the seed)."""
     import random

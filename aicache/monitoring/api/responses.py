@@ -144,6 +144,32 @@ class RecommendationOut(serializers.Serializer):
     suggestions = serializers.ListField(child=serializers.CharField())
 
 
+class TokensOut(serializers.Serializer):
+    prompt = serializers.IntegerField()
+    completion = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class SavingOut(serializers.Serializer):
+    hits = serializers.IntegerField(help_text="Hits on entries whose computing cost is known.")
+    compute_seconds = serializers.FloatField(help_text="Compute time those hits did not spend (gross).")
+    hit_seconds = serializers.FloatField(help_text="What the hits themselves took.")
+    net_seconds = serializers.FloatField(help_text="compute_seconds - hit_seconds.")
+    tokens = TokensOut()
+    cost = serializers.DictField(
+        child=serializers.FloatField(), help_text="Money saved by currency; only models with a price."
+    )
+
+
+class SavedOut(SavingOut):
+    window = WindowOut()
+    pricing_coverage_ratio = serializers.FloatField(
+        allow_null=True, help_text="Share (0-1) of saved tokens that had a price; null: no tokens."
+    )
+    by_operation = serializers.DictField(child=SavingOut())
+    by_model = serializers.DictField(child=SavingOut(), help_text='By model ("" when unknown).')
+
+
 class StatsOut(serializers.Serializer):
     source = serializers.CharField(help_text='"database": every process, from the history.')
     timestamp = serializers.FloatField()
@@ -160,6 +186,7 @@ class StatsOut(serializers.Serializer):
     ingestion = IngestionOut()
     latency_by_tier = serializers.DictField(child=PercentilesOut(), help_text="Reads, by tier.")
     recommendations = RecommendationOut(many=True)
+    saved = SavedOut(help_text="What caching saved (savings accounting).")
 
 
 class PointOut(serializers.Serializer):

@@ -13,12 +13,15 @@ from rest_framework import serializers
 
 from aicache.conf import OPERATION_RE
 from aicache.monitoring import actions, stats
+from aicache.request import MAX_TAGS
+from aicache.request import TAG_RE as REQUEST_TAG_RE
 
 # Operations and tier names share the [a-z0-9_-]{1,64} alphabet (anchored here, see GLOB_RE).
 TOKEN_RE = re.compile(rf"^(?:{OPERATION_RE.pattern.lstrip('^').rstrip('$')})$")
 # Anchored (DRF's RegexValidator searches); ^...$ rather than \A...\Z so the schema's pattern is
 # valid ECMA regex too. A trailing newline never reaches it: CharField trims whitespace first.
 GLOB_RE = re.compile(rf"^{actions.PATTERN_RE.pattern}$")
+TAG_RE = re.compile(rf"^{REQUEST_TAG_RE.pattern}$")
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 MAX_WINDOW = dt.timedelta(days=400)
 MAX_CONTEXT_FILTER = 100
@@ -136,7 +139,7 @@ class EmptyQuery(serializers.Serializer):
 
 
 class InvalidateRequest(serializers.Serializer):
-    """Exactly one of ``operation``, ``pattern``, ``all: true``, ``memory: true``."""
+    """Exactly one of ``operation``, ``pattern``, ``tags``, ``all: true``, ``memory: true``."""
 
     operation = StrictRegexField(
         TOKEN_RE,
@@ -152,6 +155,15 @@ class InvalidateRequest(serializers.Serializer):
         help_text="A glob over operation names: [a-z0-9_-] and * ? [ ] ^ (e.g. summ*).",
         error_messages={"invalid": "Must be a glob over operation names: [a-z0-9_-] and * ? [ ] ^."},
     )
+    tags = serializers.ListField(
+        child=StrictRegexField(
+            TAG_RE, max_length=64, error_messages={"invalid": "Must be 1-64 characters of [A-Za-z0-9_.:-]."}
+        ),
+        required=False,
+        allow_empty=False,
+        max_length=MAX_TAGS,
+        help_text="Remove every entry carrying any of these tags (e.g. prompt:v3).",
+    )
     all = StrictBooleanField(required=False, help_text="true: remove every aicache entry.")
     memory = StrictBooleanField(required=False, help_text="true: clear the memory tier.")
     everywhere = StrictBooleanField(default=False, help_text="With memory: every process clears its tier.")
@@ -161,12 +173,16 @@ class InvalidateRequest(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         chosen = [
             name
-            for name in ("operation", "pattern", "all", "memory")
-            if (attrs.get(name) is True) or (name in ("operation", "pattern") and attrs.get(name))
+            for name in ("operation", "pattern", "tags", "all", "memory")
+            if (attrs.get(name) is True) or (name in ("operation", "pattern", "tags") and attrs.get(name))
         ]
         if len(chosen) != 1:
             raise serializers.ValidationError(
-                {"non_field_errors": ['Give exactly one of operation, pattern, "all": true, "memory": true.']}
+                {
+                    "non_field_errors": [
+                        'Give exactly one of operation, pattern, tags, "all": true, "memory": true.'
+                    ]
+                }
             )
         kind = chosen[0]
         try:
@@ -175,6 +191,7 @@ class InvalidateRequest(serializers.Serializer):
                 attrs.get(kind, "") if kind in ("operation", "pattern") else "",
                 everywhere=attrs["everywhere"],
                 reason=attrs["reason"],
+                tags=tuple(attrs.get("tags") or ()),
             )
         except ValueError as exc:
             raise serializers.ValidationError({"non_field_errors": [str(exc)]}) from exc

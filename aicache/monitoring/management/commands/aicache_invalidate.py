@@ -25,6 +25,12 @@ class Command(BaseCommand):
         what.add_argument(
             "--pattern", metavar="P", type=glob, help="entries of operations matching this glob"
         )
+        what.add_argument(
+            "--tag",
+            action="append",
+            metavar="TAG",
+            help="every entry carrying this tag (repeatable: any of them)",
+        )
         what.add_argument("--all", action="store_true", help="every aicache entry")
         what.add_argument("--memory", action="store_true", help="this process's memory tier")
         parser.add_argument("--everywhere", action="store_true", help="with --memory: every process's tier")
@@ -36,11 +42,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["everywhere"] and not options["memory"]:
             raise CommandError("--everywhere goes with --memory only")
-        kind = next(k for k in ("operation", "pattern", "all", "memory") if options[k])
+        kind = next(k for k in ("operation", "pattern", "tag", "all", "memory") if options[k])
         value = options[kind] if kind in ("operation", "pattern") else ""
         try:
             inv = actions.Invalidation(
-                kind, value, everywhere=options["everywhere"], reason=options["reason"]
+                "tags" if kind == "tag" else kind,
+                value,
+                everywhere=options["everywhere"],
+                reason=options["reason"],
+                tags=tuple(options["tag"] or ()),
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc

@@ -42,6 +42,7 @@ class Command(BaseCommand):
         saved = compression["total_bytes_saved"] if compression else 0
         percent = compression["overall_savings_percent"] if compression else 0.0
         out(f"\nbytes saved by compression: {saved} ({percent:.1f} %)")
+        self._saved(data["saved"])
         inv = data.get("invalidation")
         if inv:
             level = inv["thresholds"]["current_alert_level"]
@@ -60,3 +61,26 @@ class Command(BaseCommand):
         out("\nrecommendations:" if recs else "\nrecommendations: none")
         for rec in recs:
             out(f"  [{rec['severity']}] {rec['message']}")
+
+    def _saved(self, saved: dict[str, Any]) -> None:
+        out = self.stdout.write
+        money = ", ".join(f"{amount:.4f} {currency}" for currency, amount in sorted(saved["cost"].items()))
+        coverage = saved["pricing_coverage_ratio"]
+        out(
+            f"saved by {saved['hits']} hits: compute {saved['compute_seconds'] * 1000:.0f} ms "
+            f"(net {saved['net_seconds'] * 1000:.0f} ms), tokens {saved['tokens']['total']}"
+            + (f", money {money}" if money else "")
+            + (f" (prices cover {coverage * 100:.0f} % of tokens)" if coverage is not None else "")
+        )
+        rows = [
+            [
+                model or "(unknown)",
+                v["hits"],
+                f"{v['compute_seconds'] * 1000:.0f}",
+                v["tokens"]["total"],
+                ", ".join(f"{a:.4f} {c}" for c, a in sorted(v["cost"].items())) or "-",
+            ]
+            for model, v in saved["by_model"].items()
+        ]
+        if rows:
+            out(table(rows, ["model", "hits", "compute ms saved", "tokens saved", "money saved"]))
