@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench deps redis lint format clean
+.PHONY: run test bench deps redis chromium lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,14 @@ deps: $(STAMP)
 redis:
 	@scripts/ensure-redis.sh
 
+chromium:
+	@scripts/ensure-chromium.sh
+
 run: deps redis
 	@scripts/run.sh
 
 # The whole suite on SQLite, then the monitoring-history tests again on a throwaway PostgreSQL.
-test: deps redis
+test: deps redis chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest $(PYTEST_ARGS)

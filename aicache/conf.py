@@ -92,6 +92,8 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_ROLLUP_DAYS": 90,
     "MINUTE_ROLLUP_HOURS": 24,
     "CLEANUP_BATCH_SIZE": 5000,
+    # admin entry browser: characters of a cached value shown to superusers; 0 shows none
+    "ADMIN_ENTRY_PREVIEW_CHARS": 0,
 }
 
 XLARGE = "xlarge"
@@ -146,6 +148,7 @@ PROCESS_WIDE_SETTINGS = (
     "RETENTION_ROLLUP_DAYS",
     "MINUTE_ROLLUP_HOURS",
     "CLEANUP_BATCH_SIZE",
+    "ADMIN_ENTRY_PREVIEW_CHARS",
 )
 
 
@@ -444,6 +447,13 @@ def validate_monitoring(raw: Mapping[str, Any]) -> list[Problem]:
         bad("METRICS_TOKEN", "must be a string.", "An empty string means no token.")
     if not isinstance(raw["HISTORY_ENABLED"], bool):
         bad("HISTORY_ENABLED", "must be True or False.", "False keeps monitoring in-process only.")
+    preview = raw["ADMIN_ENTRY_PREVIEW_CHARS"]
+    if not _is_int(preview) or not 0 <= preview <= 10_000:
+        bad(
+            "ADMIN_ENTRY_PREVIEW_CHARS",
+            f"must be an integer from 0 to 10000, got {preview!r}.",
+            "0 (the default) never shows cached values in the admin.",
+        )
     if not isinstance(raw["METRICS_PUBLIC"], bool):
         bad("METRICS_PUBLIC", "must be True or False.", "False: /metrics needs the token or a staff user.")
     return problems

@@ -61,6 +61,7 @@ aicache is running:
   home       http://127.0.0.1:$WEB_PORT/
   health     http://127.0.0.1:$WEB_PORT/health/
   admin      http://127.0.0.1:$WEB_PORT/admin/   (create a user: .venv/bin/python manage.py createsuperuser)
+  dashboard  http://127.0.0.1:$WEB_PORT/admin/aicache/dashboard/   (and /admin/aicache/entries/)
   metrics    http://127.0.0.1:$WEB_PORT/metrics   (staff login, or AICACHE METRICS_TOKEN)
   redis      127.0.0.1:$REDIS_PORT; Celery worker + beat (logs in $RUN/logs/)
 Press Ctrl-C to stop.
