@@ -214,7 +214,7 @@ class Codec:
         magic, flag, stamp, ttl = HEADER.unpack_from(data)
         start, meta = HEADER_SIZE, None
         if magic == MAGIC_META:
-            meta, start = _read_meta(data)
+            meta, start = read_meta(data)
         elif magic != MAGIC:
             raise CodecError(f"unknown frame magic 0x{magic:02x} (not an aicache entry)")
         decoder = self._decoders.get(flag)
@@ -232,7 +232,7 @@ class Codec:
         return self.deserialize(self.decode(data).payload)
 
 
-def _read_meta(data: bytes) -> tuple[dict[str, Any], int]:
+def read_meta(data: bytes) -> tuple[dict[str, Any], int]:
     if len(data) < HEADER_SIZE + META_LENGTH.size:
         raise CodecError("entry is shorter than its metadata header")
     (length,) = META_LENGTH.unpack_from(data, HEADER_SIZE)

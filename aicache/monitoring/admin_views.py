@@ -62,6 +62,7 @@ class DashboardForm(CacheChoice):
 
 class EntriesForm(CacheChoice):
     operation = operation_field()
+    tag = forms.RegexField(regex=r"^[A-Za-z0-9_.:-]{1,64}\Z", required=False, max_length=64)
     tier = forms.ChoiceField(required=False, choices=[("", "any")] + [(t, t) for t in entries.STORAGE_TIERS])
     page = forms.RegexField(regex=r"^\d{0,20}\Z", required=False)
     size = forms.IntegerField(required=False, min_value=1, max_value=entries.MAX_PAGE_SIZE)
@@ -79,8 +80,13 @@ class InvalidationForm(CacheChoice):
         if self.errors:
             return data
         try:
+            tags = tuple(data["value"].split(",")) if data["kind"] == "tags" else ()
             data["invalidation"] = actions.Invalidation(
-                data["kind"], data["value"], data["everywhere"], data["reason"]
+                data["kind"],
+                "" if tags else data["value"],
+                data["everywhere"],
+                data["reason"],
+                tags=tags,
             )
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from exc
@@ -184,6 +190,7 @@ def entries_view(request: HttpRequest) -> HttpResponse:
             cache,
             operation=data["operation"],
             tier=data["tier"],
+            tag=data["tag"],
             token=data["page"] or "",
             size=data["size"] or 50,
             preview_chars=preview,
@@ -207,6 +214,7 @@ def entries_view(request: HttpRequest) -> HttpResponse:
         page=result,
         alias=data["cache"],
         operation=data["operation"],
+        tag=data["tag"],
         next_query=next_query,
         first_query=first_query if data["page"] else "",
         show_preview=preview > 0,

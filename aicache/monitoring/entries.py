@@ -24,15 +24,26 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from aicache.codec import BUILTIN_COMPRESSORS, HEADER, HEADER_SIZE, MAGIC, MAGIC_META, CodecError
+from aicache.codec import (
+    BUILTIN_COMPRESSORS,
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    MAGIC_META,
+    META_LENGTH,
+    CodecError,
+    read_meta,
+)
 from aicache.conf import OPERATION_RE
 from aicache.monitoring import actions
 from aicache.monitoring.admin import duration_text
 from aicache.namespace import Namespace
+from aicache.request import TAG_RE
 
 MAX_PAGE_SIZE = 500
 #: SCAN steps per page at most: a keyspace mostly made of other data still answers quickly.
 MAX_SCAN_STEPS = 50
+META_PEEK = 2048  # bytes of frame metadata read per entry: tags (16 x 64 characters) fit
 COMPRESSION_NAMES = {cls.flag: cls.name for cls in BUILTIN_COMPRESSORS.values()}
 STORAGE_TIERS = ("memory", "redis")
 _DIGEST_RE = re.compile(r"[0-9a-f]{16,128}")
@@ -49,6 +60,7 @@ class Entry:
     age: float | None  # seconds since it was cached
     in_memory: bool  # also in this process's memory tier
     preview: str = ""
+    tags: tuple[str, ...] = ()
 
     @property
     def storage_tier(self) -> str:
@@ -87,6 +99,7 @@ def page(
     *,
     operation: str = "",
     tier: str = "",
+    tag: str = "",
     token: str = "",
     size: int = 50,
     preview_chars: int = 0,
@@ -96,6 +109,10 @@ def page(
     ns = Namespace(cache.config.key_prefix)
     if operation and not OPERATION_RE.fullmatch(operation):
         raise ValueError("operation must be 1-64 characters of [a-z0-9_-]")
+    if tag and not TAG_RE.fullmatch(tag):
+        raise ValueError("tag must be 1-64 characters of [A-Za-z0-9_.:-]")
+    if tag and operation:
+        raise ValueError("filter by operation or by tag, not both")
     if tier and tier not in STORAGE_TIERS:
         raise ValueError(f"tier must be one of {', '.join(STORAGE_TIERS)}")
     if not isinstance(size, int) or not 1 <= size <= MAX_PAGE_SIZE:
@@ -104,9 +121,10 @@ def page(
         raise ValueError("page token must be a non-negative 64-bit integer")
     start = int(token or 0)
     client = cache.redis
-    if operation:
+    if operation or tag:
         now_ms = int(time.time() * 1000)
-        members = client.zrangebyscore(ns.index(operation), now_ms, "+inf", start=start, num=size + 1)
+        index = ns.index(operation) if operation else ns.tag_index(tag)
+        members = client.zrangebyscore(index, now_ms, "+inf", start=start, num=size + 1)
         keys = [m.decode() for m in members[:size]]
         next_token = str(start + size) if len(members) > size else ""
         scanned = len(keys)
@@ -136,7 +154,7 @@ def describe(cache: Any, keys: list[str], *, preview_chars: int = 0) -> list[Ent
         return []
     pipe = cache.redis.pipeline(transaction=False)
     for key, _ in parsed:
-        pipe.getrange(key, 0, HEADER_SIZE - 1)
+        pipe.getrange(key, 0, HEADER_SIZE + META_LENGTH.size + META_PEEK - 1)  # header + metadata
         pipe.strlen(key)
         pipe.pttl(key)
         if preview_chars > 0:
@@ -151,10 +169,13 @@ def describe(cache: Any, keys: list[str], *, preview_chars: int = 0) -> list[Ent
         if not length:  # expired or deleted since it was listed
             continue
         compression, age = "unreadable", None
-        if len(header) == HEADER_SIZE:
-            magic, flag, stamp, _ttl = HEADER.unpack(header)
+        tags: tuple[str, ...] = ()
+        if len(header) >= HEADER_SIZE:
+            magic, flag, stamp, _ttl = HEADER.unpack_from(header)
             if magic in (MAGIC, MAGIC_META) and flag in COMPRESSION_NAMES:  # with or without metadata
                 compression, age = COMPRESSION_NAMES[flag], max(0.0, now - stamp / 1000.0)
+            if magic == MAGIC_META:
+                tags = _tags(header)
         preview = ""
         if preview_chars > 0:
             preview = _preview(cache, replies[i * step + 3], preview_chars)
@@ -169,9 +190,20 @@ def describe(cache: Any, keys: list[str], *, preview_chars: int = 0) -> list[Ent
                 age=age,
                 in_memory=key in in_memory,
                 preview=preview,
+                tags=tags,
             )
         )
     return out
+
+
+def _tags(head: bytes) -> tuple[str, ...]:
+    """The tags in a frame's metadata, if the metadata fits in what was read (else none shown)."""
+    try:
+        meta, _ = read_meta(head)
+    except CodecError:
+        return ()
+    tags = meta.get("t")
+    return tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else ()
 
 
 def _preview(cache: Any, data: bytes | None, chars: int) -> str:

@@ -307,3 +307,27 @@ def test_savings_cards_come_from_stats_savings(client, settings, staff, history,
     assert (qa_only["compute-saved"].value, qa_only["money-saved"].value) == ("2.0 s", "-")
     nothing = cards(client.get(DASHBOARD, {"operation": "sentiment"}))
     assert nothing["tokens-saved"].detail == "no hit of a costed entry in this window"
+
+
+def test_entry_browser_shows_and_filters_tags_and_invalidates_a_tag(admin_client, ai_cache):
+    real_cache = ai_cache
+    real_cache.cache_response("tagged text one", "qa", None, {"a": 1}, tags=["prompt:v3", "model:x"])
+    real_cache.cache_response("tagged text two", "summarize", None, {"a": 2}, tags=["prompt:v3"])
+    real_cache.cache_response("untagged text", "qa", None, {"a": 3})
+    page = admin_client.get("/admin/aicache/entries/", {"tag": "prompt:v3"})
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert body.count("<code>prompt:v3</code>") == 2 and "<code>model:x</code>" in body
+    assert "Invalidate tag prompt:v3" in body
+    confirm = admin_client.get(
+        "/admin/aicache/invalidate/", {"kind": "tags", "value": "prompt:v3", "cache": "ai"}
+    )
+    assert confirm.status_code == 200 and b"2" in confirm.content
+    done = admin_client.post(
+        "/admin/aicache/invalidate/", {"kind": "tags", "value": "prompt:v3", "cache": "ai", "next": "/admin/"}
+    )
+    assert done.status_code == 302
+    assert real_cache.count_all() == 1
+    (event,) = real_cache.monitor.export_metrics()["invalidations"]
+    assert event["invalidation_type"] == "tags" and "via=admin" in event["operation_context"]
+    assert admin_client.get("/admin/aicache/entries/", {"tag": "bad tag!"}).status_code == 400
