@@ -497,9 +497,15 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
             return found
 
     def get_performance_summary(self) -> dict[str, Any]:
-        """A short view of this process's figures for this cache (zeros with monitoring off)."""
-        summary = getattr(self.monitor, "summary", None) or NullMonitor().summary
-        return {**summary(), "errors": self.error_counts()}
+        """A short view of this process's figures for this cache, every one from the same window
+        (since the monitor started or was reset; errors too). With monitoring off: zeros, and the
+        faults counted since the process started."""
+        monitor = self.monitor
+        summary = getattr(monitor, "summary", None) or NullMonitor().summary
+        result = summary()
+        if getattr(monitor, "counters", None) is None or "errors" not in result:
+            result["errors"] = self.error_counts()  # the monitor counts no faults of its own
+        return result
 
     def ping(self) -> bool:
         """True if Redis answers (fail-open: False, never an exception)."""
