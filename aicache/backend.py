@@ -41,7 +41,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from aicache import conf, invalidation, singleflight, state
-from aicache.codec import Codec, CodecError, Encoded
+from aicache.codec import Codec, CodecError, Encoded, ForgedEntry
 from aicache.guard import MIN_REDIS_VERSION, GuardMixin, _versions, too_old_message
 from aicache.instrument import NullMonitor, build_monitor, timed_lookup, timed_store
 from aicache.invalidation_api import InvalidationMixin
@@ -129,7 +129,9 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
         self.config = cfg = conf.parse(raw)
         self.ns = Namespace(cfg.key_prefix)
         self.key_generator = CacheKeyGenerator(cfg.key_prefix, cfg.hash_algorithm)
-        self.codec = Codec(cfg.compression_algorithm, cfg.compression_level, cfg.compression_threshold)
+        self.codec = Codec(
+            cfg.compression_algorithm, cfg.compression_level, cfg.compression_threshold, cfg.signing_keys
+        )
         # Caches on the same Redis and prefix share one process state only if configured alike:
         # another alias's memory size, breaker or history setting must never be used silently.
         fingerprint = hashlib.sha256(repr(cfg).encode()).hexdigest()[:16]
@@ -241,6 +243,9 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
             value = self.codec.deserialize(decoded.payload)
             if not isinstance(value, dict):
                 raise CodecError(f"entry holds a {type(value).__name__}, not a response dict")
+        except ForgedEntry as exc:
+            self._fault("forged_entry", "decode", exc)
+            return None
         except CodecError as exc:
             self._fault("corrupt_entry", "decode", exc)
             return None

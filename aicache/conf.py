@@ -70,6 +70,9 @@ DEFAULTS: dict[str, Any] = {
     # ``usage`` mapping and ``model``), and prices per 1,000 tokens by model
     "USAGE_EXTRACTOR": None,
     "MODEL_PRICES": {},
+    # signed entries (a Redis shared with other applications): None (off), "auto" (derived from
+    # settings.SECRET_KEY), a secret string, or a list of them (the first signs, all verify)
+    "SIGNING_KEY": None,
     # monitoring (aicache.monitoring); MONITOR_CLASS None turns recording off
     "MONITOR_CLASS": "aicache.monitoring.recorder.CachePerformanceMonitor",
     "MONITOR_RETENTION_HOURS": 1,
@@ -133,6 +136,8 @@ E_RESILIENCE = "E010"
 E_MONITORING = "E011"
 E_PROCESS_WIDE = "E012"
 E_SAVINGS = "E014"
+E_SIGNING = "E015"
+MIN_SIGNING_KEY_LENGTH = 16
 
 # Monitoring settings that belong to the whole process (one /metrics endpoint, one history sender,
 # one set of retention jobs): they go in settings.AICACHE, and a cache's OPTIONS naming one is
@@ -343,9 +348,42 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
             f"({liveness}) must be longer than COHERENCE_PROBE_SECONDS ({probe}).",
             "A probe must have time to come back before the proof lapses: e.g. 3x the probe interval.",
         )
+    problems.extend(validate_signing(raw))
     problems.extend(validate_savings(raw))
     problems.extend(validate_monitoring(raw))
     return problems
+
+
+def validate_signing(raw: Mapping[str, Any]) -> list[Problem]:
+    value = raw["SIGNING_KEY"]
+    keys = value if isinstance(value, (list, tuple)) else [value]
+    if value is None or value == "auto":
+        return []
+    if not keys or not all(isinstance(k, str) and len(k) >= MIN_SIGNING_KEY_LENGTH for k in keys):
+        return [
+            Problem(
+                E_SIGNING,
+                "SIGNING_KEY",
+                f"AICACHE SIGNING_KEY: must be None, 'auto', a secret of at least {MIN_SIGNING_KEY_LENGTH} "
+                "characters, or a non-empty list of such secrets (the first signs).",
+                'e.g. "auto" (derived from SECRET_KEY) or [os.environ["AICACHE_SIGNING_KEY"], old_key]',
+            )
+        ]
+    return []
+
+
+def signing_keys(value: Any) -> tuple[bytes, ...]:
+    """The HMAC keys of a valid SIGNING_KEY value (the first signs)."""
+    if value is None:
+        return ()
+    if value == "auto":
+        import hashlib
+        import hmac
+
+        secret = str(getattr(settings, "SECRET_KEY", "")).encode()
+        return (hmac.new(secret, b"aicache.signing-key", hashlib.sha256).digest(),)
+    keys = value if isinstance(value, (list, tuple)) else [value]
+    return tuple(k.encode() for k in keys)
 
 
 def validate_savings(raw: Mapping[str, Any]) -> list[Problem]:
@@ -490,6 +528,7 @@ class CacheConfig:
     coherence_probe_seconds: float
     coherence_liveness_seconds: float
     usage_extractor: str | None
+    signing_keys: tuple[bytes, ...]
     monitor_class: str | None
     monitor_options: Mapping[str, Any]
     memory_sample_seconds: float
@@ -537,6 +576,7 @@ def parse(raw: Mapping[str, Any]) -> CacheConfig:
         coherence_probe_seconds=float(raw["COHERENCE_PROBE_SECONDS"]),
         coherence_liveness_seconds=float(raw["COHERENCE_LIVENESS_SECONDS"]),
         usage_extractor=raw["USAGE_EXTRACTOR"],
+        signing_keys=signing_keys(raw["SIGNING_KEY"]),
         monitor_class=raw["MONITOR_CLASS"] or None,
         monitor_options={
             "retention_hours": raw["MONITOR_RETENTION_HOURS"],

@@ -31,6 +31,7 @@ from aicache.codec import (
     MAGIC,
     MAGIC_META,
     META_LENGTH,
+    SIGNED,
     CodecError,
     read_meta,
 )
@@ -172,6 +173,7 @@ def describe(cache: Any, keys: list[str], *, preview_chars: int = 0) -> list[Ent
         tags: tuple[str, ...] = ()
         if len(header) >= HEADER_SIZE:
             magic, flag, stamp, _ttl = HEADER.unpack_from(header)
+            magic &= ~SIGNED  # signed frames: same layout, a signature at the end
             if magic in (MAGIC, MAGIC_META) and flag in COMPRESSION_NAMES:  # with or without metadata
                 compression, age = COMPRESSION_NAMES[flag], max(0.0, now - stamp / 1000.0)
             if magic == MAGIC_META:
