@@ -120,3 +120,28 @@ def test_the_renewer_keeps_trying_through_faults_and_stops_when_the_lease_is_los
     renewer._thread.join(5)
     assert not renewer._thread.is_alive()  # it stopped at the lost lease (False)...
     assert len(seen) == 5 and renewer.renewals == 2  # ...not at the faults (None) before it
+
+
+def test_redis_refusing_client_tracking_disables_the_memory_tier(settings, redis_server):
+    """README: if Redis refuses client tracking (ACLs), the tier is disabled, not served stale."""
+    admin = redis_server.client()
+    admin.execute_command(
+        "ACL", "SETUSER", "notrack", "on", ">secret", "~*", "&*", "+@all", "-client|tracking"
+    )
+    try:
+        settings.CACHES = {
+            **settings.CACHES,
+            "acl": {
+                "BACKEND": "aicache.backend.AIResponseCache",
+                "LOCATION": f"redis://notrack:secret@127.0.0.1:{redis_server.port}/0",
+            },
+        }
+        cache = caches["acl"]
+        cache.start_coherence(wait=0)
+        wait_for(lambda: cache.coherence.status == "unsupported", timeout=10, what="the refusal")
+        cache.cache_response(TEXT, "qa", None, {"a": 1})
+        for _ in range(2):
+            assert cache.get_cached_response(TEXT, "qa")["cache_source"] == "redis"
+        assert len(cache.memory) == 0
+    finally:
+        admin.execute_command("ACL", "DELUSER", "notrack")
