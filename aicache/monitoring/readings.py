@@ -287,6 +287,9 @@ def memory_usage_stats(samples: list[MemoryRecord]) -> dict[str, Any]:
     first, second = sizes[:half] or sizes, sizes[half:]
     before, after = sum(first) / len(first), sum(second) / len(second)
     trend = "increasing" if after > before * 1.1 else "decreasing" if after < before * 0.9 else "stable"
+    mib = 1024 * 1024
+    totals = [s.memory_bytes + (s.redis_used_bytes or 0) for s in samples]
+    entries = [s.memory_entries for s in samples]
     return {
         "total_samples": len(samples),
         "current": {
@@ -294,9 +297,26 @@ def memory_usage_stats(samples: list[MemoryRecord]) -> dict[str, Any]:
             "memory_utilization_percent": (
                 current.memory_bytes / current.memory_max_bytes * 100 if current.memory_max_bytes else 0.0
             ),
+            # the original's names for the same figures
+            "memory_cache_entry_count": current.memory_entries,
+            "cache_entry_count": current.memory_entries,
+            "memory_cache_size_mb": current.memory_bytes / mib,
+            "total_cache_size_mb": totals[-1] / mib,
+            "avg_entry_size_bytes": current.memory_bytes / current.memory_entries
+            if current.memory_entries
+            else 0.0,
+            "process_memory_mb": (current.process_rss_bytes or 0) / mib,
         },
         "average_memory_bytes": sum(sizes) / len(sizes),
         "peak_memory_bytes": max(sizes),
         "min_memory_bytes": min(sizes),
         "trend": trend,
+        "trends": {
+            "total_measurements": len(samples),
+            "avg_total_cache_size_mb": sum(totals) / len(totals) / mib,
+            "max_total_cache_size_mb": max(totals) / mib,
+            "avg_memory_cache_size_mb": sum(sizes) / len(sizes) / mib,
+            "avg_entry_count": sum(entries) / len(entries),
+            "max_entry_count": max(entries),
+        },
     }

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 DOMINANT_SHARE = 0.5
-DOMINANT_MIN_SAMPLE = 5
 LOW_EFFICIENCY_KEYS = 1.0
 HIGH_IMPACT_KEYS = 100.0
 
@@ -56,14 +55,15 @@ def invalidation_recommendations(freq: dict[str, Any]) -> list[dict[str, Any]]:
         )
     patterns = freq["patterns"]["most_common_patterns"]  # {pattern: count}, most common first
     total = sum(freq["patterns"]["invalidation_types"].values())  # every retained invalidation
-    if patterns and total >= DOMINANT_MIN_SAMPLE:
+    if patterns and total:  # the original's rule: more than half of the recent invalidations
         pattern, count = next(iter(patterns.items()))
         if count / total > DOMINANT_SHARE:
             out.append(
                 _advice(
                     DOMINANT_PATTERN,
                     "info",
-                    f"Pattern {pattern!r} is {count / total:.0%} of invalidations.",
+                    f"Pattern '{pattern}' accounts for {count} of recent invalidations "
+                    f"({count / total:.0%}).",
                     [
                         "If it targets one operation, use invalidate_by_operation (indexed, cheaper).",
                         "Consider a shorter TTL for those entries instead of repeated invalidation.",

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from aicache import conf
@@ -57,6 +58,20 @@ logger = logging.getLogger("aicache.monitoring")
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_PENDING = 100_000  # records waiting to be folded; beyond it new records are dropped and counted
 SETTLE_AT = 4096  # pending records that make the recording thread fold them itself
+
+
+def approximate_size(obj: Any) -> int:
+    """Bytes of a cache dict as the original measured them: ``sys.getsizeof`` of the container,
+    its keys and values, recursing into dicts and lists."""
+    size = sys.getsizeof(obj)
+    items = (
+        obj.items() if isinstance(obj, dict) else ((None, v) for v in obj) if isinstance(obj, list) else ()
+    )
+    for key, value in items:
+        if key is not None:
+            size += sys.getsizeof(key)
+        size += approximate_size(value) if isinstance(value, (dict, list)) else sys.getsizeof(value)
+    return size
 
 
 def never_raises(method: F) -> F:
@@ -266,23 +281,43 @@ class CachePerformanceMonitor(Folding, Readings):
     @never_raises
     def record_memory_usage(
         self,
-        memory_entries: int,
-        memory_bytes: int,
+        memory_entries: Any = None,
+        memory_bytes: Any = None,
         memory_max_entries: int = 0,
         memory_max_bytes: int = 0,
         redis_used_bytes: int | None = None,
         process_rss_bytes: int | None = None,
-    ) -> None:
+        *,
+        memory_cache: Mapping[str, Any] | None = None,
+        redis_stats: Mapping[str, Any] | None = None,
+        additional_data: dict | None = None,
+    ) -> MemoryRecord:
+        """One memory sample: entries and bytes of the memory tier (the cache samples its own),
+        or, as the original took it, ``record_memory_usage(memory_cache, redis_stats=None)`` with
+        the memory cache itself (measured here) and Redis's ``memory_used_bytes``/``keys``."""
+        if isinstance(memory_entries, Mapping):  # the original's positional form
+            memory_cache, memory_entries = memory_entries, None
+            if isinstance(memory_bytes, Mapping):
+                redis_stats, memory_bytes = memory_bytes, None
+        if memory_cache is not None:
+            memory_entries, memory_bytes = len(memory_cache), approximate_size(memory_cache)
+            if process_rss_bytes is None:
+                from aicache.monitoring.exporter import process_rss_bytes as rss
+
+                process_rss_bytes = rss()
+        if redis_stats and redis_used_bytes is None:
+            redis_used_bytes = redis_stats.get("memory_used_bytes")
         record = MemoryRecord(
             time.time(),
-            memory_entries,
-            memory_bytes,
-            memory_max_entries,
-            memory_max_bytes,
+            int(memory_entries or 0),
+            int(memory_bytes or 0),
+            int(memory_max_entries),
+            int(memory_max_bytes),
             redis_used_bytes,
             process_rss_bytes,
         )
         self._enqueue((self._fold_memory, record))
+        return record
 
     @never_raises
     def record_invalidation_event(

@@ -163,6 +163,7 @@ def test_low_efficiency_and_high_impact_recommendations(monitor):
 
     big = CachePerformanceMonitor()
     big.record_invalidation_event("all", 150, 0.01, "all")
+    big.record_invalidation_event("everything", 150, 0.01, "all")  # no pattern dominates
     high = _by_issue(big)
     assert (
         set(high) == {"High invalidation impact"}
@@ -305,3 +306,34 @@ def test_summary_errors_come_from_the_same_window(ai_cache, monkeypatch):
     ai_cache.monitor.reset_stats()
     assert ai_cache.get_performance_summary()["errors"] == {}
     assert ai_cache.error_counts() == {"redis_error": 1}  # the process-lifetime count stays
+
+
+def test_record_memory_usage_takes_the_original_memory_cache_dict():
+    """Code ported from the original passes the memory cache itself (and Redis stats)."""
+    from aicache.monitoring import CachePerformanceMonitor
+
+    monitor = CachePerformanceMonitor()
+    monitor.record_memory_usage({"key1": {"data": "value1"}})
+    record = monitor.record_memory_usage(
+        {"key1": {"data": "value1"}, "key2": {"data": "value2"}},
+        redis_stats={"memory_used_bytes": 5_000_000, "keys": 10},
+    )
+    assert record.memory_entries == 2 and record.memory_bytes > 0 and record.redis_used_bytes == 5_000_000
+    stats = monitor.get_performance_stats()["memory_usage"]
+    assert stats["current"]["memory_cache_entry_count"] == 2
+    assert stats["trends"]["total_measurements"] == 2
+    assert stats["current"]["total_cache_size_mb"] > 4.7
+    assert len(monitor.export_metrics()["memory_usage_measurements"]) == 2
+
+
+def test_dominant_pattern_as_the_original_counts_it():
+    from aicache.monitoring import CachePerformanceMonitor
+
+    monitor = CachePerformanceMonitor()
+    for _ in range(3):
+        monitor.record_invalidation_event("dominant_pattern", 1, 0.01)
+    monitor.record_invalidation_event("other_pattern", 1, 0.01)
+    (rec,) = [
+        r for r in monitor.get_invalidation_recommendations() if r["issue"] == "Dominant invalidation pattern"
+    ]
+    assert rec["severity"] == "info" and "dominant_pattern" in rec["message"]
