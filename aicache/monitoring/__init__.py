@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CachePerformanceMonitor"]
+__all__ = [
+    "CachePerformanceMonitor",
+    "CompressionMetric",
+    "InvalidationMetric",
+    "MemoryUsageMetric",
+    "PerformanceMetric",
+]
+_EVENTS = ("CompressionMetric", "InvalidationMetric", "MemoryUsageMetric", "PerformanceMetric")
 
 
 def __getattr__(name: str) -> Any:
@@ -16,4 +23,8 @@ def __getattr__(name: str) -> Any:
         from aicache.monitoring.recorder import CachePerformanceMonitor
 
         return CachePerformanceMonitor
+    if name in _EVENTS:  # the original's measurement classes
+        from aicache.monitoring import events
+
+        return getattr(events, name)
     raise AttributeError(f"module 'aicache.monitoring' has no attribute {name!r}")

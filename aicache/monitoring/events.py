@@ -101,7 +101,7 @@ class CacheOperationMetric(PerformanceMetric):
 
 @dataclass(frozen=True, slots=True)
 class CompressionMetric:
-    """The original's compression measurement."""
+    """The original's compression measurement (a ratio of 0 is computed from the sizes)."""
 
     original_size: int
     compressed_size: int
@@ -109,6 +109,59 @@ class CompressionMetric:
     compression_time: float
     timestamp: float
     operation_type: str = ""
+
+    def __post_init__(self) -> None:
+        if self.compression_ratio == 0 and self.original_size > 0:
+            object.__setattr__(self, "compression_ratio", self.compressed_size / self.original_size)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryUsageMetric:
+    """The original's memory measurement; ``from_record`` builds it from a :class:`MemoryRecord`."""
+
+    total_cache_size_bytes: int
+    cache_entry_count: int
+    avg_entry_size_bytes: float
+    memory_cache_size_bytes: int
+    memory_cache_entry_count: int
+    process_memory_mb: float
+    timestamp: float
+    cache_utilization_percent: float
+    warning_threshold_reached: bool = False
+    additional_data: dict[str, Any] = field(default_factory=dict)
+    # this recorder's own names for the sample, beside the original's
+    memory_entries: int = 0
+    memory_bytes: int = 0
+    memory_max_entries: int = 0
+    memory_max_bytes: int = 0
+    redis_used_bytes: int | None = None
+    process_rss_bytes: int | None = None
+
+    @classmethod
+    def from_record(cls, record: MemoryRecord, warning_bytes: int) -> MemoryUsageMetric:
+        total = record.memory_bytes + (record.redis_used_bytes or 0)
+        entries = record.memory_entries
+        return cls(
+            total_cache_size_bytes=total,
+            cache_entry_count=entries,
+            avg_entry_size_bytes=record.memory_bytes / entries if entries else 0.0,
+            memory_cache_size_bytes=record.memory_bytes,
+            memory_cache_entry_count=entries,
+            process_memory_mb=(record.process_rss_bytes or 0) / (1024 * 1024),
+            timestamp=record.timestamp,
+            cache_utilization_percent=total / warning_bytes * 100 if warning_bytes else 0.0,
+            warning_threshold_reached=total >= warning_bytes,
+            memory_entries=entries,
+            memory_bytes=record.memory_bytes,
+            memory_max_entries=record.memory_max_entries,
+            memory_max_bytes=record.memory_max_bytes,
+            redis_used_bytes=record.redis_used_bytes,
+            process_rss_bytes=record.process_rss_bytes,
+        )
+
+
+#: The original's name for an invalidation measurement (same fields, plus status and reason).
+InvalidationMetric = InvalidationRecord
 
 
 def as_dict(record: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from aicache.monitoring.events import (
     InvalidationRecord,
     KeyGenerationRecord,
     MemoryRecord,
+    MemoryUsageMetric,
     PerformanceMetric,
     as_dict,
 )
@@ -89,8 +90,10 @@ class Readings:
         return self._window(self._invalidations)
 
     @property
-    def memory_usage_measurements(self) -> list[MemoryRecord]:
-        return self._window(self._memory)
+    def memory_usage_measurements(self) -> list[MemoryUsageMetric]:
+        """The kept memory samples as the original's ``MemoryUsageMetric`` (with our fields too)."""
+        warning = self.memory_warning_threshold_bytes
+        return [MemoryUsageMetric.from_record(r, warning) for r in self._window(self._memory)]
 
     def get_performance_stats(self) -> dict[str, Any]:
         with self._state_lock:
@@ -213,13 +216,26 @@ class Readings:
             "compression": summaries.slower_than_mean(compression, "compression_time", threshold_multiplier),
         }
 
+    def _calculate_hit_rate(self) -> float:
+        """The original's helper: hit rate in percent (over reads, see README)."""
+        return self.get_performance_stats()["cache_hit_rate"]
+
+    def _get_invalidations_in_last_hour(self) -> int:
+        """The original's helper: invalidations recorded in the last hour."""
+        cutoff = time.time() - 3600
+        return sum(1 for r in self.invalidation_events if r.timestamp > cutoff)
+
     def get_memory_usage_stats(self) -> dict[str, Any]:
         samples: list[MemoryRecord] = self._window(self._memory)
-        return memory_usage_stats(samples)
+        return memory_usage_stats(
+            samples, self.memory_warning_threshold_bytes, self.memory_critical_threshold_bytes
+        )
 
     def get_memory_warnings(self) -> list[dict[str, Any]]:
         return recommendations.memory_warnings(
-            self.get_memory_usage_stats().get("current"), self.memory_warning_threshold_bytes
+            self.get_memory_usage_stats().get("current"),
+            self.memory_warning_threshold_bytes,
+            self.memory_critical_threshold_bytes,
         )
 
     def get_invalidation_frequency_stats(self) -> dict[str, Any]:
@@ -278,16 +294,22 @@ class Readings:
         return out
 
 
-def memory_usage_stats(samples: list[MemoryRecord]) -> dict[str, Any]:
+def memory_usage_stats(
+    samples: list[MemoryRecord], warning_bytes: int | None = None, critical_bytes: int | None = None
+) -> dict[str, Any]:
+    mib = 1024 * 1024
+    thresholds: dict[str, Any] = {}
+    if warning_bytes is not None:
+        critical = critical_bytes if critical_bytes is not None else 2 * warning_bytes
+        thresholds = {"warning_threshold_mb": warning_bytes / mib, "critical_threshold_mb": critical / mib}
     if not samples:
-        return {"total_samples": 0}
+        return {"total_samples": 0, "no_measurements": True, **thresholds}
     current = samples[-1]
     sizes = [s.memory_bytes for s in samples]
     half = len(sizes) // 2
     first, second = sizes[:half] or sizes, sizes[half:]
     before, after = sum(first) / len(first), sum(second) / len(second)
     trend = "increasing" if after > before * 1.1 else "decreasing" if after < before * 0.9 else "stable"
-    mib = 1024 * 1024
     totals = [s.memory_bytes + (s.redis_used_bytes or 0) for s in samples]
     entries = [s.memory_entries for s in samples]
     return {
@@ -311,6 +333,12 @@ def memory_usage_stats(samples: list[MemoryRecord]) -> dict[str, Any]:
         "peak_memory_bytes": max(sizes),
         "min_memory_bytes": min(sizes),
         "trend": trend,
+        "thresholds": {
+            **thresholds,
+            "warning_threshold_reached": warning_bytes is not None and totals[-1] >= warning_bytes,
+            "critical_threshold_reached": bool(thresholds)
+            and totals[-1] >= thresholds["critical_threshold_mb"] * mib,
+        },
         "trends": {
             "total_measurements": len(samples),
             "avg_total_cache_size_mb": sum(totals) / len(totals) / mib,

@@ -44,7 +44,7 @@ def invalidation_recommendations(freq: dict[str, Any]) -> list[dict[str, Any]]:
             _advice(
                 HIGH_FREQUENCY,
                 level,
-                f"{rates['last_hour']} invalidations in the last hour (warning at "
+                f"Cache is being invalidated {rates['last_hour']} times per hour (warning at "
                 f"{thresholds['warning_per_hour']}, critical at {thresholds['critical_per_hour']}).",
                 [
                     "Batch invalidations: invalidate an operation once instead of many patterns.",
@@ -76,7 +76,7 @@ def invalidation_recommendations(freq: dict[str, Any]) -> list[dict[str, Any]]:
             _advice(
                 LOW_EFFICIENCY,
                 "info",
-                f"Invalidations remove {efficiency:.2f} keys on average: most find nothing.",
+                f"Average of {efficiency:.1f} keys invalidated per operation: most find nothing.",
                 [
                     "Check the patterns: they may not match any key.",
                     "Drop invalidation calls that run when nothing was cached.",
@@ -88,7 +88,8 @@ def invalidation_recommendations(freq: dict[str, Any]) -> list[dict[str, Any]]:
             _advice(
                 HIGH_IMPACT,
                 "warning",
-                f"Invalidations remove {efficiency:.0f} keys on average: each empties much of the cache.",
+                f"Average of {efficiency:.0f} keys invalidated per operation: each empties much of "
+                "the cache.",
                 [
                     "Narrow the patterns so that fewer entries are thrown away.",
                     "Expect a burst of LLM calls after each; schedule them off-peak.",
@@ -98,7 +99,10 @@ def invalidation_recommendations(freq: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def memory_warnings(current: dict[str, Any] | None, threshold_bytes: int) -> list[dict[str, Any]]:
+def memory_warnings(
+    current: dict[str, Any] | None, threshold_bytes: int, critical_bytes: int | None = None
+) -> list[dict[str, Any]]:
+    critical_bytes = critical_bytes if critical_bytes is not None else 2 * threshold_bytes
     if not current:
         return []
     out: list[dict[str, Any]] = []
@@ -107,7 +111,7 @@ def memory_warnings(current: dict[str, Any] | None, threshold_bytes: int) -> lis
         if value is not None and value > threshold_bytes:
             out.append(
                 {
-                    "severity": "critical" if value > 2 * threshold_bytes else "warning",
+                    "severity": "critical" if value >= critical_bytes else "warning",
                     "type": f"high_{name}",
                     "message": f"{label} uses {value} bytes, above the {threshold_bytes}-byte threshold.",
                     "value": value,

@@ -103,6 +103,7 @@ class CachePerformanceMonitor(Folding, Readings):
         invalidation_rate_warning_per_hour: float | None = None,
         invalidation_rate_critical_per_hour: float | None = None,
         memory_warning_threshold_bytes: int | None = None,
+        memory_critical_threshold_bytes: int | None = None,
         name: str = "",
     ) -> None:
         """Every keyword defaults to its aicache setting (MONITOR_RETENTION_HOURS, ...)."""
@@ -125,12 +126,23 @@ class CachePerformanceMonitor(Folding, Readings):
         self.invalidation_rate_warning_per_hour = raw["INVALIDATION_RATE_WARNING_PER_HOUR"]
         self.invalidation_rate_critical_per_hour = raw["INVALIDATION_RATE_CRITICAL_PER_HOUR"]
         self.memory_warning_threshold_bytes = raw["MEMORY_WARNING_THRESHOLD_BYTES"]
+        if memory_critical_threshold_bytes is not None and (
+            not isinstance(memory_critical_threshold_bytes, int) or memory_critical_threshold_bytes <= 0
+        ):
+            raise ValueError("memory_critical_threshold_bytes must be a positive integer")
+        # the original's default: twice the warning threshold's default (100 MiB)
+        self.memory_critical_threshold_bytes = (
+            memory_critical_threshold_bytes or 2 * self.memory_warning_threshold_bytes
+        )
         self.name = name
         self.failures = 0
         self._failure_logged = False
         self._lock = threading.Lock()  # guards the pending list only: held for an append
         self._state_lock = threading.RLock()  # guards everything folded
         self._pending: list[tuple] = []
+        self._slow_now: dict[str, bool] = {}
+        self._recent_invalidations: deque[float] = deque(maxlen=100_000)  # timestamps, last hour
+        self._rate_level = 0
         self.dropped = 0
         self.history_enabled: bool | None = None  # set by attach(): this cache's HISTORY_ENABLED
         self._slow_logged = {"key_generation": False, "cache_operation": False}
@@ -218,18 +230,17 @@ class CachePerformanceMonitor(Folding, Readings):
     def record_key_generation_time(
         self, duration: float, text_length: int, operation_type: str = "", additional_data: dict | None = None
     ) -> None:
+        # Coerced here, where a wrong type is one dropped record (logged by never_raises), not a
+        # poisoned batch that makes the next drain raise.
+        duration, text_length, operation_type = float(duration), int(text_length), str(operation_type)
         self._enqueue(
-            # Coerced here, where a wrong type is one dropped record (logged by never_raises), not a
-            # poisoned batch that makes the next drain raise.
-            (
-                self._fold_keygen,
-                time.time(),
-                float(duration),
-                int(text_length),
-                str(operation_type),
-                additional_data,
-            )
+            (self._fold_keygen, time.time(), duration, text_length, operation_type, additional_data)
         )
+        if self._slow("key_generation", duration > self.key_generation_threshold):
+            # The original's message, formatted as it logged it (code ported from it reads it).
+            logger.warning(
+                f"Slow key generation: {duration:.3f}s for {text_length} chars in {operation_type} operation"
+            )
 
     @never_raises
     def record_cache_operation_time(
@@ -247,14 +258,19 @@ class CachePerformanceMonitor(Folding, Readings):
     ) -> None:
         """One cache action; only a ``get`` counts towards hits and misses (``cache_hit``).
         ``success`` says whether the action worked (a write that Redis refused: False)."""
+        duration, text_length = float(duration), int(text_length)
+        if self._slow("cache_operation", duration > self.cache_operation_threshold):
+            logger.warning(  # the original's message, as it logged it
+                f"Slow cache {operation}: {duration:.3f}s (hit: {cache_hit}, text_length: {text_length})"
+            )
         self._enqueue(
             (
                 self._fold_op,
                 time.time(),
                 str(operation),
-                float(duration),
+                duration,
                 bool(cache_hit),
-                int(text_length),
+                text_length,
                 str(operation_type),
                 str(tier),
                 str(source),
@@ -344,6 +360,7 @@ class CachePerformanceMonitor(Folding, Readings):
             additional_data,
         )
         self._enqueue((self._fold_invalidation, record))
+        self._check_invalidation_rate(record.timestamp)
 
     @never_raises
     def record_saving(
@@ -373,6 +390,42 @@ class CachePerformanceMonitor(Folding, Readings):
     def count(self, name: str, n: int = 1) -> None:
         """A named event counter (errors, single-flight waits, coalesced callers, drops)."""
         self._enqueue((self._fold_count, name, n))
+
+    # ------------------------------------------------------------------ record-time warnings
+    def _slow(self, kind: str, slow: bool) -> bool:
+        """True when ``kind`` just crossed from normal to slow: warn once per crossing, not on
+        every call of a slow period."""
+        with self._lock:
+            was = self._slow_now.get(kind, False)
+            self._slow_now[kind] = slow
+        return slow and not was
+
+    def _check_invalidation_rate(self, now: float) -> None:
+        """The original's rate alerts, once per level reached (normal -> warning -> critical)."""
+        with self._lock:
+            recent = self._recent_invalidations
+            recent.append(now)
+            while recent and recent[0] <= now - 3600:
+                recent.popleft()
+            n = len(recent)
+            level = (
+                2
+                if n >= self.invalidation_rate_critical_per_hour
+                else 1
+                if n >= self.invalidation_rate_warning_per_hour
+                else 0
+            )
+            raised, self._rate_level = level > self._rate_level, level
+        if raised and level == 2:
+            logger.error(
+                f"Critical invalidation rate: {n} invalidations in last hour "
+                f"(>{self.invalidation_rate_critical_per_hour} threshold)"
+            )
+        elif raised:
+            logger.warning(
+                f"High invalidation rate: {n} invalidations in last hour "
+                f"(>{self.invalidation_rate_warning_per_hour} threshold)"
+            )
 
     # ------------------------------------------------------------------ export
     def attach(self, memory: Any, config: Any) -> None:

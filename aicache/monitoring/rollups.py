@@ -236,7 +236,6 @@ class Folding:
     def _fold_keygen(self, now, duration, text_length, op_type, extra) -> None:
         self._keygen.append((now, duration, text_length, op_type, extra))
         self._roll(now, "keygen", op_type, "", "ok", duration, text_length)
-        self._note_slow("key_generation", duration, self.key_generation_threshold, "key generation")
 
     def _fold_op(
         self, now, operation, duration, hit, text_length, op_type, tier, source, extra, success
@@ -266,7 +265,6 @@ class Folding:
                     now, operation, duration, hit, text_length, op_type, tier, source, extra, success
                 )
             )
-        self._note_slow("cache_operation", duration, self.cache_operation_threshold, f"cache {operation}")
 
     def _fold_compression(self, now, original, compressed, seconds, op_type) -> None:
         self._compression.append((now, original, compressed, seconds, op_type))

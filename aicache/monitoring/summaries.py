@@ -168,7 +168,17 @@ def invalidation_frequency(
     else:
         level = "normal"
     patterns = Counter(r["pattern"] for r in records)
+    empty = (
+        {
+            "no_invalidations": True,
+            "warning_threshold_per_hour": warning_per_hour,
+            "critical_threshold_per_hour": critical_per_hour,
+        }
+        if not records
+        else {}
+    )
     return {
+        **empty,
         "total_invalidations": len(records) if total_invalidations is None else total_invalidations,
         "total_keys_invalidated": sum(keys) if total_keys is None else total_keys,
         "rates": {

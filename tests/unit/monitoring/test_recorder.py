@@ -99,7 +99,12 @@ def test_recent_slow_operations(monitor):
 
 
 def test_memory_usage_and_warnings(monitor):
-    assert monitor.get_memory_usage_stats() == {"total_samples": 0}
+    assert monitor.get_memory_usage_stats() == {
+        "total_samples": 0,
+        "no_measurements": True,  # the original's empty shape
+        "warning_threshold_mb": monitor.memory_warning_threshold_bytes / 1024 / 1024,
+        "critical_threshold_mb": monitor.memory_critical_threshold_bytes / 1024 / 1024,
+    }
     assert monitor.get_memory_warnings() == []
     monitor.record_memory_usage(10, 1000, 100, 10_000)
     monitor.record_memory_usage(20, 3000, 100, 10_000, redis_used_bytes=10, process_rss_bytes=5)
@@ -268,11 +273,13 @@ def test_broken_recorder_logs_once_and_never_raises(monitor, caplog, monkeypatch
 
 
 def test_slow_warning_once_per_crossing(monitor, caplog):
+    """Logged when recorded, in the original's words, once per crossing into slowness."""
     with caplog.at_level(logging.WARNING, logger="aicache.monitoring"):
         for d in (0.2, 0.3, 0.4, 0.001, 0.2, 0.3):
             monitor.record_cache_operation_time("get", d, True)
         monitor.get_performance_stats()
-    assert len([r for r in caplog.records if "took" in r.message]) == 2
+    slow = [r.message for r in caplog.records if "Slow cache get" in r.message]
+    assert slow == ["Slow cache get: 0.200s (hit: True, text_length: 0)"] * 2  # the original's text
 
 
 @pytest.mark.parametrize(
@@ -303,3 +310,15 @@ def test_a_wrongly_typed_record_is_dropped_not_poisoning_the_drain(caplog):
     drained = monitor.drain()
     assert sum(r.count for key, r in drained.rollups.items() if key[1] == "get") == 2
     assert monitor.cache_hits == 1 and monitor.cache_misses == 1
+
+
+def test_invalidation_rate_alerts_in_the_original_words(monitor, caplog):
+    monitor.invalidation_rate_warning_per_hour, monitor.invalidation_rate_critical_per_hour = 2, 4
+    with caplog.at_level(logging.WARNING, logger="aicache.monitoring"):
+        for i in range(6):
+            monitor.record_invalidation_event(f"p{i}", 1, 0.01)
+    messages = [(r.levelname, r.message) for r in caplog.records if "invalidation rate" in r.message]
+    assert messages == [
+        ("WARNING", "High invalidation rate: 2 invalidations in last hour (>2 threshold)"),
+        ("ERROR", "Critical invalidation rate: 4 invalidations in last hour (>4 threshold)"),
+    ]

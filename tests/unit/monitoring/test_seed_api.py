@@ -337,3 +337,33 @@ def test_dominant_pattern_as_the_original_counts_it():
         r for r in monitor.get_invalidation_recommendations() if r["issue"] == "Dominant invalidation pattern"
     ]
     assert rec["severity"] == "info" and "dominant_pattern" in rec["message"]
+
+
+def test_the_original_measurement_classes_import_and_behave():
+    from aicache.monitoring import (
+        CachePerformanceMonitor,
+        CompressionMetric,
+        InvalidationMetric,
+        MemoryUsageMetric,
+        PerformanceMetric,
+    )
+
+    assert CompressionMetric(1000, 600, 0, 0.02, 1.0).compression_ratio == 0.6
+    assert CompressionMetric(0, 0, 0, 0.02, 1.0).compression_ratio == 0
+    assert PerformanceMetric(0.05, 500, 1.0).additional_data == {}
+    metric = MemoryUsageMetric(1024, 100, 10.0, 512, 50, 256.5, 1.0, 2.0)
+    assert metric.additional_data == {} and metric.warning_threshold_reached is False
+    monitor = CachePerformanceMonitor(
+        memory_warning_threshold_bytes=25 * 2**20, memory_critical_threshold_bytes=50 * 2**20
+    )
+    assert (monitor.memory_warning_threshold_bytes, monitor.memory_critical_threshold_bytes) == (
+        25 * 2**20,
+        50 * 2**20,
+    )
+    assert CachePerformanceMonitor().memory_critical_threshold_bytes == 100 * 2**20
+    empty = monitor.get_invalidation_frequency_stats()
+    assert empty["no_invalidations"] is True and empty["warning_threshold_per_hour"] == 50
+    monitor.record_invalidation_event("p", 5, 0.01)
+    (event,) = monitor.invalidation_events
+    assert isinstance(event, InvalidationMetric) and event.pattern == "p"
+    assert monitor._get_invalidations_in_last_hour() == 1
