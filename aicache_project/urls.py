@@ -7,5 +7,5 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("health/", views.health, name="health"),
     path("admin/", admin.site.urls),
-    path("", include("aicache.monitoring.urls")),
+    path("", include("aicache.urls")),
 ]
