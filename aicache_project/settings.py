@@ -9,6 +9,7 @@
 | REDIS_URL      | redis://127.0.0.1:6390/0 (`make run`)     |
 | CELERY_BROKER_URL | REDIS_URL with database 1              |
 | CELERY_RESULT_BACKEND | REDIS_URL with database 2          |
+| METRICS_TOKEN  | "" (bearer token that opens /metrics)     |
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ CACHES = {
 }
 
 # Global aicache settings (per-cache OPTIONS override these); see README's configuration table.
-AICACHE: dict = {}
+AICACHE: dict = {"METRICS_TOKEN": os.environ.get("METRICS_TOKEN", "")}
 
 # The reference text processor behind the demo and the benchmarks; point CLASS at your LLM client.
 AICACHE_TEXT_PROCESSOR = {
