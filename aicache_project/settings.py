@@ -10,6 +10,7 @@
 | CELERY_BROKER_URL | REDIS_URL with database 1              |
 | CELERY_RESULT_BACKEND | REDIS_URL with database 2          |
 | METRICS_TOKEN  | "" (bearer token that opens /metrics)     |
+| STATIC_ROOT    | <repo>/.run/static (collectstatic)        |
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = RUN_DIR / "static"
+STATIC_ROOT = os.environ.get("STATIC_ROOT", str(RUN_DIR / "static"))  # collectstatic writes here
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGGING = {
