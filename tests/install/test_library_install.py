@@ -180,17 +180,56 @@ def test_core_alone_works_and_names_the_missing_extras(core_venv, tmp_path, redi
     assert "ModuleNotFoundError" not in failed.stderr.splitlines()[-1]
 
 
+@pytest.fixture(scope="module")
+def monitoring_venv(dist, tmp_path_factory) -> Path:
+    """Another fresh virtualenv, with `aicache[monitoring]` only (no zstandard, no hiredis)."""
+    venv_dir = tmp_path_factory.mktemp("venv-monitoring")
+    venv.create(venv_dir, with_pip=True)
+    pip_install(venv_dir, f"aicache[monitoring] @ {dist['wheel'].as_uri()}")
+    return venv_dir
+
+
+ZSTD_OPTIONS = '"OPTIONS": {"COMPRESSION_ALGORITHM": "zstd", "COMPRESSION_LEVEL": 3}'
+
+
 def test_readme_install_steps_record_stats_in_the_database(all_venv, tmp_path):
+    follow_readme(all_venv, tmp_path)
+
+
+def test_the_monitoring_extra_alone_records_stats_too(monitoring_venv, tmp_path):
+    """README's steps with `aicache[monitoring]` alone: the same, once "zstd" (which it does not
+    bring, and the check says so) is swapped for zlib."""
+    follow_readme(monitoring_venv, tmp_path, zstd_to_zlib=True)
+
+
+def follow_readme(venv_dir: Path, tmp_path: Path, zstd_to_zlib: bool = False) -> None:
     broker = RedisServer(tmp_path / "redis")  # one Redis for the cache (db 0) and the broker (db 1)
     broker.start()
     worker = None
     try:
         env = clean_env(
-            all_venv, REDIS_URL=f"{broker.url}/0", CELERY_BROKER_URL=f"{broker.url}/1", METRICS_TOKEN="t0ken"
+            venv_dir, REDIS_URL=f"{broker.url}/0", CELERY_BROKER_URL=f"{broker.url}/1", METRICS_TOKEN="t0ken"
         )
-        project = startproject(all_venv, tmp_path / "site", env)
+        project = startproject(venv_dir, tmp_path / "site", env)
         blocks = readme_blocks()
-        assert [p for p, _, _ in blocks] == [
+        if zstd_to_zlib:
+            assert blocks[0][2].count(ZSTD_OPTIONS) == 1
+            for path, mode, code in blocks[:1]:
+                (project / path).write_text((project / path).read_text() + "\n" + code)
+            check = subprocess.run(
+                readme_command("python manage.py check"),
+                shell=True,
+                cwd=project,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            assert check.returncode != 0 and 'pip install "aicache[zstd]"' in check.stderr, check.stderr
+            (project / "mysite" / "settings.py").write_text(
+                (project / "mysite" / "settings.py").read_text() + 'CACHES["ai"]["OPTIONS"] = {}  # zlib\n'
+            )
+            blocks = blocks[1:]
+        assert [p for p, _, _ in readme_blocks()] == [
             "mysite/settings.py",
             "mysite/celery.py",
             "mysite/__init__.py",
@@ -244,7 +283,7 @@ def test_readme_install_steps_record_stats_in_the_database(all_venv, tmp_path):
         # The one-line URL wiring serves /metrics with the token from the environment.
         metrics = run(
             [
-                str(all_venv / "bin" / "python"),
+                str(venv_dir / "bin" / "python"),
                 "-c",
                 SETUP + "from django.test import Client\n"
                 "r = Client().get('/metrics', HTTP_AUTHORIZATION='Bearer t0ken', HTTP_HOST='localhost')\n"
