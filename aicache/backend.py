@@ -1,16 +1,20 @@
 """``AIResponseCache``: a django-redis ``RedisCache`` that caches AI responses.
 
-Read path (``get_cached_response`` / ``get_or_compute``)::
+Read path of ``get_or_compute`` (README "Many processes, one truth" gives the reasons)::
 
-    validate inputs -> key = CacheKeyGenerator.generate(...) -> tier by text length
-        -> memory tier (tiers in MEMORY_TIERS) --hit--> decode payload, add metadata
-        -> Redis GET --hit--> Codec.decode (decompress, check frame) -> fill memory tier
-        -> miss -> compute() -> Codec.encode -> Redis SET EX <operation TTL> (+ memory tier)
+    RequestBuilder.build: validate every argument, key = {prefix}:{operation}:{digest}, tier
+    memory tier (tiers in MEMORY_TIERS, only while coherence is proven) --hit--> respond
+    Flights.join(key): one leader per key in this process; followers share its outcome
+      leader: Redis GET --hit--> fill the tier if unchanged since the read began --> respond
+              miss --> Redis lease (renewed while computing) --> read the fence --> compute()
+                   --> store fenced (SET + index in one script) --> fill only if acknowledged
+    one lookup record per call: memory | redis | coalesced | miss
 
-The backend composes the parts (keys, codec, memory tier, circuit breaker); it does not do their
-work. Every Redis call goes through :meth:`_guarded`, the one fail-open boundary: a Redis fault
-becomes a miss, a skipped write or a zero count, is counted, and trips the circuit breaker, so a
-dead Redis costs one bounded timeout per breaker window, not one per request.
+The backend composes the parts (``Namespace``, ``CoherentTier`` + ``Listener``, ``Flights`` +
+single-flight lease, ``invalidation``); it does not do their work. Every Redis call goes through
+:meth:`guarded`, the one fail-open boundary: a fault becomes a miss, a skipped write or a zero
+count, is counted, trips the circuit breaker, and ends Redis use for the rest of that call, so a
+dead or hung Redis costs one socket timeout per call at most (and redis-py's own retries are off).
 
 The plain Django cache API (``get``/``set``/...) works on the same backend through django-redis,
 with a JSON serializer instead of pickle: nothing read from Redis is ever unpickled.
@@ -20,59 +24,42 @@ from __future__ import annotations
 
 import inspect
 import logging
-import re
 import time
-from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from time import perf_counter
 from typing import Any, NamedTuple, TypeVar
 
 import orjson
 from asgiref.sync import async_to_sync, sync_to_async
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 from django_redis.cache import RedisCache
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from aicache import conf, invalidation, state
+from aicache import conf, invalidation, singleflight, state
 from aicache.codec import Codec, CodecError, Encoded
-from aicache.coherence import CLEAR_MESSAGE, events_channel
-from aicache.instrument import build_monitor, timed_invalidation, timed_lookup, timed_store
-from aicache.invalidation import Progress, glob_escape
-from aicache.keys import CacheKeyGenerator, canonical_options, validate_operation
-from aicache.memory import MISSING, MemoryTier
-from aicache.monitoring.summaries import EMPTY_SUMMARY
-from aicache.singleflight import single_flight
+from aicache.coherence import PendingWrite
+from aicache.guard import GuardMixin, _versions
+from aicache.instrument import NullMonitor, build_monitor, timed_lookup, timed_store
+from aicache.invalidation_api import InvalidationMixin
+from aicache.keys import CacheKeyGenerator
+from aicache.listener import WAKE_PREFIX
+from aicache.memory import MISSING
+from aicache.namespace import Namespace
+from aicache.request import META_KEYS, CacheRequest, RequestBuilder, call_compute, computed_metadata, seconds
+from aicache.savings import Cost, measure_cost
 from aicache.state import ProcessState
 
 logger = logging.getLogger("aicache")
 
 T = TypeVar("T")
 
-#: Keys the cache adds to every response it returns; stripped from responses before storing.
-META_KEYS = frozenset({"cache_hit", "cached_at", "tier", "text_length", "compression_used", "cache_source"})
-_MAX_PATTERN_LENGTH = 256
-_NO_OPTIONS = canonical_options(None)
+__all__ = ["META_KEYS", "AIResponseCache", "CacheRequest"]
+
 _MISSING_PLAIN = object()  # a sentinel: a cached None is a hit
 CACHE_CONTROLS = ("default", "no-store", "refresh", "only-if-cached")
-# Faults that mean "Redis is not answering": these trip the breaker. Other RedisErrors
-# (WRONGTYPE, OOM, READONLY) are failures of one call, counted but not a reason to stop calling.
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-_LOG_EVERY_SECONDS = 60.0
-
-
-@dataclass(slots=True)
-class CacheRequest:
-    key: str
-    operation: str
-    tier: str
-    text_length: int
-    use_memory: bool
-    ttl: int
-    keygen_seconds: float | None = None  # reported once, by the first step that records
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +73,8 @@ class MemoryEntry(NamedTuple):
     payload: bytes | memoryview  # serialized JSON; decoded per hit: callers never share a dict
     cached_at: float
     compression_used: bool
+    cost: Cost | None = None  # what computing it cost (reported as saved on each hit)
+    tags: tuple[str, ...] = ()
 
 
 def _async_twin(name: str) -> Callable[..., Any]:
@@ -99,7 +88,7 @@ def _async_twin(name: str) -> Callable[..., Any]:
     return twin
 
 
-class AIResponseCache(RedisCache):
+class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         params = dict(params)
         options = dict(params.get("OPTIONS") or {})
@@ -109,6 +98,11 @@ class AIResponseCache(RedisCache):
         # Safer defaults than django-redis's for the plain API on this backend.
         options.setdefault("SERIALIZER", "aicache.codec.SafeSerializer")
         options.setdefault("IGNORE_EXCEPTIONS", True)
+        # redis-py retries a timed-out command 3 times with backoff by default: a hung Redis would
+        # hold a request ~9 s instead of one socket timeout (test_faults.py::test_hung_redis_*).
+        pool_kwargs = dict(options.get("CONNECTION_POOL_KWARGS") or {})
+        pool_kwargs.setdefault("retry", Retry(NoBackoff(), 0))
+        options["CONNECTION_POOL_KWARGS"] = pool_kwargs
         if valid:
             options.setdefault("SOCKET_TIMEOUT", raw["SOCKET_TIMEOUT"])
             options.setdefault("SOCKET_CONNECT_TIMEOUT", raw["SOCKET_CONNECT_TIMEOUT"])
@@ -120,18 +114,20 @@ class AIResponseCache(RedisCache):
             # must be able to report the aicache.E0xx errors. Use of the AI API raises instead.
             self.config = None
             return
-        self.config = conf.parse(raw)
-        cfg = self.config
+        self.config = cfg = conf.parse(raw)
+        self.ns = Namespace(cfg.key_prefix)
         self.key_generator = CacheKeyGenerator(cfg.key_prefix, cfg.hash_algorithm)
         self.codec = Codec(cfg.compression_algorithm, cfg.compression_level, cfg.compression_threshold)
         self._identity = (str(server), cfg.key_prefix)
-        self._known_operations: set[str] = set()
-        self._tier_bounds = tuple(bound for _, bound in cfg.text_size_tiers)  # for bisect
-        self._tier_names = (*(name for name, _ in cfg.text_size_tiers), conf.XLARGE)
         memory_on = cfg.memory_cache_size > 0 and cfg.memory_cache_max_bytes > 0
-        self._memory_tiers = cfg.memory_tiers if memory_on else frozenset()
+        self.requests = RequestBuilder(
+            cfg, self.key_generator, cfg.memory_tiers if memory_on else frozenset()
+        )
+        self._max_ttl = max([cfg.default_ttl, *cfg.operation_ttls.values()])
         self._state_generation = -1
         self._state_cache: ProcessState | None = None
+        self._store_script: Any = None
+        self._usage_extractor = import_string(cfg.usage_extractor) if cfg.usage_extractor else None
 
     @property
     def _state(self) -> ProcessState:
@@ -139,20 +135,20 @@ class AIResponseCache(RedisCache):
         if self._state_generation != state._generation:
             cfg = self.config
             self._state_cache = state.get_process_state(
-                self._identity,
-                cfg.memory_cache_size,
-                cfg.memory_cache_max_bytes,
-                cfg.circuit_breaker_failures,
-                cfg.circuit_breaker_reset_seconds,
-                cfg.memory_coherence,
-                lambda memory: build_monitor(cfg, self._identity[1], memory),
+                self._identity, cfg, lambda memory: build_monitor(cfg, cfg.key_prefix, memory)
             )
             self._state_generation = state.generation()
+            self._store_script = None
         return self._state_cache
 
     @property
-    def memory(self) -> MemoryTier:
+    def memory(self) -> Any:
         return self._state.memory
+
+    @property
+    def coherence(self) -> Any:
+        """This process's coherent memory tier (``.status``: live, starting, disconnected, ...)."""
+        return self._state.coherence
 
     @property
     def monitor(self) -> Any:
@@ -174,78 +170,20 @@ class AIResponseCache(RedisCache):
         """The raw redis-py client (from django-redis's pool) used for aicache entries."""
         if self._raw_client is None:
             self._raw_client = self.client.get_client(write=True)
+        if self._identity not in _versions and self.config is not None:
+            self._check_version(self._raw_client)
         return self._raw_client
 
-    def _guarded(self, what: str, default: T, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one Redis call fail-open: the result, or ``default`` after a counted fault."""
-        state = self._state
-        breaker = state.breaker
-        if not breaker.allow():
-            state.count_error("circuit_open", what)
-            return default
-        try:
-            result = fn(*args, **kwargs)
-        except _UNREACHABLE as exc:
-            breaker.failure()
-            self._fault("unreachable", what, exc)
-            return default
-        except RedisError as exc:
-            self._fault("redis_error", what, exc)
-            return default
-        breaker.success()
-        return result
-
-    def _fault(self, kind: str, what: str, exc: BaseException) -> None:
-        self._state.count_error(kind, what)
-        if self._state.should_log(kind, _LOG_EVERY_SECONDS):
-            consequence = "serving without Redis" if kind == "unreachable" else "treated as a miss"
-            logger.warning("aicache %s failed (%s): %s; %s", what, kind, exc, consequence)
-
     def _request(
-        self, text: Any, operation: Any, options: Any, question: Any, ttl: Any = None
+        self, text: Any, operation: Any, options: Any, question: Any, ttl: Any = None, tags: Any = None
     ) -> CacheRequest:
-        cfg = self.config
-        if cfg is None:
-            self._check_config()
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        n = len(text)
-        if not n or text.isspace():
-            raise ValueError("text must be a non-empty string")
-        if n > cfg.max_text_length:
-            raise ValueError(f"text is {n} characters long; MAX_TEXT_LENGTH is {cfg.max_text_length}")
-        if operation not in self._known_operations:  # validated once, then a set lookup
-            validate_operation(operation)
-            if len(self._known_operations) < 1024:
-                self._known_operations.add(operation)
-        opts = _NO_OPTIONS if options is None else canonical_options(options)
-        if question is not None:
-            if not isinstance(question, str):
-                raise TypeError(f"question must be a str or None, got {type(question).__name__}")
-            if len(question) > cfg.max_text_length:
-                raise ValueError(f"question is longer than MAX_TEXT_LENGTH ({cfg.max_text_length})")
-        if ttl is None:
-            ttl = cfg.operation_ttls.get(operation, cfg.default_ttl)
-        elif not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
-            raise ValueError(f"ttl must be a positive integer (seconds), got {ttl!r}")
-        tier = self._tier_names[bisect_left(self._tier_bounds, n)]  # a length equal to a bound: that tier
-        started = perf_counter()
-        key = self.key_generator.generate(text, operation, question=question, options_bytes=opts)
-        keygen = perf_counter() - started
-        return CacheRequest(key, operation, tier, n, tier in self._memory_tiers, ttl, keygen)
-
-    def _serialize_response(self, response: Any) -> tuple[dict[str, Any], bytes]:
-        if not isinstance(response, Mapping):
-            raise TypeError(f"response must be a dict, got {type(response).__name__}")
-        clean = {k: v for k, v in response.items() if k not in META_KEYS}
-        try:
-            payload = self.codec.serialize(clean)
-        except TypeError as exc:
-            raise TypeError(f"response must be JSON-serialisable with str keys: {exc}") from exc
-        limit = self.config.max_response_bytes
-        if len(payload) > limit:
-            raise ValueError(f"response is {len(payload)} bytes serialized; MAX_RESPONSE_BYTES is {limit}")
-        return clean, payload
+        self._check_config()
+        req = self.requests.build(text, operation, options, question, ttl, tags)
+        st = self._state
+        st.begin_call()
+        if req.use_memory and st.listener is not None and not st.listener.connected_once:
+            st.listener.ensure_started(self.redis.connection_pool)
+        return req
 
     @staticmethod
     def _respond(value: dict[str, Any], req: CacheRequest, entry: MemoryEntry, source: str) -> dict[str, Any]:
@@ -257,24 +195,26 @@ class AIResponseCache(RedisCache):
         value["cache_source"] = source
         return value
 
-    def _memory_usable(self, req: CacheRequest, coherence: Any) -> bool:
+    # ----------------------------------------------------------------- read path
+    def _memory_hit(self, req: CacheRequest) -> dict[str, Any] | None:
         if not req.use_memory:
-            return False
-        if coherence.status == "starting":
-            coherence.ensure_started(self.redis.connection_pool)
-        return coherence.memory_usable
+            return None
+        entry = self._state.coherence.get(req.key)
+        if entry is MISSING:
+            return None
+        req.saved = entry.cost
+        return self._respond(orjson.loads(entry.payload), req, entry, "memory")
 
     @timed_lookup
     def _lookup(self, req: CacheRequest) -> dict[str, Any] | None:
-        shared = self._state_cache if self._state_generation == state._generation else self._state
-        coherence = shared.coherence
-        use_memory = req.use_memory and (coherence.memory_usable or self._memory_usable(req, coherence))
-        if use_memory:
-            entry = shared.memory.get(req.key)
-            if entry is not MISSING:
-                return self._respond(orjson.loads(entry.payload), req, entry, "memory")
-            token = coherence.fill_token(req.key)
-        data = self._guarded("get", None, self.redis.get, req.key)
+        hit = self._memory_hit(req)
+        return hit if hit is not None else self.read_redis(req)
+
+    def read_redis(self, req: CacheRequest) -> dict[str, Any] | None:
+        """GET, decode, and fill the memory tier if nothing touched the key since the GET began."""
+        tier = self._state.coherence
+        token = tier.token(req.key) if req.use_memory else None
+        data = self.guarded("get", None, self.redis.get, req.key)
         if data is None:
             return None
         try:
@@ -285,64 +225,78 @@ class AIResponseCache(RedisCache):
         except CodecError as exc:
             self._fault("corrupt_entry", "decode", exc)
             return None
-        entry = MemoryEntry(decoded.payload, decoded.cached_at, decoded.compression_used)
-        if use_memory:
-            self._fill(req, entry, token, decoded.cached_at + decoded.ttl - time.time())
+        meta = decoded.meta
+        if meta is None:
+            entry = MemoryEntry(decoded.payload, decoded.cached_at, decoded.compression_used)
+        else:
+            tags = meta.get("t")
+            entry = MemoryEntry(
+                decoded.payload,
+                decoded.cached_at,
+                decoded.compression_used,
+                Cost.from_meta(meta),
+                tuple(tags) if isinstance(tags, list) else (),
+            )
+        req.saved = entry.cost
+        if token is not None:
+            # The frame's own expiry (written before the SET) bounds the copy: never outlives Redis.
+            left = min(decoded.cached_at + decoded.ttl - time.time(), req.ttl)
+            tier.fill(req.key, entry, len(entry.payload), token, time.monotonic() + left)
         return self._respond(value, req, entry, "redis")
 
-    def _fill(self, req: CacheRequest, entry: MemoryEntry, token: tuple[int, int], ttl: float) -> None:
-        """Copy an entry into the memory tier unless it was invalidated since ``token`` was read
-        (the read/invalidate race: filling then would keep a stale value until its TTL)."""
-        if self._state.coherence.fill_token(req.key) == token:
-            self.memory.set(req.key, entry, len(entry.payload), min(ttl, req.ttl))
-
+    # ----------------------------------------------------------------- write path
     @timed_store
     def _store(self, req: CacheRequest, payload: bytes) -> Stored:
-        encoded = self.codec.encode(payload, req.ttl)
-        coherence = self._state.coherence
-        use_memory = self._memory_usable(req, coherence)
-        if use_memory:
-            token = coherence.fill_token(req.key)
-            expecting = coherence.expect_own_write(req.key)
-        written = self._guarded("set", False, self._write, req, encoded.data)
-        if use_memory and expecting and not written:
-            coherence.cancel_own_write(req.key)
-        entry = MemoryEntry(payload, time.time(), encoded.compression_used)
-        if use_memory:
-            # Filled even when Redis is down: the tier keeps serving, and the coherence
-            # listener clears it when Redis comes back.
-            self._fill(req, entry, token, req.ttl)
-        return Stored(entry, encoded, written)
+        started = time.monotonic()
+        cost = req.cost  # set when this call computed the response (savings accounting)
+        meta = cost.to_meta() if cost is not None else {}
+        if req.tags:
+            meta["t"] = list(req.tags)
+        encoded = self.codec.encode(payload, req.ttl, meta=meta or None)
+        tier = self._state.coherence
+        pending: PendingWrite | None = tier.begin_write(req.key) if req.use_memory else None
+        written = self.guarded("set", False, self._write, req, encoded.data, req.fence)
+        entry = MemoryEntry(payload, time.time(), encoded.compression_used, cost, req.tags)
+        if pending is not None:
+            # Filled only if Redis acknowledged the write (a failed SET never fills: item 3).
+            tier.end_write(pending, entry, len(payload), bool(written), started + req.ttl)
+        if written is None:
+            self._state.count("fenced_stores")
+        return Stored(entry, encoded, bool(written))
 
-    def _write(self, req: CacheRequest, data: bytes) -> bool:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(req.key, data, ex=req.ttl)
-        invalidation.index_write(pipe, self.config.key_prefix, req.operation, req.key, req.ttl)
-        pipe.execute()
-        return True
-
-    def _compute(self, req: CacheRequest, compute: Callable[[], Any], store: bool = True) -> dict[str, Any]:
-        """Call ``compute``, check its result, store it (unless told not to) and return it."""
-        result = compute()
-        if inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
-                result.close()
-            raise TypeError("compute returned an awaitable; use aget_or_compute for async callables")
-        clean, payload = self._serialize_response(result)
-        if store:
-            entry = self._store(req, payload)
-            cached_at, compressed = entry.cached_at, entry.compression_used
-        else:
-            cached_at, compressed = None, False
-        clean.update(
-            cache_hit=False,
-            cached_at=cached_at,
-            tier=req.tier,
-            text_length=req.text_length,
-            compression_used=compressed,
-            cache_source="compute",
+    def _write(self, req: CacheRequest, data: bytes, fence: invalidation.Fence | None) -> bool | None:
+        """True when stored; None when the fence refused it (an invalidation came first)."""
+        if self._store_script is None:
+            self._store_script = self.redis.register_script(invalidation.STORE_LUA)
+        stored = invalidation.store(
+            self._store_script, self.redis, self.ns, req.operation, req.key, data, req.ttl, fence, req.tags
         )
-        return clean
+        return True if stored else None
+
+    def compute_and_store(
+        self, req: CacheRequest, compute: Callable[[], Any], fenced: bool = True
+    ) -> dict[str, Any]:
+        """Read the fence, call ``compute`` (timed, for savings), check its result, store it fenced
+        with what it cost, return it."""
+        fence = None
+        if fenced:
+            fence = self.guarded(
+                "fence", None, invalidation.read_fence, self.redis, self.ns, req.operation, req.tags
+            )
+        started = perf_counter()
+        result = call_compute(compute)
+        seconds = perf_counter() - started
+        payload = self.requests.payload(self.codec, result)
+        cost = req.cost = measure_cost(result, seconds, self._usage_extractor)
+        if fenced and fence is None:  # Redis unreachable: nothing to store into
+            entry = MemoryEntry(payload, None, False, cost, req.tags)
+        else:
+            req.fence = fence
+            entry = self._store(req, payload)
+        return self._respond(dict(result), req, entry, "compute") | {"cache_hit": False}
+
+    def announce_abandoned(self, key: str) -> None:
+        self.guarded("publish", None, self.redis.publish, self.ns.events, WAKE_PREFIX + key.encode())
 
     # ----------------------------------------------------------------- public API
     def get_cached_response(
@@ -364,11 +318,13 @@ class AIResponseCache(RedisCache):
         response: Mapping[str, Any],
         question: str | None = None,
         ttl: int | None = None,
+        *,
+        tags: list[str] | None = None,
     ) -> None:
-        """Store ``response`` (a JSON-serialisable dict) for the operation's TTL (or ``ttl``)."""
-        req = self._request(text, operation, options, question, ttl)
-        _, payload = self._serialize_response(response)
-        self._store(req, payload)
+        """Store ``response`` (a JSON-serialisable dict) for the operation's TTL (or ``ttl``),
+        under ``tags`` (see :meth:`invalidate_tags`)."""
+        req = self._request(text, operation, options, question, ttl, tags)
+        self._store(req, self.requests.payload(self.codec, response))
 
     def get_or_compute(
         self,
@@ -382,13 +338,16 @@ class AIResponseCache(RedisCache):
         cache: str = "default",
         lock_timeout: float | None = None,
         wait_timeout: float | None = None,
+        tags: list[str] | None = None,
     ) -> dict[str, Any] | None:
-        """The cached response, or ``compute()``'s result, cached and returned.
+        """The cached response, or ``compute()``'s result, cached (under ``tags``) and returned.
 
-        Concurrent misses for the same request, in any process, make one ``compute()`` call
-        (single flight); the others wait up to ``wait_timeout`` seconds for its result. The lock
-        lease is ``lock_timeout`` seconds: if its holder dies, a waiter computes after it.
-        An exception from ``compute`` propagates and nothing is cached.
+        Concurrent misses for the same request make one ``compute()`` call: in this process
+        always (Redis up, down or hung), across processes while Redis answers. The others wait
+        up to ``wait_timeout`` seconds and share its outcome, exception included. The Redis lease
+        lasts ``lock_timeout`` seconds and is renewed while the compute runs; if its holder dies, a
+        waiter computes after it. A compute that started before an invalidation of its operation
+        (or of everything) returns its result but does not cache it.
 
         ``cache`` controls this call like HTTP cache directives: ``"default"``; ``"no-store"``
         (bypass: compute, neither read nor write); ``"refresh"`` (compute and overwrite);
@@ -401,122 +360,99 @@ class AIResponseCache(RedisCache):
         if cache not in CACHE_CONTROLS:
             raise ValueError(f"cache must be one of {list(CACHE_CONTROLS)}, got {cache!r}")
         cfg = self._check_config()
-        lock_timeout = _seconds("lock_timeout", lock_timeout, cfg.single_flight_lock_timeout)
-        wait_timeout = _seconds("wait_timeout", wait_timeout, cfg.single_flight_wait_timeout)
-        req = self._request(text, operation, options, question, ttl)
+        lock_timeout = seconds("lock_timeout", lock_timeout, cfg.single_flight_lock_timeout)
+        wait_timeout = seconds("wait_timeout", wait_timeout, cfg.single_flight_wait_timeout)
+        req = self._request(text, operation, options, question, ttl, tags)
         if cache == "no-store":
-            return self._compute(req, compute, store=False)
+            result = call_compute(compute)
+            self.requests.payload(self.codec, result)  # the same checks as a stored response
+            return {**result, **computed_metadata(req)}
         if cache == "refresh":
-            return self._compute(req, compute)
-        hit = self._lookup(req)
-        if hit is not None or cache == "only-if-cached":
+            return self.compute_and_store(req, compute)
+        if cache == "only-if-cached":
+            return self._lookup(req)
+        started = perf_counter()
+        hit = self._memory_hit(req)
+        if hit is not None:
+            self._record(req, "memory", perf_counter() - started)
             return hit
-        return single_flight(self, req, compute, lock_timeout, wait_timeout)
+        st = self._state
+        flight, leader = st.flights.join(req.key)
+        if not leader:
+            return self._follow(req, flight, compute, started, wait_timeout)
+        try:
+            hit = self.read_redis(req)
+            lookup_seconds = perf_counter() - started
+            if hit is not None:
+                result, source = hit, "redis"
+            else:
+                lock = self.redis.lock(self.ns.lock(req.key), timeout=lock_timeout, thread_local=False)
+                result, source = singleflight.lead(
+                    self, req, compute, lock, lock_timeout, wait_timeout, st.coherence
+                )
+            if source == "coalesced":
+                st.count("single_flight_coalesced", report=False)  # the monitor counts coalesced lookups
+                result["cache_source"] = "coalesced"
+                lookup_seconds = perf_counter() - started
+            flight.result = result
+            flight.cost = req.saved if source != "compute" else req.cost
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            st.flights.finish(req.key, flight)
+        # One record per call: a miss is the lookup that missed, not the compute after it.
+        self._record(req, "" if source == "compute" else source, lookup_seconds)
+        return result
 
-    @timed_invalidation("pattern", lambda pattern, operation_context="": (pattern, operation_context))
-    def invalidate_pattern(self, pattern: str, operation_context: str = "") -> int:
-        """Remove the entries of every operation whose name matches ``pattern``, a Redis-style glob
-        over the operation segment of the key (``*``, ``?``, ``[...]``): ``"summarize"``,
-        ``"summ*"``, ``"qa_v[12]"``, ``"*"``. A trailing ``:`` is ignored (the seed's
-        ``"summarize:"``). A pattern never matches inside a digest: keys are
-        ``{prefix}:{operation}:{hex digest}`` and neither part holds a ``:``."""
-        cfg = self._check_config()
-        op_glob = _operation_glob(pattern)
-        _check_context(operation_context)
-        self.memory.delete_where(_memory_matcher(cfg.key_prefix, op_glob))
-        return self._scan_unlink(f"{glob_escape(cfg.key_prefix)}:{op_glob}:*", cfg.key_prefix)
+    def _follow(
+        self, req: CacheRequest, flight: Any, compute: Callable[[], Any], started: float, wait_timeout: float
+    ) -> dict[str, Any]:
+        """Share the outcome of this process's flight for the key, exception included."""
+        st = self._state
+        st.count("single_flight_waits")
+        if not flight.done.wait(wait_timeout):
+            st.count("single_flight_wait_timeouts")
+            result = self.compute_and_store(req, compute)
+            self._record(req, "", perf_counter() - started)
+            return result
+        if flight.error is not None:
+            raise flight.error
+        st.count("single_flight_coalesced", report=False)  # the monitor counts coalesced lookups
+        shared = orjson.loads(orjson.dumps(flight.result))  # callers never share a dict
+        shared["cache_hit"], shared["cache_source"] = True, "coalesced"
+        req.saved = flight.cost  # one compute served this caller too
+        self._record(req, "coalesced", perf_counter() - started)
+        return shared
 
-    def count_pattern(self, pattern: str) -> int:
-        """How many entries :meth:`invalidate_pattern` would remove now (SCAN, no deletion)."""
-        cfg = self._check_config()
-        op_glob = _operation_glob(pattern)
-        progress = Progress()
-        self._guarded(
-            "count",
-            None,
-            invalidation.scan_count,
-            self.redis,
-            f"{glob_escape(cfg.key_prefix)}:{op_glob}:*",
-            progress,
-        )
-        return progress.removed
-
-    def count_by_operation(self, operation: str) -> int:
-        """Live entries of one operation, from its index (no scan of the keyspace)."""
-        cfg = self._check_config()
-        validate_operation(operation)
-        return int(
-            self._guarded("count", 0, invalidation.live_entries, self.redis, cfg.key_prefix, [operation])
-        )
-
-    def count_all(self) -> int:
-        """Live entries of every operation, from the indexes (no scan of the keyspace)."""
-        cfg = self._check_config()
-        return int(self._guarded("count", 0, invalidation.live_entries, self.redis, cfg.key_prefix))
-
-    @timed_invalidation("operation", lambda operation, operation_context="": (operation, operation_context))
-    def invalidate_by_operation(self, operation: str, operation_context: str = "") -> int:
-        """Remove every entry of one operation, in time proportional to that operation's entries
-        (a per-operation index, see ``aicache.invalidation``)."""
-        cfg = self._check_config()
-        validate_operation(operation)
-        _check_context(operation_context)
-        self.memory.delete_prefix(self.key_generator.operation_prefix(operation))
-        max_ttl = max([cfg.default_ttl, *cfg.operation_ttls.values()])
-        progress = Progress()
-        self._guarded(
-            "invalidate",
-            None,
-            invalidation.drain_index,
-            self.redis,
-            cfg.key_prefix,
-            operation,
-            max_ttl,
-            progress,
-        )
-        return progress.removed
-
-    @timed_invalidation("all", lambda operation_context="": ("*", operation_context))
-    def invalidate_all(self, operation_context: str = "") -> int:
-        """Remove every aicache entry (only keys under KEY_PREFIX; other data is untouched)."""
-        cfg = self._check_config()
-        _check_context(operation_context)
-        self.memory.clear()
-        removed = self._scan_unlink(f"{glob_escape(cfg.key_prefix)}:*")
-        self._guarded("invalidate", None, invalidation.drop_indexes, self.redis, cfg.key_prefix)
-        return removed
-
-    @timed_invalidation(
-        "memory", lambda operation_context="", everywhere=False: ("memory", operation_context)
-    )
-    def invalidate_memory_cache(self, operation_context: str = "", everywhere: bool = False) -> int:
-        """Clear this process's memory tier (returns the entries dropped here); with
-        ``everywhere=True`` every process listening to this Redis clears its tier too."""
-        cfg = self._check_config()
-        _check_context(operation_context)
-        if not isinstance(everywhere, bool):
-            raise TypeError(f"everywhere must be a bool, got {type(everywhere).__name__}")
-        dropped = self.memory.clear()
-        if everywhere:
-            self._guarded("publish", None, self.redis.publish, events_channel(cfg.key_prefix), CLEAR_MESSAGE)
-        return dropped
+    def _record(self, req: CacheRequest, source: str, duration: float) -> None:
+        """The one lookup record of a call (memory | redis | coalesced | miss); a hit on an entry
+        whose computing cost is known also reports that cost as saved."""
+        keygen, req.keygen_seconds = req.keygen_seconds, None
+        monitor = self._state.monitor
+        monitor.record_lookup(req.operation, req.tier, source, duration, keygen, req.text_length)
+        cost = req.saved
+        if source and cost is not None:
+            monitor.record_saving(
+                req.operation,
+                cost.model,
+                cost.compute_seconds,
+                cost.prompt_tokens,
+                cost.completion_tokens,
+                duration,
+            )
 
     def start_coherence(self, wait: float = 0.0) -> str:
         """Start this process's coherence listener now instead of on first use (e.g. from a
-        gunicorn ``post_fork`` hook), waiting up to ``wait`` seconds for it; returns its status
-        (``live``, ``starting``, ``disconnected``, ``unsupported`` or ``local``)."""
+        gunicorn ``post_fork`` hook), waiting up to ``wait`` seconds for its first liveness proof;
+        returns its status (``live``, ``starting``, ``disconnected``, ``unsupported`` or ``local``)."""
         self._check_config()
-        coherence = self._state.coherence
-        coherence.ensure_started(self.redis.connection_pool)
-        if wait > 0:
-            coherence.wait_live(wait)
-        return coherence.status
-
-    def _scan_unlink(self, match: str, prefix: str | None = None) -> int:
-        """The exact number removed, even if Redis fails midway (what went before counts)."""
-        progress = Progress()
-        self._guarded("invalidate", None, invalidation.scan_unlink, self.redis, match, progress, prefix)
-        return progress.removed
+        st = self._state
+        if st.listener is not None:
+            st.listener.ensure_started(self.redis.connection_pool)
+            if wait > 0:
+                st.listener.wait_live(wait)
+        return st.coherence.status
 
     # ----------------------------------------------------------------- plain API
     def get(self, key: Any, default: Any = None, version: Any = None, client: Any = None) -> Any:
@@ -542,12 +478,15 @@ class AIResponseCache(RedisCache):
 
     def get_performance_summary(self) -> dict[str, Any]:
         """A short view of this process's figures for this cache (zeros with monitoring off)."""
-        summary = getattr(self.monitor, "summary", None)
-        return {**(summary() if summary is not None else EMPTY_SUMMARY), "errors": self.error_counts()}
+        summary = getattr(self.monitor, "summary", None) or NullMonitor().summary
+        return {**summary(), "errors": self.error_counts()}
 
     def ping(self) -> bool:
         """True if Redis answers (fail-open: False, never an exception)."""
-        return self.config is not None and bool(self._guarded("ping", False, self.redis.ping))
+        if self.config is None:
+            return False
+        self._state.begin_call()
+        return bool(self.guarded("ping", False, self.redis.ping))
 
     def error_counts(self) -> dict[str, int]:
         """Faults counted in this process: unreachable, redis_error, corrupt_entry, circuit_open."""
@@ -559,6 +498,7 @@ class AIResponseCache(RedisCache):
     ainvalidate_by_operation = _async_twin("invalidate_by_operation")
     ainvalidate_all = _async_twin("invalidate_all")
     ainvalidate_memory_cache = _async_twin("invalidate_memory_cache")
+    ainvalidate_tags = _async_twin("invalidate_tags")
 
     async def aget_or_compute(
         self,
@@ -587,44 +527,3 @@ class AIResponseCache(RedisCache):
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
-
-
-def _seconds(name: str, value: Any, default: float) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
-
-
-_OPERATION_GLOB_RE = re.compile(rf"[a-z0-9_\-*?\[\]^]{{1,{_MAX_PATTERN_LENGTH}}}")
-
-
-def _operation_glob(pattern: Any) -> str:
-    """``pattern`` checked as a glob over operation names ([a-z0-9_-] plus ``* ? [ ] ^``)."""
-    if not isinstance(pattern, str):
-        raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
-    glob = pattern[:-1] if pattern.endswith(":") else pattern
-    if not _OPERATION_GLOB_RE.fullmatch(glob):
-        raise ValueError(
-            f"pattern must be a glob over operation names: 1-{_MAX_PATTERN_LENGTH} characters of "
-            f"[a-z0-9_-] and * ? [ ] ^, got {pattern!r}; use invalidate_all() for everything"
-        )
-    return glob
-
-
-def _memory_matcher(prefix: str, op_glob: str) -> Callable[[str], bool]:
-    """The memory-tier side of a pattern: Redis's ``[^...]`` is fnmatch's ``[!...]``."""
-    head = len(prefix) + 1
-    translated = op_glob.replace("[^", "[!")
-
-    def match(key: str) -> bool:
-        operation = key[head:].partition(":")[0]
-        return fnmatchcase(operation, translated)
-
-    return match
-
-
-def _check_context(operation_context: Any) -> None:
-    if not isinstance(operation_context, str):
-        raise TypeError(f"operation_context must be a str, got {type(operation_context).__name__}")

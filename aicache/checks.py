@@ -1,7 +1,10 @@
 """System checks for the aicache configuration: ``manage.py check`` names each bad setting.
 
-Ids are stable (tests compare against them): ``aicache.E001``-``E010`` for invalid values (see
-``aicache.conf`` for which setting each covers), ``aicache.W001`` for unknown setting names.
+Ids are stable (tests compare against them): ``aicache.E001``-``E011`` for invalid values (see
+``aicache.conf`` for which setting each covers), ``aicache.E012`` for a process-wide monitoring
+setting in a cache's ``OPTIONS``, ``aicache.W001`` for unknown setting names, ``aicache.W010`` when
+monitoring history is on but no Celery broker can take it, ``aicache.E013`` for a reachable Redis
+older than aicache needs.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from django.utils.module_loading import import_string
 from aicache import conf
 
 W_UNKNOWN = "aicache.W001"
+E_REDIS_VERSION = "aicache.E013"
+
 E_PICKLE = f"aicache.{conf.E_SERIALIZER}"
 PICKLE_SERIALIZERS = ("django_redis.serializers.pickle.PickleSerializer",)
 
@@ -55,6 +60,10 @@ def check_aicache_settings(app_configs: Any = None, **kwargs: Any) -> list[Check
             messages.append(
                 Error(problem.message, hint=problem.hint, obj=alias, id=f"aicache.{problem.code}")
             )
+        for problem in conf.process_wide_in_options(options):
+            messages.append(
+                Error(problem.message, hint=problem.hint, obj=alias, id=f"aicache.{problem.code}")
+            )
         if options.get("SERIALIZER") in PICKLE_SERIALIZERS:
             messages.append(
                 Error(
@@ -62,6 +71,38 @@ def check_aicache_settings(app_configs: Any = None, **kwargs: Any) -> list[Check
                     hint="Remove OPTIONS['SERIALIZER']; aicache uses aicache.codec.SafeSerializer.",
                     obj=alias,
                     id=E_PICKLE,
+                )
+            )
+    return messages
+
+
+@register(Tags.caches)
+def check_redis_version(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """When Redis answers, refuse one older than aicache needs (client tracking BCAST, scripts).
+    An unreachable Redis is not a configuration error: the cache degrades and checks on use."""
+    from django.core.cache import caches
+    from redis.exceptions import RedisError
+
+    from aicache.guard import MIN_REDIS_VERSION, _server_info, parse_version
+
+    messages: list[CheckMessage] = []
+    for alias, _ in aicache_aliases():
+        cache = caches[alias]
+        if cache.config is None:
+            continue  # reported by check_aicache_settings
+        try:
+            info = _server_info(cache.client.get_client(write=True))
+        except (RedisError, OSError):
+            continue
+        text = str(info.get("redis_version", ""))
+        if text and parse_version(text) < MIN_REDIS_VERSION:
+            needed = ".".join(map(str, MIN_REDIS_VERSION))
+            messages.append(
+                Error(
+                    f"Cache {alias!r}: Redis {text} is too old; aicache needs Redis {needed} or later.",
+                    hint="Upgrade Redis (Debian 12 ships 7.0).",
+                    obj=alias,
+                    id=E_REDIS_VERSION,
                 )
             )
     return messages

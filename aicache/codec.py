@@ -7,10 +7,14 @@ An entry in Redis is::
     | 0xA1  | u8   | u64 big-endian | u32 b-e    | compressed per flag)      |
     +-------+------+----------------+------------+---------------------------+
 
-The magic byte doubles as the format version. ``flag`` names the compressor, so a reader decodes
-any entry whatever algorithm is configured now. Anything else (a pickle, truncated or corrupt
-bytes, an unknown flag, a decompression bomb) raises :class:`CodecError`, which the backend turns
-into a miss plus an error count. Nothing here ever unpickles.
+or, when the entry carries metadata (tags, what computing it cost)::
+
+    | 0xA2  | flag | cached_at (ms) | ttl (s) | meta length u16 b-e | meta (orjson) | payload |
+
+The magic byte doubles as the format version; both versions stay readable. ``flag`` names the
+compressor, so a reader decodes any entry whatever algorithm is configured now. Anything else (a
+pickle, truncated or corrupt bytes or metadata, an unknown flag, a decompression bomb) raises
+:class:`CodecError`, which the backend turns into a miss plus an error count. Nothing here ever unpickles.
 """
 
 from __future__ import annotations
@@ -28,8 +32,11 @@ from django.utils.module_loading import import_string
 from aicache.exceptions import CodecError
 
 MAGIC = 0xA1
+MAGIC_META = 0xA2
 HEADER = struct.Struct(">BBQI")
 HEADER_SIZE = HEADER.size
+META_LENGTH = struct.Struct(">H")
+MAX_META_BYTES = 65535
 MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
 
 
@@ -148,6 +155,7 @@ class Decoded(NamedTuple):  # a tuple: built on every Redis hit, where a datacla
     cached_at: float  # unix seconds
     ttl: int
     compression_used: bool
+    meta: dict[str, Any] | None = None  # tags, compute seconds, token usage, model
 
 
 class Codec:
@@ -177,7 +185,9 @@ class Codec:
         except orjson.JSONDecodeError as exc:
             raise CodecError(f"payload is not JSON: {exc}") from exc
 
-    def encode(self, payload: bytes, ttl: int, cached_at: float | None = None) -> Encoded:
+    def encode(
+        self, payload: bytes, ttl: int, cached_at: float | None = None, meta: dict[str, Any] | None = None
+    ) -> Encoded:
         """Frame already-serialized ``payload``; compress it when it reaches the threshold."""
         started = time.perf_counter()
         body = payload
@@ -188,28 +198,54 @@ class Codec:
                 body, compressor = packed, self.compressor
         elapsed = time.perf_counter() - started if compressor.flag else 0.0
         stamp = int((time.time() if cached_at is None else cached_at) * 1000)
-        header = HEADER.pack(MAGIC, compressor.flag, stamp, ttl)
+        if meta:
+            packed_meta = orjson.dumps(meta)
+            if len(packed_meta) > MAX_META_BYTES:
+                raise ValueError(f"entry metadata is {len(packed_meta)} bytes; at most {MAX_META_BYTES}")
+            header = HEADER.pack(MAGIC_META, compressor.flag, stamp, ttl) + META_LENGTH.pack(len(packed_meta))
+            header += packed_meta
+        else:
+            header = HEADER.pack(MAGIC, compressor.flag, stamp, ttl)
         return Encoded(header + body, len(payload), len(body), compressor.flag != 0, elapsed)
 
     def decode(self, data: bytes) -> Decoded:
         if not isinstance(data, bytes) or len(data) < HEADER_SIZE:
             raise CodecError("entry is shorter than the frame header")
         magic, flag, stamp, ttl = HEADER.unpack_from(data)
-        if magic != MAGIC:
+        start, meta = HEADER_SIZE, None
+        if magic == MAGIC_META:
+            meta, start = _read_meta(data)
+        elif magic != MAGIC:
             raise CodecError(f"unknown frame magic 0x{magic:02x} (not an aicache entry)")
         decoder = self._decoders.get(flag)
         if decoder is None:
             raise CodecError(f"unknown codec flag {flag}")
-        body = memoryview(data)[HEADER_SIZE:]  # no copy of the payload
+        body = memoryview(data)[start:]  # no copy of the payload
         try:
             payload = decoder.decompress(body, MAX_DECOMPRESSED_BYTES) if flag else body
         except zlib.error as exc:
             raise CodecError(f"corrupt zlib payload: {exc}") from exc
-        return Decoded(payload, stamp / 1000.0, ttl, flag != 0)
+        return Decoded(payload, stamp / 1000.0, ttl, flag != 0, meta)
 
     def loads(self, data: bytes) -> Any:
         """Decode a frame all the way to the Python value."""
         return self.deserialize(self.decode(data).payload)
+
+
+def _read_meta(data: bytes) -> tuple[dict[str, Any], int]:
+    if len(data) < HEADER_SIZE + META_LENGTH.size:
+        raise CodecError("entry is shorter than its metadata header")
+    (length,) = META_LENGTH.unpack_from(data, HEADER_SIZE)
+    start = HEADER_SIZE + META_LENGTH.size
+    if len(data) < start + length:
+        raise CodecError("entry metadata is truncated")
+    try:
+        meta = orjson.loads(data[start : start + length])
+    except orjson.JSONDecodeError as exc:
+        raise CodecError(f"entry metadata is not JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise CodecError("entry metadata is not an object")
+    return meta, start + length
 
 
 class SafeSerializer:

@@ -1,121 +1,210 @@
-"""Keeps every process's memory tier coherent with Redis, and wakes single-flight waiters.
+"""A memory tier that never serves what Redis no longer holds.
 
-Redis does the signalling (server-assisted client-side caching, broadcasting mode)::
+:class:`CoherentTier` owns one process's memory tier for one cache, and every rule that keeps it
+coherent. The rules, and why each holds:
 
-    listener connection  --CLIENT ID--> id; SUBSCRIBE __redis__:invalidate {prefix}!events
-    tracking connection  --CLIENT TRACKING ON REDIRECT <id> BCAST PREFIX {prefix}:
-    any client writes, deletes, expires or evicts {prefix}:... --> message [key, ...] --> evict here
-
-One listener thread per process and cache, started lazily, daemon. Both connections speak RESP2
-(redis-py 8 defaults to RESP3, where hiredis hands such messages to push handlers instead of
-returning them). Tracking lives and dies with its connection, so the thread PINGs it every second;
-on any connection loss it reconnects with backoff and clears the memory tier *before* trusting it
-again, since it cannot know what it missed. While Redis is unreachable the tier keeps serving:
-nobody can change Redis meanwhile, and whatever changed is dropped on reconnect.
-
-The read/invalidate race: a process GETs v1, another writes v2, the invalidation arrives, and only
-then would the first process put v1 into its tier, stale until its TTL. :meth:`fill_token` guards
-the fill: it is read before the GET and compared before the fill; any invalidation of that key's
-slot (or of everything) in between moves it, and the fill is skipped.
-
-Our own writes are announced to our own listener too (tracking cannot tell our pool connections
-from anyone else's). So that a process keeps what it just wrote, it notes each write before sending
-it (:meth:`expect_own_write`) and skips that many messages for the key. Redis delivers messages in
-write order, so a foreign write that lands after ours is never the one skipped; one that lands
-before ours (while ours is in flight) may be, but then ours is the value Redis holds, which is the
-value we keep. Only a LIVE listener takes notes, and every reconnect or flush drops them.
-
-``{prefix}!events`` carries what Redis cannot say by itself: ``clear`` (drop every process's tier)
-and ``w<key>`` (wake the waiters of a key whose computation failed, so one of them takes over).
+* **Fill only if unchanged since the read began.** Each key hashes to a version slot. A reader
+  takes a token (epoch, slot version) before its Redis GET; :meth:`fill` compares it and stores
+  under the same lock that evictions take, so check and store are one step. Any invalidation
+  message, local write or clear bumps the slot first, so a value read before it can never be
+  stored after it (test_coherence: read/invalidate and own-overwrite races).
+* **Local writes are fenced on both sides.** :meth:`begin_write` bumps the slot and drops the key
+  before the SET is sent; :meth:`end_write` bumps it again when Redis answered, so a reader whose
+  GET raced the SET cannot fill the older value. The writer's own value is stored only if Redis
+  acknowledged the write and nothing else touched the key meanwhile (a failed write never fills).
+* **Our own echo.** Tracking reports our own writes too. Each local write is queued per key;
+  the next invalidation message for that key is attributed to the oldest queued write. Redis
+  delivers messages in write order, so an attributed message is never newer than our write:
+  if it arrives before we stored, the store still counts it; after, it keeps our entry only if the
+  tier still holds exactly the object we stored. Anything unattributed evicts.
+* **Usable only while proven.** The listener (``aicache.listener``) proves end to end that
+  invalidations reach this process: a probe written under the tracked prefix must come back on the
+  subscription. ``usable_until`` is the send time of the last probe that came back plus the
+  liveness bound: every write committed before that send time has had its message delivered. Reads
+  use the tier only before ``usable_until``; when the proof lapses the listener clears the tier.
 """
 
 from __future__ import annotations
 
-import logging
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from aicache.memory import MISSING, MemoryTier
 
-from aicache.memory import MemoryTier
-
-logger = logging.getLogger("aicache.coherence")
-
-INVALIDATE_CHANNEL = b"__redis__:invalidate"
-CLEAR_MESSAGE = b"clear"
-WAKE_PREFIX = b"w"
-
-STARTING = "starting"
-LIVE = "live"
-DISCONNECTED = "disconnected"
-UNSUPPORTED = "unsupported"
+STARTING = "starting"  # not proven yet: tier bypassed
+LIVE = "live"  # proven: tier used
+DISCONNECTED = "disconnected"  # proof lapsed or connection lost: tier cleared and bypassed
+UNSUPPORTED = "unsupported"  # Redis refused client tracking: tier disabled
 STOPPED = "stopped"
-LOCAL = "local"
+LOCAL = "local"  # one process, no listener: the tier is coherent by construction
 
 _SLOTS = 4096
-_PING_EVERY = 1.0
-_READ_WAIT = 0.25
-_BACKOFF_MAX = 2.0
-# Connection kwargs that belong to redis-py's RESP3 maintenance machinery, not to a RESP2 socket.
-_DROP_KWARGS = ("maint_notifications_config", "maint_notifications_pool_handler", "protocol")
 
 
-def events_channel(prefix: str) -> str:
-    return f"{prefix}!events"
+@dataclass(eq=False, slots=True)
+class PendingWrite:
+    """A local write between :meth:`CoherentTier.begin_write` and its echo."""
+
+    key: str
+    token: tuple[int, int]
+    echoes: int = 0  # messages attributed to this write before it ended (0 or 1)
+    ended: bool = False
+    entry: Any = None
+    waiting_echo: bool = field(default=True)
 
 
-class Coherence:
-    """Coherence of one process's memory tier for one cache (mode ``tracking`` or ``local``)."""
-
+class CoherentTier:
     def __init__(self, memory: MemoryTier, prefix: str, mode: str) -> None:
         self.memory = memory
         self.prefix = prefix
         self.mode = mode
-        self.status = LOCAL if mode == "local" else STARTING
+        self._lock = threading.Lock()
         self._slots = [0] * _SLOTS
         self._epoch = 0
+        self._pending: dict[str, deque[PendingWrite]] = {}
         self._waiters: dict[str, set[threading.Event]] = {}
         self._waiters_lock = threading.Lock()
-        self._own: dict[str, int] = {}
-        self._own_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._live = threading.Event()
-        self.reconnects = 0
-        self.messages = 0
+        self.usable_until = math.inf if mode == LOCAL else 0.0
+        self.status = LOCAL if mode == LOCAL else STARTING
+        self.listener: Any = None  # aicache.listener.Listener, set by the process state
 
     # ------------------------------------------------------------------ reading side
     @property
-    def status(self) -> str:
-        return self._status
+    def usable(self) -> bool:
+        return self.usable_until > time.monotonic()
 
-    @status.setter
-    def status(self, value: str) -> None:
-        self._status = value
-        # Serve from and fill the memory tier only while invalidations can reach it. A plain
-        # attribute, because every cache read checks it.
-        self.memory_usable = value in (LIVE, DISCONNECTED, LOCAL)
+    def get(self, key: str) -> Any:
+        """The memory entry, or ``MISSING`` (also when the tier is not proven usable now)."""
+        if self.usable_until <= time.monotonic():
+            return MISSING
+        return self.memory.get(key)
 
-    @property
-    def signals(self) -> bool:
-        """True when waiters are woken by messages (so they may poll slowly)."""
-        return self.status == LIVE
-
-    def fill_token(self, key: str) -> tuple[int, int]:
+    def token(self, key: str) -> tuple[int, int]:
         return self._epoch, self._slots[hash(key) & (_SLOTS - 1)]
 
+    def fill(self, key: str, entry: Any, size: int, token: tuple[int, int], expires_at: float) -> bool:
+        """Store ``entry`` read from Redis if nothing touched ``key`` since ``token`` was taken;
+        ``expires_at`` (monotonic) is never later than the Redis entry's own expiry."""
+        with self._lock:
+            if self.usable_until <= time.monotonic() or token != self.token(key):
+                return False
+            return self.memory.set(key, entry, size, expires_at - time.monotonic())
+
+    # ------------------------------------------------------------------ local writes
+    def begin_write(self, key: str) -> PendingWrite:
+        with self._lock:
+            self._bump(key)
+            self.memory.delete(key)
+            pw = PendingWrite(key, self.token(key))
+            if self.status == LIVE:  # tracking is on: this write's echo will come
+                self._pending.setdefault(key, deque()).append(pw)
+            return pw
+
+    def end_write(
+        self, pw: PendingWrite, entry: Any, size: int, acknowledged: bool, expires_at: float
+    ) -> bool:
+        """Finish a local write; store ``entry`` only if Redis acknowledged it, it is the only
+        write of this key in flight here, and nothing else touched the key meanwhile."""
+        key = pw.key
+        with self._lock:
+            queue = self._pending.get(key)
+            alone = not queue or (len(queue) == 1 and queue[0] is pw)
+            epoch, version = pw.token
+            unchanged = self.token(key) == (epoch, version + pw.echoes)
+            self._bump(key)  # readers whose GET raced the SET must not fill what they read
+            stored = False
+            if acknowledged and alone and unchanged and self.usable_until > time.monotonic():
+                stored = self.memory.set(key, entry, size, expires_at - time.monotonic())
+            if queue is not None and pw in queue:
+                if pw.echoes or not acknowledged:
+                    queue.remove(pw)  # echoed already, or may never echo: later messages evict
+                    if not queue:
+                        del self._pending[key]
+                else:
+                    pw.ended = True
+                    pw.entry = entry if stored else None
+            return stored
+
+    # ------------------------------------------------------------------ invalidations
+    def invalidate(self, keys: list[str] | None) -> None:
+        """Apply invalidation messages; ``None`` means everything (FLUSHDB, a clear, a reconnect)."""
+        if keys is None:
+            self.clear()
+            return
+        with self._lock:
+            for key in keys:
+                queue = self._pending.get(key)
+                pw = None
+                if queue:
+                    pw = next((w for w in queue if w.waiting_echo), None)
+                if pw is None:
+                    self._bump(key)
+                    self.memory.delete(key)
+                    continue
+                pw.waiting_echo = False
+                if not pw.ended:
+                    pw.echoes += 1
+                    self._bump(key)
+                    self.memory.delete(key)
+                    continue
+                queue.remove(pw)
+                if not queue:
+                    del self._pending[key]
+                if pw.entry is None or self.memory.peek(key) is not pw.entry:
+                    self._bump(key)
+                    self.memory.delete(key)
+        self._wake(keys)
+
+    def clear(self) -> int:
+        """Drop everything and every note: nothing read or written before now may be stored."""
+        with self._lock:
+            self._epoch += 1
+            self._pending.clear()
+            dropped = self.memory.clear()
+        self._wake_all()
+        return dropped
+
+    def delete_where(self, match: Any) -> int:
+        with self._lock:
+            doomed = [k for k in self.memory.keys() if match(k)]  # noqa: SIM118 - a locked snapshot
+            for key in doomed:
+                self._bump(key)
+            return self.memory.delete_many(doomed)
+
+    def delete_entries(self, match: Any) -> int:
+        """Delete every entry for which ``match(entry)`` is true (e.g. by its tags)."""
+        with self._lock:
+            doomed = [k for k in self.memory.keys() if match(self.memory.peek(k))]  # noqa: SIM118
+            for key in doomed:
+                self._bump(key)
+            return self.memory.delete_many(doomed)
+
+    def _bump(self, key: str) -> None:
+        self._slots[hash(key) & (_SLOTS - 1)] += 1
+
+    # ------------------------------------------------------------------ status
+    def set_proven(self, until: float) -> None:
+        self.usable_until = until
+        self.status = LIVE
+
+    def lapse(self, status: str) -> None:
+        """The proof is gone: bypass the tier and forget it (it cannot know what it missed)."""
+        self.usable_until = 0.0
+        self.status = status
+        self.clear()
+
+    # ------------------------------------------------------------------ waiters
     @contextmanager
     def waiter(self, key: str) -> Iterator[threading.Event]:
         """An event set when ``key`` changes in Redis or its computation is abandoned.
 
-        Register before checking the condition you wait for, so no wake-up is lost.
-        """
+        Register before checking the condition you wait for, so no wake-up is lost."""
         event = threading.Event()
         with self._waiters_lock:
             self._waiters.setdefault(key, set()).add(event)
@@ -129,53 +218,17 @@ class Coherence:
                     if not events:
                         del self._waiters[key]
 
-    def expect_own_write(self, key: str) -> bool:
-        """Note a write we are about to send, so its echo does not evict what we store."""
-        if self.status != LIVE:
-            return False
-        with self._own_lock:
-            self._own[key] = self._own.get(key, 0) + 1
-        return True
+    @property
+    def signals(self) -> bool:
+        """True when waiters are woken by messages (so they may poll slowly)."""
+        return self.status == LIVE
 
-    def cancel_own_write(self, key: str) -> None:
-        """The write failed (or may have): stop expecting its echo. Evicting is always safe."""
-        with self._own_lock:
-            left = self._own.get(key, 0) - 1
-            if left > 0:
-                self._own[key] = left
-            else:
-                self._own.pop(key, None)
-
-    # ------------------------------------------------------------------ signals
-    def invalidate(self, keys: list[str] | None) -> None:
-        """Apply an invalidation: ``None`` means everything (FLUSHDB, a reconnect, ``clear``)."""
-        if keys is None:
-            self._epoch += 1
-            with self._own_lock:
-                self._own.clear()
-            self.memory.clear()
-            self._wake_all()
-            return
-        slots = self._slots
-        evict = keys
-        if self._own:
-            evict = []
-            with self._own_lock:
-                for key in keys:
-                    left = self._own.get(key, 0)
-                    if left:
-                        if left > 1:
-                            self._own[key] = left - 1
-                        else:
-                            del self._own[key]
-                    else:
-                        evict.append(key)
-        for key in evict:
-            slots[hash(key) & (_SLOTS - 1)] += 1
-        self.memory.delete_many(evict)
+    def wake(self, keys: list[str]) -> None:
         self._wake(keys)
 
     def _wake(self, keys: list[str]) -> None:
+        if not self._waiters:
+            return
         with self._waiters_lock:
             for key in keys:
                 for event in self._waiters.get(key, ()):
@@ -187,102 +240,5 @@ class Coherence:
                 for event in events:
                     event.set()
 
-    # ------------------------------------------------------------------ listener
-    def ensure_started(self, pool: Any) -> None:
-        """Start the listener thread once (lazily, from the first cache call that needs it)."""
-        if self.mode != "tracking" or self._thread is not None:
-            return
-        with self._start_lock:
-            if self._thread is not None:
-                return
-            kwargs = {k: v for k, v in pool.connection_kwargs.items() if k not in _DROP_KWARGS}
-            self._thread = threading.Thread(
-                target=self._run,
-                args=(pool.connection_class, kwargs),
-                name=f"aicache-coherence-{self.prefix}",
-                daemon=True,
-            )
-            self._thread.start()
 
-    def wait_live(self, timeout: float) -> bool:
-        return self._live.wait(timeout)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self.mode == "tracking":
-            self.status = STOPPED
-
-    def _run(self, connection_class: type, kwargs: dict[str, Any]) -> None:
-        backoff = 0.05
-        while not self._stop.is_set():
-            listener = tracker = None
-            try:
-                listener = connection_class(protocol=2, **kwargs)
-                tracker = connection_class(protocol=2, **kwargs)
-                self._connect(listener, tracker)
-                backoff = 0.05
-                self._listen(listener, tracker)
-            except ResponseError as exc:
-                self.status = UNSUPPORTED
-                self.invalidate(None)
-                logger.error(
-                    "aicache: Redis refused client tracking (%s); the memory tier is disabled for %s:",
-                    exc,
-                    self.prefix,
-                )
-                return
-            except (RedisConnectionError, RedisTimeoutError, OSError, RedisError) as exc:
-                if self.status == LIVE:
-                    self.status = DISCONNECTED
-                    self._live.clear()
-                    logger.warning("aicache: coherence listener lost Redis (%s); reconnecting", exc)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
-            finally:
-                for conn in (listener, tracker):
-                    if conn is not None:
-                        conn.disconnect()
-
-    def _connect(self, listener: Any, tracker: Any) -> None:
-        listener.connect()
-        listener.send_command("CLIENT", "ID")
-        client_id = listener.read_response()
-        listener.send_command("SUBSCRIBE", INVALIDATE_CHANNEL, events_channel(self.prefix))
-        listener.read_response()
-        listener.read_response()
-        tracker.connect()
-        tracker.send_command(
-            "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", f"{self.prefix}:"
-        )
-        tracker.read_response()
-        # Whatever happened while we were not listening is unknown: start from an empty tier.
-        if self.status != STARTING:
-            self.reconnects += 1
-        self.invalidate(None)
-        self.status = LIVE
-        self._live.set()
-
-    def _listen(self, listener: Any, tracker: Any) -> None:
-        next_ping = time.monotonic() + _PING_EVERY
-        while not self._stop.is_set():
-            if listener.can_read(timeout=_READ_WAIT):
-                self._handle(listener.read_response())
-            if time.monotonic() >= next_ping:
-                tracker.send_command("PING")
-                tracker.read_response()
-                next_ping = time.monotonic() + _PING_EVERY
-
-    def _handle(self, message: Any) -> None:
-        if not isinstance(message, list) or len(message) != 3 or message[0] != b"message":
-            return
-        self.messages += 1
-        channel, payload = message[1], message[2]
-        if channel == INVALIDATE_CHANNEL:
-            if payload is None:
-                self.invalidate(None)
-            else:
-                self.invalidate([k.decode("utf-8", "replace") for k in payload])
-        elif payload == CLEAR_MESSAGE:
-            self.invalidate(None)
-        elif isinstance(payload, bytes) and payload.startswith(WAKE_PREFIX):
-            self._wake([payload[len(WAKE_PREFIX) :].decode("utf-8", "replace")])
+__all__ = ["DISCONNECTED", "LIVE", "LOCAL", "MISSING", "STARTING", "STOPPED", "UNSUPPORTED", "CoherentTier"]

@@ -11,6 +11,7 @@ setting changes (tests use ``override_settings``), the way DRF's ``api_settings`
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,8 +22,12 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-OPERATION_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
-PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Always used with fullmatch: ``$`` alone would accept a trailing newline ("summarize\n").
+OPERATION_RE = re.compile(r"[a-z0-9_-]{1,64}")
+PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+#: The longest TTL accepted anywhere (10 years): larger values are mistakes that Redis or the
+#: index arithmetic would reject only after the LLM was paid.
+MAX_TTL = 10 * 365 * 24 * 3600
 
 DEFAULTS: dict[str, Any] = {
     # text length (characters) -> tier; anything longer than the last bound is "xlarge"
@@ -54,6 +59,14 @@ DEFAULTS: dict[str, Any] = {
     "SOCKET_CONNECT_TIMEOUT": 0.5,
     "SINGLE_FLIGHT_LOCK_TIMEOUT": 30.0,
     "SINGLE_FLIGHT_WAIT_TIMEOUT": 60.0,
+    # coherence listener: a probe every PROBE seconds must come back within LIVENESS seconds, or
+    # the memory tier is cleared and bypassed until one does
+    "COHERENCE_PROBE_SECONDS": 1.0,
+    "COHERENCE_LIVENESS_SECONDS": 3.0,
+    # savings accounting: a dotted path to ``response -> aicache.savings.Usage | None`` (None reads a
+    # ``usage`` mapping and ``model``), and prices per 1,000 tokens by model
+    "USAGE_EXTRACTOR": None,
+    "MODEL_PRICES": {},
     # monitoring (aicache.monitoring); MONITOR_CLASS None turns recording off
     "MONITOR_CLASS": "aicache.monitoring.recorder.CachePerformanceMonitor",
     "MONITOR_RETENTION_HOURS": 1,
@@ -113,6 +126,38 @@ E_LIMITS = "E007"
 E_SERIALIZER = "E009"
 E_RESILIENCE = "E010"
 E_MONITORING = "E011"
+E_PROCESS_WIDE = "E012"
+E_SAVINGS = "E014"
+
+# Monitoring settings that belong to the whole process (one /metrics endpoint, one history sender,
+# one set of retention jobs): they go in settings.AICACHE, and a cache's OPTIONS naming one is
+# refused by the system check aicache.E012 rather than silently ignored.
+PROCESS_WIDE_SETTINGS = (
+    "MODEL_PRICES",
+    "METRICS_TOKEN",
+    "METRICS_PUBLIC",
+    "FLUSH_INTERVAL",
+    "FLUSH_MAX_ROLLUPS",
+    "FLUSH_BUFFER_BATCHES",
+    "RETENTION_RAW_DAYS",
+    "RETENTION_ROLLUP_DAYS",
+    "MINUTE_ROLLUP_HOURS",
+    "CLEANUP_BATCH_SIZE",
+)
+
+
+def process_wide_in_options(options: Mapping[str, Any]) -> list[Problem]:
+    """A cache's OPTIONS naming a process-wide monitoring setting (see PROCESS_WIDE_SETTINGS)."""
+    return [
+        Problem(
+            E_PROCESS_WIDE,
+            name,
+            f"AICACHE {name} is process-wide and cannot be set in a cache's OPTIONS.",
+            f"Move {name} to settings.AICACHE.",
+        )
+        for name in PROCESS_WIDE_SETTINGS
+        if name in options
+    ]
 
 
 def validate(raw: Mapping[str, Any]) -> list[Problem]:
@@ -133,7 +178,7 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
     else:
         bounds = list(tiers.values())
         names = list(tiers)
-        if not all(isinstance(n, str) and OPERATION_RE.match(n) for n in names) or XLARGE in names:
+        if not all(isinstance(n, str) and OPERATION_RE.fullmatch(n) for n in names) or XLARGE in names:
             bad(
                 E_TIERS,
                 "TEXT_SIZE_TIERS",
@@ -227,11 +272,11 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
             f"One of {list(HASH_ALGORITHMS)}.",
         )
 
-    if not _is_int(raw["DEFAULT_TTL"]) or raw["DEFAULT_TTL"] <= 0:
+    if not _is_int(raw["DEFAULT_TTL"]) or not 0 < raw["DEFAULT_TTL"] <= MAX_TTL:
         bad(
             E_TTL,
             "DEFAULT_TTL",
-            f"must be a positive integer (seconds), got {raw['DEFAULT_TTL']!r}.",
+            f"must be a positive integer (seconds) up to {MAX_TTL}, got {raw['DEFAULT_TTL']!r}.",
             "e.g. 3600",
         )
     ttls = raw["OPERATION_TTLS"]
@@ -239,22 +284,22 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
         bad(E_TTL, "OPERATION_TTLS", "must be a dict of operation -> seconds.", '{"summarize": 7200}')
     else:
         for op, ttl in ttls.items():
-            if not isinstance(op, str) or not OPERATION_RE.match(op):
+            if not isinstance(op, str) or not OPERATION_RE.fullmatch(op):
                 bad(
                     E_TTL,
                     "OPERATION_TTLS",
                     f"{op!r} is not an operation token ([a-z0-9_-], 1-64 chars).",
                     "Rename it.",
                 )
-            elif not _is_int(ttl) or ttl <= 0:
+            elif not _is_int(ttl) or not 0 < ttl <= MAX_TTL:
                 bad(
                     E_TTL,
                     "OPERATION_TTLS",
-                    f"TTL of {op!r} must be a positive integer (seconds), got {ttl!r}.",
+                    f"TTL of {op!r} must be a positive integer (seconds) up to {MAX_TTL}, got {ttl!r}.",
                     "e.g. 7200",
                 )
 
-    if not isinstance(raw["KEY_PREFIX"], str) or not PREFIX_RE.match(raw["KEY_PREFIX"]):
+    if not isinstance(raw["KEY_PREFIX"], str) or not PREFIX_RE.fullmatch(raw["KEY_PREFIX"]):
         bad(
             E_PREFIX,
             "KEY_PREFIX",
@@ -276,15 +321,75 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
         "SOCKET_CONNECT_TIMEOUT",
         "SINGLE_FLIGHT_LOCK_TIMEOUT",
         "SINGLE_FLIGHT_WAIT_TIMEOUT",
+        "COHERENCE_PROBE_SECONDS",
+        "COHERENCE_LIVENESS_SECONDS",
     ):
-        if not _is_number(raw[name]) or raw[name] <= 0:
+        if not _is_number(raw[name]) or not 0 < raw[name] < math.inf:
             bad(
                 E_RESILIENCE,
                 name,
                 f"must be a positive number of seconds, got {raw[name]!r}.",
                 "Bounded timeouts keep a dead Redis from stalling requests.",
             )
+    probe, liveness = raw["COHERENCE_PROBE_SECONDS"], raw["COHERENCE_LIVENESS_SECONDS"]
+    both_valid = all(_is_number(v) and 0 < v < math.inf for v in (probe, liveness))
+    if both_valid and not liveness > probe:
+        bad(
+            E_RESILIENCE,
+            "COHERENCE_LIVENESS_SECONDS",
+            f"({liveness}) must be longer than COHERENCE_PROBE_SECONDS ({probe}).",
+            "A probe must have time to come back before the proof lapses: e.g. 3x the probe interval.",
+        )
+    problems.extend(validate_savings(raw))
     problems.extend(validate_monitoring(raw))
+    return problems
+
+
+def validate_savings(raw: Mapping[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def bad(name: str, message: str, hint: str) -> None:
+        problems.append(Problem(E_SAVINGS, name, f"AICACHE {name}: {message}", hint))
+
+    extractor = raw["USAGE_EXTRACTOR"]
+    if extractor is not None:
+        from django.utils.module_loading import import_string
+
+        if not isinstance(extractor, str) or not extractor:
+            bad(
+                "USAGE_EXTRACTOR",
+                f"must be a dotted path or None, got {extractor!r}.",
+                "e.g. 'myapp.llm.usage'",
+            )
+        else:
+            try:
+                if not callable(import_string(extractor)):
+                    bad(
+                        "USAGE_EXTRACTOR",
+                        f"{extractor!r} is not callable.",
+                        "A function response -> Usage | None.",
+                    )
+            except ImportError as exc:
+                bad("USAGE_EXTRACTOR", f"cannot import {extractor!r}: {exc}", "Check the dotted path.")
+    prices = raw["MODEL_PRICES"]
+    hint = 'e.g. {"gpt-4o": {"prompt_per_1k": 0.0025, "completion_per_1k": 0.01, "currency": "USD"}}'
+    if not isinstance(prices, Mapping):
+        bad("MODEL_PRICES", "must be a dict of model -> prices.", hint)
+        return problems
+    for model, price in prices.items():
+        if not isinstance(model, str) or not model or len(model) > 128:
+            bad("MODEL_PRICES", f"model names must be 1-128 character strings, got {model!r}.", hint)
+            continue
+        if not isinstance(price, Mapping) or set(price) - {"prompt_per_1k", "completion_per_1k", "currency"}:
+            bad("MODEL_PRICES", f"{model!r}: keys are prompt_per_1k, completion_per_1k, currency.", hint)
+            continue
+        for key in ("prompt_per_1k", "completion_per_1k"):
+            value = price.get(key)
+            if not _is_number(value) or not 0 <= value < math.inf:
+                bad("MODEL_PRICES", f"{model!r} {key} must be a non-negative number, got {value!r}.", hint)
+        currency = price.get("currency", "USD")
+        if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
+            bad("MODEL_PRICES", f"{model!r} currency must be a 3-letter code, got {currency!r}.", hint)
     return problems
 
 
@@ -349,8 +454,9 @@ def install_hint(extra: str) -> str:
     return f'pip install "aicache[{extra}]"'
 
 
-# Imported by aicache.monitoring whatever the configuration: /metrics and the Celery history.
-MONITORING_REQUIRES = ("prometheus_client", "celery", "kombu")
+# Imported by aicache.monitoring whatever the configuration: /metrics, the Celery history and the
+# API that aicache.urls includes.
+MONITORING_REQUIRES = ("prometheus_client", "celery", "kombu", "rest_framework", "drf_spectacular")
 
 
 def require_modules(modules: tuple[str, ...], extra: str, what: str) -> None:
@@ -400,10 +506,14 @@ class CacheConfig:
     socket_connect_timeout: float
     single_flight_lock_timeout: float
     single_flight_wait_timeout: float
+    coherence_probe_seconds: float
+    coherence_liveness_seconds: float
+    usage_extractor: str | None
     monitor_class: str | None
     monitor_options: Mapping[str, Any]
     memory_sample_seconds: float
     metrics_export_seconds: float
+    history_enabled: bool = True
 
 
 def merged(options: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -443,6 +553,9 @@ def parse(raw: Mapping[str, Any]) -> CacheConfig:
         socket_connect_timeout=float(raw["SOCKET_CONNECT_TIMEOUT"]),
         single_flight_lock_timeout=float(raw["SINGLE_FLIGHT_LOCK_TIMEOUT"]),
         single_flight_wait_timeout=float(raw["SINGLE_FLIGHT_WAIT_TIMEOUT"]),
+        coherence_probe_seconds=float(raw["COHERENCE_PROBE_SECONDS"]),
+        coherence_liveness_seconds=float(raw["COHERENCE_LIVENESS_SECONDS"]),
+        usage_extractor=raw["USAGE_EXTRACTOR"],
         monitor_class=raw["MONITOR_CLASS"] or None,
         monitor_options={
             "retention_hours": raw["MONITOR_RETENTION_HOURS"],
@@ -455,6 +568,7 @@ def parse(raw: Mapping[str, Any]) -> CacheConfig:
         },
         memory_sample_seconds=float(raw["MEMORY_SAMPLE_SECONDS"]),
         metrics_export_seconds=float(raw["METRICS_EXPORT_SECONDS"]),
+        history_enabled=raw["HISTORY_ENABLED"],
     )
 
 

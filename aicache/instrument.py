@@ -41,7 +41,7 @@ class Monitor(Protocol):
         cache_hit: bool,
         text_length: int = 0,
         additional_data: dict | None = None,
-        **labels: str,
+        **labels: Any,  # operation_type, tier, source (str); success (bool) for non-get actions
     ) -> None: ...
     def record_compression_ratio(
         self, original_size: int, compressed_size: int, compression_time: float, operation_type: str = ""
@@ -60,16 +60,44 @@ class Monitor(Protocol):
         self, memory_entries: int, memory_bytes: int, *args: Any, **kwargs: Any
     ) -> None: ...
     def count(self, name: str, n: int = 1) -> None: ...
+    def record_saving(
+        self,
+        operation_type: str,
+        model: str,
+        compute_seconds: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        hit_seconds: float,
+    ) -> None: ...
+    def summary(self) -> dict[str, Any]: ...
 
 
 class NullMonitor:
-    """Monitoring off: every record is a no-op."""
+    """Monitoring off: every record is a no-op, and the summary is all zeros."""
 
     def _noop(self, *args: Any, **kwargs: Any) -> None:
         return None
 
     record_lookup = record_key_generation_time = record_cache_operation_time = _noop
     record_compression_ratio = record_invalidation_event = record_memory_usage = count = _noop
+    record_saving = _noop
+
+    def summary(self) -> dict[str, Any]:
+        """``get_performance_summary()``'s keys with nothing recorded. The recorder's
+        ``summary()`` returns the same keys (durations in seconds; ``_ms`` keys in
+        milliseconds; ``since``: unix seconds of the window's start, or None)."""
+        return {
+            "hit_ratio": 0.0,
+            "total_operations": 0,
+            "memory_tier_hit_share": 0.0,
+            "avg_get_latency_by_tier": {},
+            "avg_operation_latency": 0.0,
+            "avg_get_latency_ms_by_tier": {},
+            "avg_operation_latency_ms": 0.0,
+            "compression_savings_percent": 0.0,
+            "compression_bytes_saved": 0,
+            "since": None,
+        }
 
 
 def build_monitor(config: CacheConfig, name: str, memory: Any) -> Any:
@@ -91,17 +119,7 @@ def timed_lookup(method: F) -> F:
     def wrapper(self: Any, req: Any) -> Any:
         started = perf_counter()
         hit = method(self, req)
-        duration = perf_counter() - started
-        keygen, req.keygen_seconds = req.keygen_seconds, None
-        # _state_cache: the process state that ``method`` just looked up (and refreshed if needed)
-        self._state_cache.monitor.record_lookup(
-            req.operation,
-            req.tier,
-            hit["cache_source"] if hit is not None else "",
-            duration,
-            keygen,
-            req.text_length,
-        )
+        self._record(req, hit["cache_source"] if hit is not None else "", perf_counter() - started)
         return hit
 
     return wrapper  # type: ignore[return-value]
@@ -119,8 +137,15 @@ def timed_store(method: F) -> F:
         if req.keygen_seconds is not None:
             monitor.record_key_generation_time(req.keygen_seconds, req.text_length, req.operation)
             req.keygen_seconds = None
+        # cache_hit is a read's figure; a write reports whether it succeeded apart
         monitor.record_cache_operation_time(
-            "set", duration, stored.written, req.text_length, operation_type=req.operation, tier=req.tier
+            "set",
+            duration,
+            False,
+            req.text_length,
+            operation_type=req.operation,
+            tier=req.tier,
+            success=stored.written,
         )
         encoded = stored.encoded
         if encoded.compression_used:

@@ -1,54 +1,64 @@
-"""Removing entries without blocking Redis: no KEYS, only bounded SCANs, ZPOPMINs and UNLINKs.
+"""Writing and removing entries without blocking Redis and without losing to a race.
 
-Per-operation index: every write also records its key in a sorted set ``{prefix}!idx:{operation}``
-scored by expiry time (expired members are trimmed on each write, and the index itself expires
-with its longest-lived entry). Invalidating an operation RENAMEs that index to a private drain key
-(atomically: writes that land meanwhile start a fresh index and survive) and pops it in batches,
-UNLINKing the popped keys, so the cost follows that operation's entries, not the keyspace. A
-generation number in the key would make invalidation O(1), but could not say how many entries it
-removed and would leave dead entries occupying Redis memory until their TTLs ran out.
+**Writes** go through one Lua script (:data:`STORE_SCRIPT`): SET the entry, record it in its
+operation's index (a sorted set scored by expiry, trimmed of expired members, expiring with its
+longest-lived entry) and, for computed results, check the fence first. Being one script, a write
+and its index entry can never be separated by an invalidation (test_invalidation_races.py).
 
-The index keys sit outside ``{prefix}:`` on purpose: client tracking (coherence) watches that
-prefix, and pattern invalidation scans it; neither should see index traffic.
+**Fencing.** ``get_or_compute`` reads the generations of "everything" and of its operation before
+calling ``compute``; every invalidation bumps the generations it covers before removing anything.
+The store compares them atomically, so a compute that started before an invalidation never
+stores its result after it (the caller still gets the result; it is not cached).
+
+**Removal** never blocks Redis: no KEYS, only bounded SCANs, ZPOPMINs and UNLINKs in batches of
+500. Invalidating an operation RENAMEs its index to a private drain key (writes landing meanwhile
+start a fresh index and survive) and pops it in batches, so the cost follows that operation's
+entries, not the keyspace; the count is exact (UNLINK counts what existed). A pattern or
+``invalidate_all`` SCANs; each batch leaves the keyspace and the indexes in one MULTI, so index
+counts stay exact. We chose the index over a generation number in the key because a generation
+cannot say how many entries it removed and leaves dead entries in Redis memory until their TTLs.
 """
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from typing import Any
 
 from redis.exceptions import ResponseError
 
+from aicache.namespace import Namespace
+
 UNLINK_BATCH = 500
 SCAN_COUNT = 1000
-_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
-
-def glob_escape(text: str) -> str:
-    """``text`` as a literal inside a Redis MATCH pattern."""
-    return _GLOB_SPECIAL.sub(r"\\\1", text)
-
-
-def index_key(prefix: str, operation: str) -> str:
-    return f"{prefix}!idx:{operation}"
-
-
-def operations_key(prefix: str) -> str:
-    """A set of the operations that have an index: lets readers find them without a SCAN."""
-    return f"{prefix}!ops"
-
-
-def index_write(pipe: Any, prefix: str, operation: str, key: str, ttl: int) -> None:
-    """Queue the index upkeep of one write on ``pipe`` (same round trip as the SET)."""
-    idx = index_key(prefix, operation)
-    now_ms = int(time.time() * 1000)
-    pipe.sadd(operations_key(prefix), operation)
-    pipe.zadd(idx, {key: now_ms + ttl * 1000})
-    pipe.zremrangebyscore(idx, "-inf", now_ms)
-    pipe.expire(idx, ttl, nx=True)
-    pipe.expire(idx, ttl, gt=True)
+# KEYS: entry, index, operations set, generation of everything, generation of the operation,
+#       then n tag indexes and n tag generations
+# ARGV: data, ttl seconds, now ms, operation, fenced ("1"/"0"), expected gen all, expected gen op,
+#       n, then n expected tag generations
+STORE_LUA = """
+local n = tonumber(ARGV[8])
+if ARGV[5] == '1' then
+  local a = redis.call('GET', KEYS[4]) or ''
+  local o = redis.call('GET', KEYS[5]) or ''
+  if a ~= ARGV[6] or o ~= ARGV[7] then return 0 end
+  for i = 1, n do
+    if (redis.call('GET', KEYS[5 + n + i]) or '') ~= ARGV[8 + i] then return 0 end
+  end
+end
+local ttl = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+redis.call('SADD', KEYS[3], ARGV[4])
+for i = 0, n do
+  local idx = KEYS[2]
+  if i > 0 then idx = KEYS[5 + i] end
+  redis.call('ZADD', idx, now + ttl * 1000, KEYS[1])
+  redis.call('ZREMRANGEBYSCORE', idx, '-inf', now)
+  if redis.call('TTL', idx) < ttl then redis.call('EXPIRE', idx, ttl) end
+end
+return 1
+"""
 
 
 class Progress:
@@ -60,49 +70,90 @@ class Progress:
         self.removed = 0
 
 
-def live_entries(client: Any, prefix: str, operations: list[str] | None = None) -> int:
-    """Unexpired aicache entries (of ``operations``, default all), from the indexes (ZCOUNT by
-    expiry): no scan of the keyspace."""
+Fence = tuple[str, ...]  # generations as read: everything, the operation, then each tag
+
+
+def read_fence(client: Any, ns: Namespace, operation: str, tags: tuple[str, ...] = ()) -> Fence:
+    values = client.mget(ns.gen_all, ns.generation(operation), *(ns.tag_generation(t) for t in tags))
+    return tuple((value or b"").decode() for value in values)
+
+
+def store(
+    script: Any,
+    client: Any,
+    ns: Namespace,
+    operation: str,
+    key: str,
+    data: bytes,
+    ttl: int,
+    fence: Fence | None,
+    tags: tuple[str, ...] = (),
+) -> bool:
+    """SET + indexes in one step; with ``fence``, only if no invalidation covering the entry's
+    operation, tags or everything happened since it was read."""
+    n = len(tags)
+    args: list[Any] = [data, ttl, int(time.time() * 1000), operation]
+    if fence is not None:
+        args += ["1", fence[0], fence[1], n, *fence[2:]]
+    else:
+        args += ["0", "", "", n, *([""] * n)]
+    keys = [key, ns.index(operation), ns.operations, ns.gen_all, ns.generation(operation)]
+    keys += [ns.tag_index(t) for t in tags] + [ns.tag_generation(t) for t in tags]
+    return bool(script(keys=keys, args=args, client=client))
+
+
+def bump(client: Any, ns: Namespace, operations: list[str] | None, tags: tuple[str, ...] = ()) -> None:
+    """Fence in-flight computes: of these operations and tags, or (``None``) of everything."""
+    if operations is None and not tags:
+        client.incr(ns.gen_all)
+        return
+    pipe = client.pipeline(transaction=False)
+    for operation in operations or ():
+        pipe.incr(ns.generation(operation))
+    for tag in tags:
+        pipe.incr(ns.tag_generation(tag))
+    pipe.execute()
+
+
+def known_operations(client: Any, ns: Namespace) -> list[str]:
+    return sorted(op.decode() for op in client.smembers(ns.operations))
+
+
+def live_entries(client: Any, ns: Namespace, operations: list[str] | None = None) -> int:
+    """Unexpired entries (of ``operations``, default all), from the indexes (ZCOUNT by expiry):
+    no scan of the keyspace."""
     now_ms = int(time.time() * 1000)
     if operations is None:
-        operations = sorted(op.decode() for op in client.smembers(operations_key(prefix)))
+        operations = known_operations(client, ns)
+    if not operations:
+        return 0
     pipe = client.pipeline(transaction=False)
     for operation in operations:
-        pipe.zcount(index_key(prefix, operation), now_ms, "+inf")
-    return sum(pipe.execute()) if operations else 0
+        pipe.zcount(ns.index(operation), now_ms, "+inf")
+    return sum(pipe.execute())
 
 
-def drop_indexes(client: Any, prefix: str) -> None:
-    """Remove every index and the set naming them (``invalidate_all``)."""
-    operations = [op.decode() for op in client.smembers(operations_key(prefix))]
-    client.unlink(operations_key(prefix), *(index_key(prefix, op) for op in operations))
-
-
-def scan_unlink(client: Any, match: str, progress: Progress, prefix: str | None = None) -> None:
-    """UNLINK every key matching ``match`` in batches of 500 (SCAN, never KEYS). With ``prefix``,
-    the removed keys also leave their operation's index, so index counts stay exact."""
+def scan_unlink(client: Any, ns: Namespace, match: str, progress: Progress) -> None:
+    """UNLINK every entry matching ``match`` in batches of 500 (SCAN, never KEYS); each batch
+    also leaves its operations' indexes, in the same MULTI."""
     batch: list[bytes] = []
     for key in client.scan_iter(match=match, count=SCAN_COUNT):
         batch.append(key)
         if len(batch) >= UNLINK_BATCH:
-            _unlink_batch(client, batch, progress, prefix)
+            _unlink_batch(client, ns, batch, progress)
             batch = []
     if batch:
-        _unlink_batch(client, batch, progress, prefix)
+        _unlink_batch(client, ns, batch, progress)
 
 
-def _unlink_batch(client: Any, batch: list[bytes], progress: Progress, prefix: str | None) -> None:
-    if prefix is None:
-        progress.removed += client.unlink(*batch)
-        return
+def _unlink_batch(client: Any, ns: Namespace, batch: list[bytes], progress: Progress) -> None:
     by_operation: dict[str, list[bytes]] = {}
-    head = len(prefix) + 1
     for key in batch:
-        by_operation.setdefault(key[head:].partition(b":")[0].decode(), []).append(key)
-    pipe = client.pipeline(transaction=False)
+        by_operation.setdefault(ns.operation_of(key), []).append(key)
+    pipe = client.pipeline(transaction=True)
     pipe.unlink(*batch)
     for operation, keys in by_operation.items():
-        pipe.zrem(index_key(prefix, operation), *keys)
+        pipe.zrem(ns.index(operation), *keys)
     progress.removed += pipe.execute()[0]
 
 
@@ -112,12 +163,45 @@ def scan_count(client: Any, match: str, progress: Progress) -> None:
         progress.removed += 1
 
 
-def drain_index(client: Any, prefix: str, operation: str, max_ttl: int, progress: Progress) -> None:
-    """UNLINK every key recorded in the operation's index (members already gone count 0)."""
-    idx = index_key(prefix, operation)
-    drain = f"{idx}:drain:{uuid.uuid4().hex}"
+def drain_tag(client: Any, ns: Namespace, tag: str, max_ttl: int, progress: Progress) -> None:
+    """UNLINK every entry recorded under ``tag``; each batch also leaves its operations' indexes
+    (in one MULTI), so per-operation counts stay exact. An entry under several drained tags
+    counts once: UNLINK counts only what existed."""
+    drain = ns.tag_drain(uuid.uuid4().hex)
     try:
-        client.rename(idx, drain)
+        client.rename(ns.tag_index(tag), drain)
+    except ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            return
+        raise
+    client.expire(drain, max_ttl)
+    while True:
+        popped = client.zpopmin(drain, UNLINK_BATCH)
+        if not popped:
+            break
+        _unlink_batch(client, ns, [member for member, _ in popped], progress)
+
+
+def live_tagged(client: Any, ns: Namespace, tags: tuple[str, ...]) -> int:
+    """Distinct unexpired keys recorded under any of ``tags`` that still exist."""
+    now_ms = int(time.time() * 1000)
+    keys: set[bytes] = set()
+    for tag in tags:
+        keys.update(client.zrangebyscore(ns.tag_index(tag), now_ms, "+inf"))
+    if not keys:
+        return 0
+    ordered = list(keys)
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, len(ordered), UNLINK_BATCH):
+        pipe.exists(*ordered[start : start + UNLINK_BATCH])
+    return sum(pipe.execute())
+
+
+def drain_index(client: Any, ns: Namespace, operation: str, max_ttl: int, progress: Progress) -> None:
+    """UNLINK every key recorded in the operation's index (members already gone count 0)."""
+    drain = ns.drain(operation, uuid.uuid4().hex)
+    try:
+        client.rename(ns.index(operation), drain)
     except ResponseError as exc:
         if "no such key" in str(exc).lower():
             return  # nothing of this operation is cached

@@ -9,6 +9,7 @@ glob characters, which makes an operation prefix match exact.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +26,7 @@ _NO_QUESTION = b"\xff" * 8  # cannot be a length prefix, so it differs from ever
 def validate_operation(operation: Any) -> str:
     if not isinstance(operation, str):
         raise TypeError(f"operation must be a str, got {type(operation).__name__}")
-    if not OPERATION_RE.match(operation):
+    if not OPERATION_RE.fullmatch(operation):
         raise ValueError(f"operation must be a 1-64 character [a-z0-9_-] token, got {operation!r}")
     return operation
 
@@ -37,9 +38,23 @@ def canonical_options(options: Any) -> bytes:
     if not isinstance(options, Mapping):
         raise TypeError(f"options must be a mapping or None, got {type(options).__name__}")
     try:
-        return orjson.dumps(dict(options), option=orjson.OPT_SORT_KEYS)
+        data = orjson.dumps(dict(options), option=orjson.OPT_SORT_KEYS)
     except TypeError as exc:
         raise TypeError(f"options must be JSON-serialisable with str keys: {exc}") from exc
+    # orjson writes NaN and +-inf as null, which would share a key with a real null: refuse them.
+    if b"null" in data and _has_non_finite(options):
+        raise ValueError("options must not contain NaN or infinite numbers (JSON has no such value)")
+    return data
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, Mapping):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_non_finite(v) for v in value)
+    return False
 
 
 class CacheKeyGenerator:

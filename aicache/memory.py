@@ -69,6 +69,11 @@ class MemoryTier:
         self.hits += 1
         return item[0]
 
+    def peek(self, key: str) -> Any:
+        """The stored value (expired or not), or ``MISSING``; no LRU move, no counters."""
+        item = self._data.get(key)
+        return MISSING if item is None else item[0]
+
     def set(self, key: str, value: Any, size: int, ttl: float) -> bool:
         """Store ``value`` for at most ``ttl`` seconds; False if it cannot fit at all."""
         if not self.enabled or size > self.max_bytes or ttl <= 0:

@@ -1,93 +1,171 @@
-"""Single-flight ``get_or_compute``: N concurrent identical misses, in any processes, make one
-``compute()`` call; the others wait for its result.
+"""One compute per key: in-process futures first, then a Redis lease renewed while its holder lives.
 
-The first caller takes a Redis lock with a lease (redis-py's ``Lock``: SET NX PX, compare-and-delete
-on release) and computes; the rest wait on an in-process event that the coherence listener sets
-when the value's key changes in Redis (the value landed) or when the holder announces it gave up
-(``compute`` raised), and re-check. Without a listener (``MEMORY_COHERENCE = "local"``) they poll
-with backoff. A holder that dies stops renewing nothing: its lease runs out and the next waiter to
-try takes the lock and computes. A waiter that waits longer than ``wait_timeout`` computes itself.
+::
+
+    get_or_compute miss (memory tier)
+      -> Flights.join(key): the first caller in this process leads; the others wait for its outcome
+         (value or exception) and share it. This holds with Redis up, down or hung.
+      -> leader: Redis GET --hit--> share it
+                 Redis unreachable --> compute alone (nobody can coordinate), share it
+                 lease SET NX PX on {prefix}!lock:... --won--> re-check, read the fence, compute,
+                     store fenced, share; a renewer thread extends the lease every third of it
+                     while compute() runs, so a slow compute is never run twice; a dead holder
+                     stops renewing and its lease runs out
+                 --lost--> wait for the key's invalidation message (the value landed) or a
+                     ``w<key>`` event (the holder's compute raised), re-check, try again; after
+                     wait_timeout compute alone
+
+Guarantees and their tests (tests/integration/test_single_flight.py): N identical concurrent calls
+in a process make one compute with Redis up, down or hung; coalesced callers share the outcome,
+exceptions included; across processes at most one caller per process computes per attempt; a
+compute longer than the lease is not run again.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from redis.exceptions import LockError
-
-from aicache.coherence import WAKE_PREFIX, events_channel
-
-if TYPE_CHECKING:
-    from aicache.backend import AIResponseCache, CacheRequest
 
 POLL_MIN = 0.01
 POLL_MAX = 0.2
 POLL_WITH_SIGNALS = 0.5  # only a safety net: wake-ups normally come from the listener
 
 
-def lock_name(prefix: str, key: str) -> str:
-    return f"{prefix}!lock:{key[len(prefix) + 1 :]}"
+class Flight:
+    """One in-process attempt at a key: its leader's outcome, shared with every follower."""
+
+    __slots__ = ("cost", "done", "error", "result", "source")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: dict[str, Any] | None = None
+        self.source = ""
+        self.cost: Any = None  # what the shared result cost to compute (aicache.savings.Cost)
+        self.error: BaseException | None = None
 
 
-def single_flight(
-    cache: AIResponseCache,
-    req: CacheRequest,
-    compute: Callable[[], Mapping[str, Any]],
-    lock_timeout: float,
-    wait_timeout: float,
-) -> dict[str, Any]:
-    state = cache._state
-    coherence = state.coherence
-    prefix = cache.config.key_prefix
-    lock = cache.redis.lock(lock_name(prefix, req.key), timeout=lock_timeout, thread_local=False)
+class Flights:
+    """The in-process futures, keyed by cache key (needs no Redis)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flights: dict[str, Flight] = {}
+
+    def join(self, key: str) -> tuple[Flight, bool]:
+        """The flight for ``key`` and whether the caller leads it."""
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is not None:
+                return flight, False
+            flight = self._flights[key] = Flight()
+            return flight, True
+
+    def finish(self, key: str, flight: Flight) -> None:
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+        flight.done.set()
+
+    def __len__(self) -> int:
+        return len(self._flights)
+
+
+class Host(Protocol):
+    """What single flight needs from the cache (``AIResponseCache`` provides it)."""
+
+    def read_redis(self, req: Any) -> dict[str, Any] | None: ...
+    def compute_and_store(
+        self, req: Any, compute: Callable[[], Any], fenced: bool = True
+    ) -> dict[str, Any]: ...
+    def guarded(self, what: str, default: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any: ...
+    def redis_usable(self) -> bool: ...
+    def count(self, kind: str) -> None: ...
+    def announce_abandoned(self, key: str) -> None: ...
+
+
+class _Renewer:
+    """Extends a held lease every third of its length until stopped (or until it is lost)."""
+
+    def __init__(self, host: Host, lock: Any, lease: float) -> None:
+        self._stop = threading.Event()
+        self.renewals = 0
+        self._thread = threading.Thread(target=self._run, args=(host, lock, lease), daemon=True)
+        self._thread.start()
+
+    def _run(self, host: Host, lock: Any, lease: float) -> None:
+        while not self._stop.wait(lease / 3):
+            if not host.guarded("lock_renew", False, _reacquire, lock):
+                return  # lost or Redis unreachable: nothing more to extend
+            self.renewals += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _reacquire(lock: Any) -> bool:
+    try:
+        lock.reacquire()
+    except LockError:
+        return False
+    return True
+
+
+def lead(
+    host: Host, req: Any, compute: Callable[[], Any], lock: Any, lease: float, wait_timeout: float, tier: Any
+):
+    """The leader's part after its Redis GET missed: returns ``(response, source)`` with source
+    ``redis`` (it landed meanwhile), ``coalesced`` (another process computed it) or ``compute``."""
     deadline = time.monotonic() + wait_timeout
     poll = POLL_MIN
     waited = False
     while True:
-        with coherence.waiter(req.key) as woken:
-            acquired = cache._guarded("lock", None, lock.acquire, blocking=False)
-            if acquired is None:  # Redis unreachable: nobody can coordinate, compute alone
-                return cache._compute(req, compute)
+        if not host.redis_usable():  # down, hung or the breaker open: compute alone, once here
+            return host.compute_and_store(req, compute), "compute"
+        with tier.waiter(req.key) as woken:
+            acquired = host.guarded("lock", None, lock.acquire, blocking=False)
+            if acquired is None:
+                return host.compute_and_store(req, compute), "compute"
             if acquired:
-                return _compute_holding(cache, req, compute, lock, waited)
+                return _holding(host, req, compute, lock, lease, waited)
             if not waited:
-                state.count("single_flight_waits")
+                host.count("single_flight_waits")
                 waited = True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                state.count("single_flight_wait_timeouts")
-                return cache._compute(req, compute)
-            woken.wait(min(remaining, POLL_WITH_SIGNALS if coherence.signals else poll))
+                host.count("single_flight_wait_timeouts")
+                return host.compute_and_store(req, compute), "compute"
+            woken.wait(min(remaining, POLL_WITH_SIGNALS if tier.signals else poll))
             poll = min(poll * 2, POLL_MAX)
-        hit = cache._lookup(req)
+        hit = host.read_redis(req)
         if hit is not None:
-            state.count("single_flight_coalesced")
-            return hit
+            return hit, "coalesced"
 
 
-def _compute_holding(
-    cache: AIResponseCache, req: CacheRequest, compute: Callable[[], Any], lock: Any, waited: bool
-) -> dict[str, Any]:
+def _holding(host: Host, req: Any, compute: Callable[[], Any], lock: Any, lease: float, waited: bool):
+    renewer = None
     done = False
     try:
-        hit = cache._lookup(req)  # the value may have landed between our miss and the lock
+        hit = host.read_redis(req)  # the value may have landed between our miss and the lock
         if hit is not None:
             done = True
-            if waited:
-                cache._state.count("single_flight_coalesced")
-            return hit
-        result = cache._compute(req, compute)
+            return hit, "coalesced" if waited else "redis"
+        renewer = _Renewer(host, lock, lease)
+        result = host.compute_and_store(req, compute)
         done = True
-        return result
+        return result, "compute"
     finally:
-        cache._guarded("unlock", None, _release, cache, lock, req.key, done)
+        if renewer is not None:
+            renewer.stop()
+        host.guarded("unlock", None, _release, lock)
+        if not done:  # nothing landed: wake the waiters so one of them takes over now
+            host.announce_abandoned(req.key)
 
 
-def _release(cache: AIResponseCache, lock: Any, key: str, done: bool) -> None:
+def _release(lock: Any) -> None:
     with suppress(LockError):  # the lease ran out first: the lock is no longer ours to release
         lock.release()
-    if not done:  # nothing landed: wake the waiters so one of them takes over now
-        cache.redis.publish(events_channel(cache.config.key_prefix), WAKE_PREFIX + key.encode())

@@ -1,4 +1,5 @@
-"""Per-process state of a cache, shared by all threads: memory tier, circuit breaker, counters.
+"""Per-process state of a cache, shared by all threads: memory tier, coherence listener, circuit
+breaker, in-process flights, counters.
 
 Django builds one backend instance per thread; everything here must exist once per process and
 cache instead. A forked child (gunicorn preload, Celery prefork) starts with a fresh registry: a
@@ -12,56 +13,108 @@ import threading
 import time
 from typing import Any
 
-from aicache.coherence import Coherence
+from aicache.coherence import CoherentTier
 from aicache.instrument import NullMonitor
+from aicache.listener import Listener
 from aicache.memory import MemoryTier
+from aicache.namespace import Namespace
+from aicache.singleflight import Flights
 
 
 class CircuitBreaker:
-    """Stops calling a dead Redis: opens after ``failures`` consecutive errors, for ``reset``
-    seconds; then lets calls through again (half-open) and closes on the first success."""
+    """Stops calling a dead Redis: opens after ``failures`` consecutive unreachable errors, for
+    ``reset`` seconds; then admits exactly one probe call (half-open) while every other caller is
+    refused, and closes on the probe's success or re-opens on its failure
+    (test_faults.py::test_half_open_breaker_admits_one_probe)."""
 
     def __init__(self, failures: int, reset: float) -> None:
         self.threshold = failures
         self.reset = reset
         self._failures = 0
         self._open_until = 0.0
+        self._probing = False
         self._lock = threading.Lock()
         self.opened = 0  # how many times it opened (for monitoring)
 
+    @property
+    def state(self) -> str:
+        if self._open_until == 0.0:
+            return "closed"
+        return "half-open" if self._probing or self._open_until <= time.monotonic() else "open"
+
     def allow(self) -> bool:
-        return self._open_until <= time.monotonic()
+        if self._open_until == 0.0:  # closed: the hot path is one attribute read
+            return True
+        with self._lock:
+            if self._open_until == 0.0:
+                return True
+            if self._probing or self._open_until > time.monotonic():
+                return False
+            self._probing = True  # this caller is the probe; the rest wait for its outcome
+            return True
+
+    def would_allow(self) -> bool:
+        """What :meth:`allow` would answer, without taking the half-open probe."""
+        return self._open_until == 0.0 or (not self._probing and self._open_until <= time.monotonic())
 
     def success(self) -> None:
-        if self._failures:
+        if self._failures or self._open_until:
             with self._lock:
                 self._failures = 0
                 self._open_until = 0.0
+                self._probing = False
 
     def failure(self) -> None:
         with self._lock:
             self._failures += 1
-            if self._failures >= self.threshold:
-                if self._open_until <= time.monotonic():
+            if self._probing or self._failures >= self.threshold:
+                if self._open_until == 0.0 or self._probing:
                     self.opened += 1
                 self._open_until = time.monotonic() + self.reset
+                self._probing = False
+
+    def release(self) -> None:
+        """The probe ended without a verdict (not a Redis error): let the next caller probe."""
+        if self._probing:
+            with self._lock:
+                self._probing = False
 
 
 class ProcessState:
     """What one process keeps per cache: shared by every thread's backend instance."""
 
     def __init__(
-        self, memory: MemoryTier, breaker: CircuitBreaker, coherence: Coherence, monitor: Any
+        self,
+        memory: MemoryTier,
+        breaker: CircuitBreaker,
+        coherence: CoherentTier,
+        monitor: Any,
+        listener: Listener | None = None,
     ) -> None:
         self.memory = memory
         self.breaker = breaker
         self.coherence = coherence
+        self.listener = listener
         self.monitor = monitor
+        self.flights = Flights()
+        self.redis_version: tuple[int, ...] | None = None
         self._errors: dict[str, int] = {}
         self._counters: dict[str, int] = {}
         self._local = threading.local()
         self._last_logged: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def begin_call(self) -> None:
+        """A public call starts: it has met no Redis fault yet."""
+        self._local.unreachable = False
+
+    def call_unreachable(self) -> bool:
+        """True once this thread's current call met an unreachable Redis: the rest of the call
+        skips Redis, so one call never waits longer than one socket timeout."""
+        return getattr(self._local, "unreachable", False)
+
+    def mark_unreachable(self) -> None:
+        self._local.unreachable = True
 
     def count_error(self, kind: str, action: str = "") -> None:
         with self._lock:
@@ -81,10 +134,12 @@ class ProcessState:
         with self._lock:
             return dict(self._errors)
 
-    def count(self, kind: str, n: int = 1) -> None:
+    def count(self, kind: str, n: int = 1, report: bool = True) -> None:
+        """Count in this process; ``report`` also tells the monitor (unless it counts it itself)."""
         with self._lock:
             self._counters[kind] = self._counters.get(kind, 0) + n
-        self.monitor.count(kind, n)
+        if report:
+            self.monitor.count(kind, n)
 
     def counter_snapshot(self) -> dict[str, int]:
         with self._lock:
@@ -110,27 +165,30 @@ def generation() -> int:
     return _generation
 
 
-def get_process_state(
-    identity: tuple[Any, ...],
-    max_entries: int,
-    max_bytes: int,
-    failures: int,
-    reset: float,
-    coherence_mode: str = "local",
-    monitor_factory: Any = None,
-) -> ProcessState:
+def get_process_state(identity: tuple[Any, ...], config: Any, monitor_factory: Any = None) -> ProcessState:
     """The one :class:`ProcessState` for ``identity`` (server + key prefix) in this process."""
     state = _registry.get(identity)
     if state is None:
         with _registry_lock:
             state = _registry.get(identity)
             if state is None:
-                memory = MemoryTier(max_entries, max_bytes)
+                memory = MemoryTier(config.memory_cache_size, config.memory_cache_max_bytes)
+                tier = CoherentTier(memory, config.key_prefix, config.memory_coherence)
+                listener = None
+                if config.memory_coherence == "tracking":
+                    listener = Listener(
+                        tier,
+                        Namespace(config.key_prefix),
+                        config.coherence_probe_seconds,
+                        config.coherence_liveness_seconds,
+                    )
+                    tier.listener = listener
                 state = ProcessState(
                     memory,
-                    CircuitBreaker(failures, reset),
-                    Coherence(memory, str(identity[-1]), coherence_mode),
+                    CircuitBreaker(config.circuit_breaker_failures, config.circuit_breaker_reset_seconds),
+                    tier,
                     monitor_factory(memory) if monitor_factory else NullMonitor(),
+                    listener,
                 )
                 _registry[identity] = state
     return state
@@ -141,7 +199,8 @@ def reset_process_state() -> None:
     global _registry_lock, _generation
     _registry_lock = threading.Lock()  # another thread may have held it at fork time
     for state in _registry.values():
-        state.coherence.stop()  # in a forked child the thread is gone already; harmless
+        if state.listener is not None:
+            state.listener.stop()  # in a forked child the thread is gone already; harmless
     _registry.clear()
     _generation += 1
 

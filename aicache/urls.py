@@ -2,8 +2,8 @@
 
     path("", include("aicache.urls")),
 
-``/metrics`` (Prometheus) when ``aicache.monitoring`` is installed. Each part is included only when
-its app is installed, so the core app alone adds no routes.
+``/metrics`` (Prometheus) and the monitoring API under ``/api/aicache/`` (docs at
+``/api/aicache/docs/``) when ``aicache.monitoring`` is installed; the core app alone adds no routes.
 """
 
 from __future__ import annotations
@@ -16,4 +16,5 @@ urlpatterns: list[URLPattern | URLResolver] = []
 if apps.is_installed("aicache.monitoring"):
     urlpatterns += [
         path("", include("aicache.monitoring.urls")),  # /metrics (namespace aicache_monitoring)
+        path("api/aicache/", include("aicache.monitoring.api.urls")),  # namespace aicache_api
     ]

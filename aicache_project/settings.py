@@ -9,7 +9,7 @@
 | REDIS_URL      | redis://127.0.0.1:6390/0 (`make run`)     |
 | CELERY_BROKER_URL | REDIS_URL with database 1              |
 | CELERY_RESULT_BACKEND | REDIS_URL with database 2          |
-| METRICS_TOKEN  | "" (bearer token that opens /metrics)     |
+| METRICS_TOKEN  | "" (then /metrics needs a staff session)  |
 | STATIC_ROOT    | <repo>/.run/static (collectstatic)        |
 """
 
@@ -59,6 +59,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "aicache",
     "aicache.monitoring",
 ]
@@ -114,7 +117,24 @@ CACHES = {
     },
 }
 
+# The monitoring API (aicache.monitoring.api): OpenAPI by drf-spectacular, UI assets from the
+# sidecar (no CDN); throttle rates of its invalidate/reset and of the project's process endpoint.
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {"aicache_invalidate": "10/minute", "aicache_process": "60/minute"},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "aicache API",
+    "DESCRIPTION": "Stats, history, health and invalidation of the AI response cache.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
 # Global aicache settings (per-cache OPTIONS override these); see README's configuration table.
+# METRICS_TOKEN: Prometheus scrapes /metrics with `Authorization: Bearer <token>`.
 AICACHE: dict = {"METRICS_TOKEN": os.environ.get("METRICS_TOKEN", "")}
 
 # The reference text processor behind the demo and the benchmarks; point CLASS at your LLM client.

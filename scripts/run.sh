@@ -12,12 +12,16 @@ fi
 unset AICACHE_RUN_SIGNALS
 . "$(dirname "$0")/env.sh"
 mkdir -p "$RUN/redis" "$RUN/logs"
+# One Prometheus multiprocess directory for every process (web, worker, beat, the demo): /metrics sums them.
+export PROMETHEUS_MULTIPROC_DIR=$RUN/prometheus
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
 pids=()
 names=()
 stop_all() {
   trap - INT TERM EXIT
   local pid
+  [ -n "${demo:-}" ] && kill -TERM "$demo" 2>/dev/null
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for _ in $(seq 150); do  # 15 s for a graceful stop (Celery finishes its current task), then KILL
     local alive=0
@@ -92,6 +96,13 @@ for _ in $(seq 300); do
   kill -0 "${pids[-1]}" 2>/dev/null || break
   sleep 0.1
 done
+# A short demo through the reference processor, so the API, the admin and /metrics have data. In the
+# background, so that a signal meanwhile is handled at once; its failure leaves the stack running.
+"$BIN/python" manage.py aicache_demo --requests 200 --patterns 20 --concurrency 4 --latency 0.2 &
+demo=$!
+wait "$demo" || echo "aicache_demo failed (see above); the stack keeps running." >&2
+demo=
+
 P=$MAKE_PREFIX
 URL="http://127.0.0.1:$WEB_PORT"
 cat <<MSG

@@ -89,6 +89,19 @@ class TcpProxy:
             if match is None:
                 self._blackhole_new = True
 
+    def blackhole_client_port(self, port: int) -> None:
+        """Black-hole the one connection whose client side is ``port`` (e.g. a listener socket)."""
+        with self._lock:
+            for index, client, _ in self._pairs:
+                try:
+                    peer = client.getpeername()[1]
+                except OSError:
+                    continue
+                if peer == port:
+                    self._blackholed.add(index)
+                    return
+        raise AssertionError(f"no proxied connection from port {port}")
+
     def delay(self, seconds: float) -> None:
         self._delay = seconds
 

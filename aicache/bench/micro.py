@@ -36,8 +36,17 @@ def text_key(text: str) -> str:
     return "bench:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def _calls(quick: bool, full: int) -> int:
-    return max(200, full // 10) if quick else full
+#: ``quick`` may also be this fraction: a smoke run that only exercises the steps (tests use it).
+SMOKE = 0.001
+
+
+def _calls(quick: bool | float, full: int) -> int:
+    """Calls per round: all of them, a tenth (``--quick``), or a token few (``--smoke``)."""
+    if quick is True:
+        return max(200, full // 10)
+    if quick:
+        return max(5, int(full * quick))
+    return full
 
 
 def reads(url: str, quick: bool = False) -> list[Result]:
@@ -123,7 +132,7 @@ def writes(url: str, quick: bool = False) -> list[Result]:
     return out
 
 
-def key_generation(quick: bool = False) -> list[Result]:
+def key_generation(quick: bool | float = False) -> list[Result]:
     out = []
     for algorithm in ("sha256", "blake2b"):
         gen = CacheKeyGenerator("ai_cache", algorithm)
@@ -142,7 +151,7 @@ def key_generation(quick: bool = False) -> list[Result]:
     return out
 
 
-def compression(url: str, quick: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def compression(url: str, quick: bool | float = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Ratio and speed per algorithm and level; and Redis MEMORY USAGE per 1,000 entries."""
     rows = []
     for response_bytes in (800, 5000, 50000):
@@ -176,6 +185,7 @@ def compression(url: str, quick: bool = False) -> tuple[list[dict[str, Any]], li
                 }
             )
     stored = []
+    entries = _calls(quick, 1000) if quick is not True else 1000
     for algorithm in ("zlib", "zstd", "none"):
         cache = make_aicache(
             url,
@@ -184,7 +194,7 @@ def compression(url: str, quick: bool = False) -> tuple[list[dict[str, Any]], li
             MEMORY_TIERS=[],
         )
         keys = []
-        for i in range(1000):
+        for i in range(entries):
             text = f"entry {i}: " + prose(600, seed=i)
             cache.cache_response(text, "summarize", None, llm_response(5000, seed=i))
             keys.append(cache.key_generator.generate(text, "summarize"))
@@ -194,7 +204,7 @@ def compression(url: str, quick: bool = False) -> tuple[list[dict[str, Any]], li
         stored.append(
             {
                 "algorithm": algorithm,
-                "entries": 1000,
+                "entries": entries,
                 "response_bytes": 5000,
                 "redis_memory_usage_bytes": sum(pipe.execute()),
             }

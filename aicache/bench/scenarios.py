@@ -185,11 +185,11 @@ def concurrency(url: str, quick: bool = False) -> list[dict[str, Any]]:
 def populate(cache, operation: str, n: int, start: int = 0) -> None:
     """Write ``n`` small entries of ``operation`` fast (pipelined SET + index), as writes would."""
     frame = cache.codec.encode(b'{"label":"neutral"}', 3600).data
+    script = cache.redis.register_script(invalidation.STORE_LUA)
     pipe = cache.redis.pipeline(transaction=False)
     for i in range(start, start + n):
         key = cache.key_generator.generate(f"{operation} text {i}", operation)
-        pipe.set(key, frame, ex=3600)
-        invalidation.index_write(pipe, cache.config.key_prefix, operation, key, 3600)
+        invalidation.store(script, pipe, cache.ns, operation, key, frame, 3600, None)
         if i % 5000 == 4999:
             pipe.execute()
     pipe.execute()

@@ -11,7 +11,7 @@ class MonitoringConfig(AppConfig):
         from aicache.conf import MONITORING_REQUIRES, require_modules
 
         require_modules(MONITORING_REQUIRES, "monitoring", "INSTALLED_APPS 'aicache.monitoring'")
-        from aicache.monitoring import prometheus
+        from aicache.monitoring import checks, prometheus  # noqa: F401 - checks register themselves
         from aicache.monitoring.exporter import get_exporter
 
         get_exporter().add_sink(prometheus.apply)

@@ -1,10 +1,13 @@
 """One background thread per process that ships what the monitors recorded.
 
-Every ``METRICS_EXPORT_SECONDS`` it samples each memory tier (at most once per
-``MEMORY_SAMPLE_SECONDS``), drains each monitor, and hands the drained figures to every sink:
-Prometheus instruments always, and whatever else registered (the Celery flusher of the monitoring
-history). Nothing here runs on a request thread, except :meth:`Exporter.flush_now`, which the
-``/metrics`` view calls so that a scrape sees up-to-date figures.
+Every ``METRICS_EXPORT_SECONDS`` (the smallest of the caches that registered) it samples each
+memory tier (at most once per that cache's ``MEMORY_SAMPLE_SECONDS``), drains each monitor, and
+hands the drained figures to every sink: Prometheus instruments always, and whatever else
+registered (the Celery flusher of the monitoring history). Sinks only merge in memory: the flusher
+ships from its own thread, so the exporter lock is never held across network I/O and
+:meth:`Exporter.flush_now`, which the ``/metrics`` view calls so that a scrape sees up-to-date
+figures, never waits on the broker
+(``tests/history/test_flusher.py::test_a_hung_broker_blocks_neither_exporter_nor_scrape``).
 """
 
 from __future__ import annotations
@@ -50,13 +53,14 @@ class Exporter:
         self._lock = threading.Lock()  # one flush at a time
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self.interval = 1.0
+        self.interval: float | None = None  # METRICS_EXPORT_SECONDS: the smallest registered
         self.sink_failures = 0
 
     def register(self, monitor: CachePerformanceMonitor, memory: Any, config: Any) -> None:
         with self._lock:
             self._watched.append(_Watched(monitor, memory, config.memory_sample_seconds))
-            self.interval = min(self.interval, config.metrics_export_seconds)
+            seconds = config.metrics_export_seconds
+            self.interval = seconds if self.interval is None else min(self.interval, seconds)
         self._ensure_thread()
 
     def add_sink(self, sink: Sink) -> None:
@@ -70,13 +74,13 @@ class Exporter:
             self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(self.interval or 1.0):
             self.flush_now()
 
     def flush_now(self, force_memory_sample: bool = False, ship: bool = True) -> None:
-        """Drain every monitor into every sink. ``ship=False`` (the /metrics view, a request
-        thread) hands sinks that ship over the network (they have ``collect``) the data without
-        letting them send it: that waits for the exporter thread."""
+        """Drain every monitor into every sink. Sinks merge in memory and never do I/O here;
+        ``ship=False`` (the /metrics view, exit) hands sinks that ship over the network (they have
+        ``collect``) the data without even waking their sender: the exporter thread does that."""
         with self._lock:
             now = time.monotonic()
             for watched in self._watched:
@@ -123,4 +127,4 @@ def get_exporter() -> Exporter:
 
 
 os.register_at_fork(after_in_child=_after_fork)
-atexit.register(lambda: exporter.flush_now())
+atexit.register(lambda: exporter.flush_now(ship=False))

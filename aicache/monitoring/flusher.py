@@ -1,11 +1,17 @@
-"""Ships drained monitoring data to the database through Celery, from the exporter thread.
+"""Ships drained monitoring data to the database through Celery, from its own sender thread.
 
 Each process merges what its monitors drain into one pending batch and, every ``FLUSH_INTERVAL``
-seconds or when the batch holds ``FLUSH_MAX_ROLLUPS`` rollups, seals it with a fresh batch id and
-publishes one ``ingest_batch`` task. If the broker cannot take it, the batch waits in a bounded
-outbox (``FLUSH_BUFFER_BATCHES``); beyond that the oldest batches are dropped, and the drop is
-counted (in the next batch that gets through, in ``/metrics`` and in the stats). Nothing here runs
-on a request thread, and a broker outage costs the cache nothing.
+seconds or when the batch holds ``FLUSH_MAX_ROLLUPS`` rollups, seals it with a fresh batch id into
+a bounded outbox (``FLUSH_BUFFER_BATCHES``; beyond it the oldest batches are dropped and counted, in
+the next batch that gets through, in ``/metrics`` and in the stats) and wakes the sender thread,
+which publishes one ``ingest_batch`` task per batch. Only that thread talks to the broker, and it
+holds no lock while it does: the exporter, a ``/metrics`` scrape and the cache never wait on the
+broker (``tests/history/test_flusher.py::test_a_hung_broker_blocks_neither_exporter_nor_scrape``).
+At exit one bounded attempt is made (``EXIT_BUDGET_SECONDS`` in all;
+``tests/integration/test_history_pipeline.py::test_process_exit_never_waits_on_the_broker``).
+
+With no broker configured, or a transport that cannot be imported, history is off for the
+process, with one warning (and the system check ``aicache.W010``), instead of a hang at every exit.
 
 Payload (compact, JSON-serialisable)::
 
@@ -39,6 +45,33 @@ from aicache.monitoring.rollups import Drained, Rollup
 from aicache.monitoring.sketch import merge
 
 logger = logging.getLogger("aicache.monitoring")
+EXIT_BUDGET_SECONDS = 1.0
+# what a failed publish may raise: broker unreachable or refusing, or its client library missing
+DELIVERY_ERRORS = (KombuError, RedisError, OSError, ImportError)
+
+
+def broker_problem() -> str | None:
+    """Why this process cannot ship history through Celery, or None if it can. Looks at the
+    Celery app that ``ingest_batch`` would use; imports the broker's transport, connects to
+    nothing."""
+    try:
+        from celery import current_app
+        from kombu import Connection
+    except ImportError as exc:
+        return f"Celery cannot be imported ({exc})"
+    app_conf = current_app.conf
+    if app_conf.task_always_eager:
+        return None
+    url = app_conf.broker_url
+    if not url:
+        return "no Celery broker is configured (no Celery app with a broker URL)"
+    try:
+        Connection(url).transport  # noqa: B018 - resolves and imports the transport and its client
+    except ImportError as exc:
+        return f"the Celery broker transport cannot be imported ({exc})"
+    except (KeyError, ValueError, KombuError) as exc:
+        return f"the Celery broker URL is not usable ({exc!r})"
+    return None
 
 
 def process_name() -> str:
@@ -59,7 +92,11 @@ def _merge_rollup(into: Rollup, other: Rollup) -> None:
 
 
 class CeleryFlusher:
-    """An exporter sink. ``send`` publishes a payload and raises if the broker cannot take it."""
+    """An exporter sink. ``send`` publishes a payload and raises if the broker cannot take it.
+
+    ``collect`` (any thread) only merges under a short lock; ``flush`` (the sender thread, or a
+    caller that wants to wait) sends the outbox holding no lock but the one that keeps sends in
+    order."""
 
     fork_safe = False  # holds this process's pending data: a forked child builds its own
 
@@ -68,7 +105,8 @@ class CeleryFlusher:
         self.max_rollups = max_rollups
         self.buffer_batches = buffer_batches
         self._send = send or _send_with_celery
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # pending data and the outbox: held for merges only
+        self._send_lock = threading.Lock()  # one sender at a time, batches in order
         self._reset_pending()
         self._outbox: deque[dict] = deque()
         self._last_flush = time.monotonic()
@@ -76,7 +114,10 @@ class CeleryFlusher:
         self.dropped_records = 0
         self.sent = 0
         self.failures = 0
+        self.in_flight = False  # a publish is under way (tests stage a hung broker with it)
         self._monitor: CachePerformanceMonitor | None = None
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _reset_pending(self) -> None:
         self._rollups: dict[tuple, Rollup] = {}
@@ -85,13 +126,15 @@ class CeleryFlusher:
         self._memory: list[list] = []
 
     def __call__(self, monitor: CachePerformanceMonitor, drained: Drained) -> None:
-        """Exporter sink: collect, and send when a batch is due."""
+        """Exporter sink: collect; when a batch is due, seal it and wake the sender thread."""
         if self.collect(monitor, drained):
-            self.flush()
+            self.seal()
+            self._kick()
 
     def collect(self, monitor: CachePerformanceMonitor, drained: Drained) -> bool:
         """Merge a drained batch into the pending one; True when it is due to be sent."""
-        if not aicache_settings.HISTORY_ENABLED:
+        enabled = getattr(monitor, "history_enabled", None)
+        if not (aicache_settings.HISTORY_ENABLED if enabled is None else enabled):
             return False
         with self._lock:
             self._monitor = monitor
@@ -146,7 +189,8 @@ class CeleryFlusher:
                 time.monotonic() - self._last_flush >= self.interval or len(self._rollups) >= self.max_rollups
             )
 
-    def _seal(self) -> dict | None:
+    def _payload(self) -> dict | None:
+        """The pending data as one batch (None when there is nothing: no empty batches)."""
         if not (self._rollups or self._slow or self._invalidations or self._memory):
             return None
         payload = {
@@ -180,32 +224,89 @@ class CeleryFlusher:
         self._reset_pending()
         return payload
 
-    def flush(self) -> None:
-        """Seal what is pending and send the outbox, oldest first; keep what the broker refuses,
-        dropping (and counting) the oldest batches beyond FLUSH_BUFFER_BATCHES."""
+    def seal(self) -> None:
+        """Move what is pending into the outbox as one batch. The outbox keeps FLUSH_BUFFER_BATCHES
+        batches that the broker refused, plus the newest one until it has been tried."""
         with self._lock:
             self._last_flush = time.monotonic()
-            payload = self._seal()
+            payload = self._payload()
             if payload is not None:
                 self._outbox.append(payload)
-            while self._outbox:
-                batch = self._outbox[0]
-                batch["dropped"] = {"batches": self.dropped_batches, "records": self.dropped_records}
+            self._trim(self.buffer_batches + 1)
+
+    def _trim(self, keep: int) -> None:
+        """Drop (and count) the oldest batches beyond ``keep``. Callers hold ``self._lock``."""
+        while len(self._outbox) > keep:
+            lost = self._outbox.popleft()
+            self._count_drop(1, sum(len(lost[k]) for k in ("rollups", "slow", "invalidations", "memory")))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Seal what is pending and send the outbox from this thread, oldest first; keep what the
+        broker refuses. With ``timeout``, give up (False) if another send holds the line longer."""
+        self.seal()
+        if not self._send_lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            return False
+        try:
+            while True:
+                with self._lock:
+                    if not self._outbox:
+                        return True
+                    batch = self._outbox[0]
+                    batch["dropped"] = {"batches": self.dropped_batches, "records": self.dropped_records}
+                self.in_flight = True
                 try:
                     self._send(batch)
-                except (KombuError, RedisError, OSError) as exc:  # broker unreachable or refusing
+                except DELIVERY_ERRORS as exc:
                     self.failures += 1
+                    with self._lock:
+                        self._trim(self.buffer_batches)
                     if self.failures == 1 or self.failures % 100 == 0:
                         logger.warning(
                             "aicache: monitoring batch not delivered (%s); %d waiting", exc, len(self._outbox)
                         )
-                    break
-                self._outbox.popleft()
-                self.sent += 1
-                self.dropped_batches = self.dropped_records = 0
-            while len(self._outbox) > self.buffer_batches:
-                lost = self._outbox.popleft()
-                self._count_drop(1, sum(len(lost[k]) for k in ("rollups", "slow", "invalidations", "memory")))
+                    return False
+                finally:
+                    self.in_flight = False
+                with self._lock:
+                    if self._outbox and self._outbox[0] is batch:
+                        self._outbox.popleft()
+                    self.sent += 1
+                    self.dropped_batches = self.dropped_records = 0
+        finally:
+            self._send_lock.release()
+
+    def _kick(self) -> None:
+        """Wake the sender thread (started on first use)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="aicache-history", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:
+                # Broad on purpose: a sender that raised something unforeseen (a custom send, a
+                # serializer) must log and live on, or history would stop without a word.
+                self.failures += 1
+                logger.exception("aicache: monitoring sender failed; it keeps running")
+
+    def flush_at_exit(self, budget: float = EXIT_BUDGET_SECONDS) -> bool:
+        """One bounded attempt to send what is left: at most ``budget`` seconds in all, however
+        the broker behaves (the send runs on a daemon thread that is abandoned if it hangs)."""
+        done = threading.Event()
+
+        def attempt() -> None:
+            if self.flush(timeout=budget):
+                done.set()
+
+        sender = threading.Thread(target=attempt, name="aicache-history-exit", daemon=True)
+        sender.start()
+        sender.join(budget)
+        return done.is_set()
 
     def _count_drop(self, batches: int, records: int) -> None:
         self.dropped_batches += batches
@@ -229,13 +330,23 @@ _flusher: CeleryFlusher | None = None
 _flusher_lock = threading.Lock()
 
 
-def install(config: Any) -> CeleryFlusher:
-    """Add the process's flusher to the exporter (once per process; again after a fork)."""
+_warned: set[str] = set()
+
+
+def install(config: Any) -> CeleryFlusher | None:
+    """Add the process's flusher to the exporter (once per process; again after a fork). With no
+    usable broker, history stays off for this process, with one warning."""
     global _flusher
     from aicache.monitoring.exporter import get_exporter
 
     with _flusher_lock:
         if _flusher is None:
+            problem = broker_problem()
+            if problem is not None:
+                if problem not in _warned:
+                    _warned.add(problem)
+                    logger.warning("aicache: monitoring history is off in this process: %s.", problem)
+                return None
             _flusher = CeleryFlusher(
                 config["FLUSH_INTERVAL"], config["FLUSH_MAX_ROLLUPS"], config["FLUSH_BUFFER_BATCHES"]
             )
@@ -248,11 +359,16 @@ def get_flusher() -> CeleryFlusher | None:
 
 
 def _at_exit() -> None:
+    """Collect what the monitors hold and make one bounded attempt to ship it."""
     from aicache.monitoring.exporter import get_exporter
 
     if _flusher is not None:
-        get_exporter().flush_now()
-        _flusher.flush()
+        get_exporter().flush_now(ship=False)
+        if not _flusher.flush_at_exit() and _flusher.waiting:
+            logger.warning(
+                "aicache: %d monitoring batch(es) not delivered at exit (broker unreachable or slow)",
+                _flusher.waiting,
+            )
 
 
 def _after_fork() -> None:

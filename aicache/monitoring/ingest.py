@@ -134,7 +134,7 @@ def series(rows: Iterable[list]) -> dict[SeriesKey, Agg]:
             )
             ts, count, total = float(ts), int(count), float(total)
             mn, mx = (None if v is None else float(v) for v in (mn, mx))
-            parts = (_text(kind, 16), _text(op, 64), _text(tier, 32), _text(outcome, 32))
+            parts = (_text(kind, 16), _text(op, 64), _text(tier, 128), _text(outcome, 32))
             numbers = (int(text), int(text_max), int(b_in), int(b_out))
             if count < 0 or not isinstance(sketch, dict) or not isinstance(ratios, dict):
                 raise BadBatch("negative count or malformed sketch")

@@ -62,7 +62,7 @@ def snapshot_redis() -> list[dict[str, Any]]:
             client = cache.redis
             memory = client.info("memory")
             stats = client.info("stats")
-            entries = invalidation.live_entries(client, cache.config.key_prefix)
+            entries = invalidation.live_entries(client, cache.ns)
         except RedisError as exc:
             out.append({"alias": alias, "error": str(exc)})
             continue

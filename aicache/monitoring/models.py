@@ -56,9 +56,13 @@ class Rollup(models.Model):
     resolution = models.PositiveIntegerField(
         choices=Resolution.choices, help_text="Period length in seconds."
     )
-    kind = models.CharField(max_length=16, help_text="get, set, keygen, compress, invalidate or counter.")
+    kind = models.CharField(
+        max_length=16, help_text="get, set, keygen, compress, invalidate, counter, saved or hit_cost."
+    )
     operation = models.CharField(max_length=64, blank=True, help_text="AI operation, or the counter's name.")
-    tier = models.CharField(max_length=32, blank=True)
+    tier = models.CharField(
+        max_length=128, blank=True, help_text="Text-size tier; on saved and hit_cost rows, the model."
+    )
     outcome = models.CharField(
         max_length=32, blank=True, help_text="hit_memory, hit_redis, miss, ok, error, ..."
     )

@@ -1,8 +1,9 @@
 """Prometheus metrics: instruments defined once, fed from drained rollups, served at /metrics.
 
-Labels come from small fixed sets (action, tier, outcome, error kind) plus the AI operation, which
-is capped at ``MAX_OPERATION_LABELS`` distinct values per process (the rest become ``other``):
-never a key, a text or a user. Under gunicorn, set ``PROMETHEUS_MULTIPROC_DIR`` (see
+Labels come from small fixed sets (action, source, error kind) or are capped per process like the
+AI operation (``MAX_OPERATION_LABELS``; ``action`` and ``source`` outside their fixed sets share
+``MAX_ACTION_LABELS`` more values): beyond a cap a value becomes ``other``. Never a key, a text or
+a user. Under gunicorn, set ``PROMETHEUS_MULTIPROC_DIR`` (see
 ``aicache_project/gunicorn.conf.py``) and every worker's figures are summed at scrape time.
 
 The request path never touches these instruments: the exporter thread adds each drained rollup at
@@ -37,6 +38,12 @@ from aicache.monitoring.sketch import bucket_value
 LATENCY_BUCKETS_MS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000)
 DURATION_BUCKETS_S = tuple(b / 1000 for b in LATENCY_BUCKETS_MS)
 MAX_OPERATION_LABELS = 50
+MAX_ACTION_LABELS = 20  # extra action/source values beyond the fixed sets below
+ACTIONS = frozenset(
+    {"get", "set", "delete", "invalidate", "lock", "unlock", "decode", "encode", "publish", "count", "ping"}
+)
+SOURCES = frozenset({"memory", "redis", "coalesced", "miss", "hit", "ok", "error"})
+ERROR_KINDS = frozenset({"unreachable", "redis_error", "corrupt_entry", "circuit_open"})
 
 HITS = Counter("redis_cache_hits_total", "Cache reads that hit.", ["operation", "tier"])
 MISSES = Counter("redis_cache_misses_total", "Cache reads that missed.", ["operation", "tier"])
@@ -65,6 +72,17 @@ INVALIDATIONS = Counter("aicache_invalidations_total", "Invalidation calls.", ["
 INVALIDATED_KEYS = Counter("aicache_invalidated_keys_total", "Keys removed by invalidations.", ["type"])
 SINGLE_FLIGHT = Counter("aicache_single_flight_total", "Single-flight events.", ["event"])
 MONITORING_DROPS = Counter("aicache_monitoring_dropped_total", "Monitoring data dropped.", ["what"])
+SAVED_SECONDS = Counter(
+    "aicache_saved_seconds_total", "Compute time that hits saved (gross).", ["operation", "model"]
+)
+SAVED_TOKENS = Counter(
+    "aicache_saved_tokens_total", "Tokens that hits saved.", ["operation", "model", "kind"]
+)
+SAVED_COST = Counter(
+    "aicache_saved_cost_total",
+    "Money that hits saved (models with a price).",
+    ["operation", "model", "currency"],
+)
 MEMORY_ENTRIES = Gauge(
     "aicache_memory_tier_entries", "Entries in the memory tier.", multiprocess_mode="livesum"
 )
@@ -74,14 +92,35 @@ _operations: set[str] = set()
 _operations_lock = threading.Lock()
 
 
-def operation_label(operation: str) -> str:
-    if operation in _operations or not operation:
-        return operation
+_actions: set[str] = set()
+
+
+def _capped(value: str, seen: set[str], cap: int) -> str:
+    if value in seen or not value:
+        return value
     with _operations_lock:
-        if len(_operations) < MAX_OPERATION_LABELS:
-            _operations.add(operation)
-            return operation
+        if len(seen) < cap:
+            seen.add(value)
+            return value
     return "other"
+
+
+def operation_label(operation: str) -> str:
+    return _capped(operation, _operations, MAX_OPERATION_LABELS)
+
+
+_models: set[str] = set()
+
+
+def model_label(model: str) -> str:
+    return _capped(model, _models, MAX_OPERATION_LABELS) or "unknown"
+
+
+def action_label(action: str) -> str:
+    """``action`` (and ``source``) labels: a fixed set, plus at most MAX_ACTION_LABELS others."""
+    if action in ACTIONS or action in SOURCES or action in ERROR_KINDS:
+        return action
+    return _capped(action, _actions, MAX_ACTION_LABELS)
 
 
 def _observe_sketch(child: Any, sketch: dict[int, int], total: float, scale: float, bounds: tuple) -> None:
@@ -91,6 +130,21 @@ def _observe_sketch(child: Any, sketch: dict[int, int], total: float, scale: flo
         position = bisect_left(bounds, bucket_value(index) * scale)
         child._buckets[position].inc(count)
     child._sum.inc(total * scale)
+
+
+def _saved(op: str, model: str, r: Any) -> None:
+    from aicache.conf import aicache_settings
+    from aicache.savings import price
+
+    label = model_label(model)
+    SAVED_SECONDS.labels(op, label).inc(r.total)
+    if r.bytes_in:
+        SAVED_TOKENS.labels(op, label, "prompt").inc(r.bytes_in)
+    if r.bytes_out:
+        SAVED_TOKENS.labels(op, label, "completion").inc(r.bytes_out)
+    cost = price(aicache_settings.MODEL_PRICES, model, r.bytes_in, r.bytes_out)
+    if cost is not None:
+        SAVED_COST.labels(op, label, cost[1]).inc(cost[0])
 
 
 def apply(monitor: CachePerformanceMonitor, drained: Drained) -> None:
@@ -108,6 +162,11 @@ def apply(monitor: CachePerformanceMonitor, drained: Drained) -> None:
             INVALIDATIONS.labels(op, outcome).inc(r.count)
             INVALIDATED_KEYS.labels(op).inc(r.bytes_in)
             continue
+        if kind == "saved":
+            _saved(op, tier, r)
+            continue
+        if kind == "hit_cost":
+            continue
         if kind == "get":
             if outcome.startswith("hit"):
                 HITS.labels(op, tier).inc(r.count)
@@ -115,13 +174,14 @@ def apply(monitor: CachePerformanceMonitor, drained: Drained) -> None:
                     MEMORY_HITS.labels(op, tier).inc(r.count)
             else:
                 MISSES.labels(op, tier).inc(r.count)
-        source = outcome.removeprefix("hit_") if kind == "get" else outcome
-        _observe_sketch(LATENCY.labels(kind, op, tier), r.sketch, r.total, 1000, LATENCY_BUCKETS_MS)
-        _observe_sketch(DURATION.labels(kind, source), r.sketch, r.total, 1, DURATION_BUCKETS_S)
+        source = action_label(outcome.removeprefix("hit_") if kind == "get" else outcome)
+        action = action_label(kind)
+        _observe_sketch(LATENCY.labels(action, op, tier), r.sketch, r.total, 1000, LATENCY_BUCKETS_MS)
+        _observe_sketch(DURATION.labels(action, source), r.sketch, r.total, 1, DURATION_BUCKETS_S)
     for name, n in drained.counters.items():
         if name.startswith("error:"):
             _, error, action = name.split(":", 2)
-            ERRORS.labels(error, action).inc(n)
+            ERRORS.labels(action_label(error), action_label(action)).inc(n)
         elif name.startswith("single_flight_"):
             SINGLE_FLIGHT.labels(name.removeprefix("single_flight_")).inc(n)
         elif name.startswith("dropped_"):

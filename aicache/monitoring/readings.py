@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from datetime import datetime
 from typing import Any
 
 from aicache.monitoring import recommendations, summaries
 from aicache.monitoring.events import (
+    CacheOperationMetric,
     CacheOperationRecord,
+    CompressionMetric,
     CompressionRecord,
+    InvalidationRecord,
     KeyGenerationRecord,
     MemoryRecord,
+    PerformanceMetric,
     as_dict,
 )
+
+
+def iso(ts: float) -> str:
+    """A unix timestamp as the original wrote it: ``datetime.fromtimestamp(ts).isoformat()``."""
+    return datetime.fromtimestamp(ts).isoformat()
 
 
 class Readings:
@@ -37,6 +47,51 @@ class Readings:
     def _compression_records(self) -> list[CompressionRecord]:
         return [CompressionRecord(*t) for t in self._window(self._compression)]
 
+    # ------------------------------------------------------------------ the original's attributes
+    @property
+    def key_generation_times(self) -> list[PerformanceMetric]:
+        return [
+            PerformanceMetric(
+                r.duration, r.text_length, r.timestamp, r.operation_type, r.additional_data or {}
+            )
+            for r in self._key_generation_records()
+        ]
+
+    @property
+    def cache_operation_times(self) -> list[CacheOperationMetric]:
+        return [
+            CacheOperationMetric(
+                r.duration,
+                r.text_length,
+                r.timestamp,
+                r.operation,
+                r.additional_data or {},
+                r.cache_hit,
+                r.success,
+                r.operation_type,
+                r.tier,
+                r.source,
+            )
+            for r in self._operation_records()
+        ]
+
+    @property
+    def compression_ratios(self) -> list[CompressionMetric]:
+        return [
+            CompressionMetric(
+                r.original_size, r.compressed_size, r.ratio, r.compression_time, r.timestamp, r.operation_type
+            )
+            for r in self._compression_records()
+        ]
+
+    @property
+    def invalidation_events(self) -> list[InvalidationRecord]:
+        return self._window(self._invalidations)
+
+    @property
+    def memory_usage_measurements(self) -> list[MemoryRecord]:
+        return self._window(self._memory)
+
     def get_performance_stats(self) -> dict[str, Any]:
         with self._state_lock:
             return self._performance_stats()
@@ -46,10 +101,10 @@ class Readings:
         stats: dict[str, Any] = {
             "timestamp": time.time(),
             "retention_hours": self.retention_hours,
-            "cache_hit_rate": summaries.hit_rate(self.cache_hits, self.cache_misses),
-            "total_cache_operations": self.total_cache_operations,
-            "cache_hits": self.cache_hits,
-            "cache_misses": self.cache_misses,
+            "cache_hit_rate": summaries.hit_rate(self._hits, self._misses),
+            "total_cache_operations": self._operations,
+            "cache_hits": self._hits,
+            "cache_misses": self._misses,
         }
         keygen = self._key_generation_records()
         if keygen:
@@ -79,40 +134,77 @@ class Readings:
         return stats
 
     def summary(self) -> dict[str, Any]:
-        """``AIResponseCache.get_performance_summary``'s figures, from one settle of the windows."""
+        """``AIResponseCache.get_performance_summary``'s figures, every one of them from the same
+        window: everything recorded since this monitor started or was last reset."""
         with self._state_lock:
-            stats = self._performance_stats()
-            ops = self._operation_records()
+            self._settle()
+            hits, misses, operations = self._hits, self._misses, self._operations
+            gets = {key: tuple(v) for key, v in self._gets.items()}
+            op_seconds = self._op_seconds
+            processed, stored = self._compressed
+            since = self._reset_at
         by_tier: dict[str, list[float]] = {}
-        memory_hits = hits = 0
-        for r in ops:
-            if r.operation == "get":
-                by_tier.setdefault(r.tier, []).append(r.duration)
-                hits += r.cache_hit
-                memory_hits += r.source == "memory"
-        compression = stats.get("compression", {})
+        memory_hits = 0
+        for (tier, outcome), (n, seconds) in gets.items():
+            acc = by_tier.setdefault(tier, [0, 0.0])
+            acc[0] += n
+            acc[1] += seconds
+            if outcome == "hit_memory":
+                memory_hits += n
+        latency = {tier: seconds / n for tier, (n, seconds) in sorted(by_tier.items()) if n}
+        avg_op = op_seconds / operations if operations else 0.0
+        saved = processed - stored
         return {
-            "hit_ratio": stats["cache_hit_rate"] / 100,
-            "total_operations": stats["total_cache_operations"],
+            "hit_ratio": hits / (hits + misses) if hits + misses else 0.0,
+            "total_operations": operations,
             "memory_tier_hit_share": memory_hits / hits if hits else 0.0,
-            "avg_get_latency_by_tier": {t: sum(v) / len(v) for t, v in sorted(by_tier.items())},
-            "avg_operation_latency": stats.get("cache_operations", {}).get("avg_duration", 0.0),
-            "compression_savings_percent": compression.get("overall_savings_percent", 0.0),
-            "compression_bytes_saved": compression.get("total_bytes_saved", 0),
+            "avg_get_latency_by_tier": latency,
+            "avg_operation_latency": avg_op,
+            "avg_get_latency_ms_by_tier": {tier: summaries.ms(v) for tier, v in latency.items()},
+            "avg_operation_latency_ms": summaries.ms(avg_op),
+            "compression_savings_percent": saved / processed * 100 if processed else 0.0,
+            "compression_bytes_saved": saved,
+            "since": since,
         }
 
     def get_recent_slow_operations(self, threshold_multiplier: float = 2.0) -> dict[str, list[dict]]:
+        """The original's shape: per kind, the kept measurements slower than
+        ``threshold_multiplier`` x the mean of their kind, oldest first, timestamps as ISO strings."""
+        keygen = [
+            {
+                "duration": r.duration,
+                "text_length": r.text_length,
+                "operation_type": r.operation_type,
+                "timestamp": iso(r.timestamp),
+            }
+            for r in self._key_generation_records()
+        ]
+        ops = [
+            {
+                "duration": r.duration,
+                "operation_type": r.operation,
+                "text_length": r.text_length,
+                "timestamp": iso(r.timestamp),
+                "ai_operation": r.operation_type,
+                "tier": r.tier,
+                "source": r.source,
+            }
+            for r in self._operation_records()
+        ]
+        compression = [
+            {
+                "compression_time": r.compression_time,
+                "original_size": r.original_size,
+                "compression_ratio": r.ratio,
+                "operation_type": r.operation_type,
+                "timestamp": iso(r.timestamp),
+            }
+            for r in self._compression_records()
+        ]
         return {
-            "key_generation": summaries.slow_list(
-                map(as_dict, self._key_generation_records()), threshold_multiplier
-            ),
-            "cache_operations": summaries.slow_list(
-                map(as_dict, self._operation_records()), threshold_multiplier
-            ),
-            "compression": summaries.slow_list(
-                ({**as_dict(r), "duration": r.compression_time} for r in self._compression_records()),
-                threshold_multiplier,
-            ),
+            "key_generation": summaries.slower_than_mean(keygen, "duration", threshold_multiplier),
+            "cache_operations": summaries.slower_than_mean(ops, "duration", threshold_multiplier),
+            "compression": summaries.slower_than_mean(compression, "compression_time", threshold_multiplier),
         }
 
     def get_memory_usage_stats(self) -> dict[str, Any]:
@@ -131,36 +223,53 @@ class Readings:
             window_hours=self.retention_hours,
             warning_per_hour=self.invalidation_rate_warning_per_hour,
             critical_per_hour=self.invalidation_rate_critical_per_hour,
-            total_invalidations=self.total_invalidations,
-            total_keys=self.total_keys_invalidated,
+            total_invalidations=self._settled("_invalidation_count"),
+            total_keys=self._settled("_keys_invalidated"),
         )
 
     def get_invalidation_recommendations(self) -> list[dict[str, Any]]:
         return recommendations.invalidation_recommendations(self.get_invalidation_frequency_stats())
 
     def export_metrics(self) -> dict[str, Any]:
+        """Every kept measurement as plain dicts, in the original's keys (``key_generation_times``,
+        ``cache_operation_times``, ``compression_ratios``, ``invalidation_events``,
+        ``memory_usage_measurements``, the counters, ``export_timestamp`` as an ISO string), with
+        the richer sections of this recorder beside them."""
         with self._state_lock:
             self._settle()
-            return self._export()
-
-    def _export(self) -> dict[str, Any]:
-        return {
-            "export_timestamp": time.time(),
-            "retention_hours": self.retention_hours,
-            "totals": {
-                "cache_hits": self.cache_hits,
-                "cache_misses": self.cache_misses,
-                "total_cache_operations": self.total_cache_operations,
-                "total_invalidations": self.total_invalidations,
-                "total_keys_invalidated": self.total_keys_invalidated,
-                "counters": dict(self.counters),
-            },
-            "key_generation": [as_dict(r) for r in self._key_generation_records()],
-            "cache_operations": [as_dict(r) for r in self._operation_records()],
-            "compression": [as_dict(r) for r in self._compression_records()],
-            "memory_usage": [as_dict(r) for r in self._window(self._memory)],
-            "invalidations": [as_dict(r) for r in self._window(self._invalidations)],
-        }
+            keygen = self.key_generation_times
+            ops = self._operation_records()
+            compression = self.compression_ratios
+            invalidations = self.invalidation_events
+            memory = self.memory_usage_measurements
+            out = {
+                "key_generation_times": [as_dict(m) for m in keygen],
+                "cache_operation_times": [as_dict(m) for m in self.cache_operation_times],
+                "compression_ratios": [as_dict(m) for m in compression],
+                "invalidation_events": [as_dict(r) for r in invalidations],
+                "memory_usage_measurements": [as_dict(r) for r in memory],
+                "cache_hits": self._hits,
+                "cache_misses": self._misses,
+                "total_operations": self._operations,
+                "total_invalidations": self._invalidation_count,
+                "total_keys_invalidated": self._keys_invalidated,
+                "export_timestamp": iso(time.time()),
+                "retention_hours": self.retention_hours,
+                "totals": {
+                    "cache_hits": self._hits,
+                    "cache_misses": self._misses,
+                    "total_cache_operations": self._operations,
+                    "total_invalidations": self._invalidation_count,
+                    "total_keys_invalidated": self._keys_invalidated,
+                    "counters": dict(self.counters),
+                },
+            }
+        out["key_generation"] = [as_dict(r) for r in self._key_generation_records()]
+        out["cache_operations"] = [as_dict(r) for r in ops]
+        out["compression"] = [as_dict(r) for r in self._compression_records()]
+        out["memory_usage"] = out["memory_usage_measurements"]
+        out["invalidations"] = out["invalidation_events"]
+        return out
 
 
 def memory_usage_stats(samples: list[MemoryRecord]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Advice from the figures: invalidation recommendations and memory warnings.
 
-Rules (each returns at most one item):
+A recommendation is the original's dict: ``severity``, ``issue`` (its human-readable title),
+``message``, ``suggestions``, plus a stable machine ``id``. Rules (each returns at most one item):
 - high frequency: invalidations in the last hour at or above the warning rate (critical at or above
   the critical rate);
 - dominant pattern: one pattern is more than half of the invalidations (from 5 invalidations on, so
@@ -18,6 +19,22 @@ DOMINANT_MIN_SAMPLE = 5
 LOW_EFFICIENCY_KEYS = 1.0
 HIGH_IMPACT_KEYS = 100.0
 
+# (id, title): the titles are the original's, word for word.
+HIGH_FREQUENCY = ("high_invalidation_frequency", "High invalidation frequency")
+DOMINANT_PATTERN = ("dominant_invalidation_pattern", "Dominant invalidation pattern")
+LOW_EFFICIENCY = ("low_invalidation_efficiency", "Low invalidation efficiency")
+HIGH_IMPACT = ("high_invalidation_impact", "High invalidation impact")
+
+
+def _advice(rule: tuple[str, str], severity: str, message: str, suggestions: list[str]) -> dict[str, Any]:
+    return {
+        "severity": severity,
+        "issue": rule[1],
+        "message": message,
+        "suggestions": suggestions,
+        "id": rule[0],
+    }
+
 
 def invalidation_recommendations(freq: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
@@ -25,59 +42,58 @@ def invalidation_recommendations(freq: dict[str, Any]) -> list[dict[str, Any]]:
     level = thresholds["current_alert_level"]
     if level != "normal":
         out.append(
-            {
-                "severity": level,
-                "issue": "high_invalidation_frequency",
-                "message": (
-                    f"{rates['last_hour']} invalidations in the last hour (warning at "
-                    f"{thresholds['warning_per_hour']}, critical at {thresholds['critical_per_hour']})."
-                ),
-                "suggestions": [
+            _advice(
+                HIGH_FREQUENCY,
+                level,
+                f"{rates['last_hour']} invalidations in the last hour (warning at "
+                f"{thresholds['warning_per_hour']}, critical at {thresholds['critical_per_hour']}).",
+                [
                     "Batch invalidations: invalidate an operation once instead of many patterns.",
                     "Lengthen TTLs for operations whose answers rarely change.",
                     "Invalidate on real model or prompt changes only, not on every deploy.",
                 ],
-            }
+            )
         )
-    patterns = freq["patterns"]["most_common_patterns"]
+    patterns = freq["patterns"]["most_common_patterns"]  # {pattern: count}, most common first
     total = sum(freq["patterns"]["invalidation_types"].values())  # every retained invalidation
-    if patterns and total >= DOMINANT_MIN_SAMPLE and patterns[0]["count"] / total > DOMINANT_SHARE:
-        top = patterns[0]
-        out.append(
-            {
-                "severity": "info",
-                "issue": "dominant_invalidation_pattern",
-                "message": f"Pattern {top['pattern']!r} is {top['count'] / total:.0%} of invalidations.",
-                "suggestions": [
-                    "If it targets one operation, use invalidate_by_operation (indexed, cheaper).",
-                    "Consider a shorter TTL for those entries instead of repeated invalidation.",
-                ],
-            }
-        )
+    if patterns and total >= DOMINANT_MIN_SAMPLE:
+        pattern, count = next(iter(patterns.items()))
+        if count / total > DOMINANT_SHARE:
+            out.append(
+                _advice(
+                    DOMINANT_PATTERN,
+                    "info",
+                    f"Pattern {pattern!r} is {count / total:.0%} of invalidations.",
+                    [
+                        "If it targets one operation, use invalidate_by_operation (indexed, cheaper).",
+                        "Consider a shorter TTL for those entries instead of repeated invalidation.",
+                    ],
+                )
+            )
     efficiency = freq["efficiency"]["avg_keys_per_invalidation"]
     if freq["total_invalidations"] and efficiency < LOW_EFFICIENCY_KEYS:
         out.append(
-            {
-                "severity": "warning",
-                "issue": "low_invalidation_efficiency",
-                "message": f"Invalidations remove {efficiency:.2f} keys on average: most find nothing.",
-                "suggestions": [
-                    "Check the patterns: they may not match any key (patterns are literal).",
+            _advice(
+                LOW_EFFICIENCY,
+                "info",
+                f"Invalidations remove {efficiency:.2f} keys on average: most find nothing.",
+                [
+                    "Check the patterns: they may not match any key.",
                     "Drop invalidation calls that run when nothing was cached.",
                 ],
-            }
+            )
         )
     if efficiency > HIGH_IMPACT_KEYS:
         out.append(
-            {
-                "severity": "warning",
-                "issue": "high_impact_invalidations",
-                "message": f"Invalidations remove {efficiency:.0f} keys on average: each empties much of it.",
-                "suggestions": [
+            _advice(
+                HIGH_IMPACT,
+                "warning",
+                f"Invalidations remove {efficiency:.0f} keys on average: each empties much of the cache.",
+                [
                     "Narrow the patterns so that fewer entries are thrown away.",
                     "Expect a burst of LLM calls after each; schedule them off-peak.",
                 ],
-            }
+            )
         )
     return out
 

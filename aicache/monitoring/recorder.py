@@ -11,6 +11,17 @@ Recording is O(1) under one lock and never raises into the cache path. Each reco
 
 Hot-path records are kept as tuples (a frozen dataclass costs about a microsecond to build); the
 typed records of ``aicache.monitoring.events`` are made when someone reads.
+
+Bounded without an exporter too: every ``SETTLE_AT`` pending records the recording thread folds
+them itself, and a monitor nobody drains keeps at most ``max_measurements`` of each exported
+series and, past ``ROLLUP_PRUNE_AT`` rollups, only those of the last ``retention_hours`` (what it
+lets go is counted as ``dropped_pending``;
+``tests/unit/monitoring/test_bounds.py::test_standalone_monitor_memory_is_bounded``). Slow events
+for the database are capped at ``SLOW_EVENTS_PER_MINUTE`` per minute and action (the rest are
+counted as ``dropped_slow_events``), and a memory sample is shipped only when a figure moved by
+more than ``MEMORY_CHANGE_RATIO`` or ``MEMORY_HEARTBEAT_SECONDS`` passed, so an idle process ships
+nothing (``tests/history/test_bounds.py::test_idle_process_ships_nothing``). Folding itself is
+``aicache.monitoring.rollups.Folding``.
 """
 
 from __future__ import annotations
@@ -30,12 +41,22 @@ from aicache.monitoring.events import (
     MemoryRecord,
 )
 from aicache.monitoring.readings import Readings
-from aicache.monitoring.rollups import _HIT_OUTCOMES, _LOOKUP, Drained, Rollup, RollupKey, _add
-from aicache.monitoring.sketch import bucket_of
+from aicache.monitoring.rollups import (  # noqa: F401 - the limits, re-exported for readers
+    _LOOKUP,
+    MEMORY_CHANGE_RATIO,
+    MEMORY_HEARTBEAT_SECONDS,
+    ROLLUP_PRUNE_AT,
+    SLOW_EVENTS_PER_MINUTE,
+    Drained,
+    Folding,
+    Rollup,
+    RollupKey,
+)
 
 logger = logging.getLogger("aicache.monitoring")
 F = TypeVar("F", bound=Callable[..., Any])
-MAX_PENDING = 200_000  # records waiting to be folded; beyond it new records are dropped and counted
+MAX_PENDING = 100_000  # records waiting to be folded; beyond it new records are dropped and counted
+SETTLE_AT = 4096  # pending records that make the recording thread fold them itself
 
 
 def never_raises(method: F) -> F:
@@ -57,7 +78,7 @@ def never_raises(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class CachePerformanceMonitor(Readings):
+class CachePerformanceMonitor(Folding, Readings):
     def __init__(
         self,
         retention_hours: float | None = None,
@@ -96,7 +117,11 @@ class CachePerformanceMonitor(Readings):
         self._state_lock = threading.RLock()  # guards everything folded
         self._pending: list[tuple] = []
         self.dropped = 0
+        self.history_enabled: bool | None = None  # set by attach(): this cache's HISTORY_ENABLED
         self._slow_logged = {"key_generation": False, "cache_operation": False}
+        self._slow_minute = -1
+        self._slow_counts: dict[str, int] = {}
+        self._last_shipped_memory: MemoryRecord | None = None
         self._new_series()
         self._reset_locked()
 
@@ -114,9 +139,30 @@ class CachePerformanceMonitor(Readings):
         self._compression: deque[tuple] = deque(maxlen=n)
         self._memory: deque[MemoryRecord] = deque(maxlen=n)
         self._invalidations: deque[InvalidationRecord] = deque(maxlen=n)
-        self.cache_hits = self.cache_misses = self.total_cache_operations = 0
-        self.total_invalidations = self.total_keys_invalidated = 0
+        self._hits = self._misses = self._operations = 0
+        self._invalidation_count = self._keys_invalidated = 0
         self.counters: dict[str, int] = {}
+        # (operation, model) -> [hits, compute seconds saved, hit seconds, prompt, completion tokens]
+        self.saved: dict[tuple[str, str], list] = {}
+        # Since the start or the last reset, for summary(): every figure from the same window.
+        self._reset_at = time.time()
+        self._gets: dict[tuple[str, str], list] = {}  # (tier, outcome) -> [count, seconds]
+        self._op_seconds = 0.0
+        self._compressed = [0, 0]  # bytes in, bytes out
+
+    # ------------------------------------------------------------------ the original's counters
+    # Read as attributes, as in the original; each read folds what is pending first.
+    def _settled(self, name: str) -> int:
+        with self._state_lock:
+            self._settle()
+            return getattr(self, name)
+
+    cache_hits = property(lambda self: self._settled("_hits"))
+    cache_misses = property(lambda self: self._settled("_misses"))
+    total_operations = property(lambda self: self._settled("_operations"))
+    total_cache_operations = total_operations
+    total_invalidations = property(lambda self: self._settled("_invalidation_count"))
+    total_keys_invalidated = property(lambda self: self._settled("_keys_invalidated"))
 
     # ------------------------------------------------------------------ recording (hot path)
     # A record method only timestamps its arguments and appends them, with the handler that will
@@ -125,10 +171,20 @@ class CachePerformanceMonitor(Readings):
 
     def _enqueue(self, item: tuple) -> None:
         with self._lock:
-            if len(self._pending) < MAX_PENDING:
-                self._pending.append(item)
-                return
-            self.dropped += 1
+            pending = self._pending
+            if len(pending) < MAX_PENDING:
+                pending.append(item)
+                if len(pending) < SETTLE_AT:
+                    return
+            else:
+                self.dropped += 1
+        # Nobody drained in time (a standalone monitor, or a burst): fold here, unless a reader
+        # or the exporter is folding right now.
+        if self._state_lock.acquire(blocking=False):
+            try:
+                self._settle()
+            finally:
+                self._state_lock.release()
 
     @never_raises
     def record_lookup(
@@ -163,9 +219,10 @@ class CachePerformanceMonitor(Readings):
         operation_type: str = "",
         tier: str = "",
         source: str = "",
+        success: bool = True,
     ) -> None:
-        """One cache action; only ``get`` counts towards hits and misses. For other actions
-        ``cache_hit`` means the action succeeded."""
+        """One cache action; only a ``get`` counts towards hits and misses (``cache_hit``).
+        ``success`` says whether the action worked (a write that Redis refused: False)."""
         self._enqueue(
             (
                 self._fold_op,
@@ -178,6 +235,7 @@ class CachePerformanceMonitor(Readings):
                 tier,
                 source,
                 additional_data,
+                bool(success),
             )
         )
 
@@ -244,164 +302,33 @@ class CachePerformanceMonitor(Readings):
         self._enqueue((self._fold_invalidation, record))
 
     @never_raises
+    def record_saving(
+        self,
+        operation_type: str,
+        model: str,
+        compute_seconds: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        hit_seconds: float,
+    ) -> None:
+        """A hit on an entry whose computing cost is known: that cost was saved (aicache.savings)."""
+        self._enqueue(
+            (
+                self._fold_saving,
+                time.time(),
+                operation_type,
+                model,
+                compute_seconds,
+                prompt_tokens,
+                completion_tokens,
+                hit_seconds,
+            )
+        )
+
+    @never_raises
     def count(self, name: str, n: int = 1) -> None:
         """A named event counter (errors, single-flight waits, coalesced callers, drops)."""
         self._enqueue((self._fold_count, name, n))
-
-    # ------------------------------------------------------------------ folding (off the hot path)
-    def _settle(self) -> None:
-        """Fold pending records in. Callers hold ``self._state_lock``.
-
-        Reads are most records, so they are folded inline here rather than through a handler,
-        and a read whose entry the bounded windows would drop again in this same pass is not
-        appended to them (the counters and rollups still count it)."""
-        with self._lock:
-            pending, self._pending = self._pending, []
-            dropped, self.dropped = self.dropped, 0
-        if pending:
-            self._fold_batch(pending)
-        if dropped:
-            self._fold_count("dropped_pending", dropped)
-
-    def _fold_batch(self, pending: list[tuple]) -> None:
-        lookup = _LOOKUP
-        op_fold, keygen_fold = self._fold_op, self._fold_keygen
-        keep = self.max_measurements
-        # how many records each window still has to take after the current one
-        ops_left = sum(1 for item in pending if item[0] is lookup or item[0] == op_fold)
-        keygen_left = sum(
-            1 for item in pending if (item[0] is lookup and item[6] is not None) or item[0] == keygen_fold
-        )
-        rollups, ops, keygens = self._rollups, self._ops, self._keygen
-        kg_threshold, op_threshold = self.key_generation_threshold, self.cache_operation_threshold
-        slow_logged = self._slow_logged
-        hits = misses = total = 0
-        for item in pending:
-            if item[0] is not lookup:
-                if item[0] == op_fold:
-                    ops_left -= 1
-                elif item[0] == keygen_fold:
-                    keygen_left -= 1
-                item[0](*item[1:])
-                continue
-            _, now, op_type, tier, source, duration, keygen, text_length = item
-            minute = int(now) // 60 * 60
-            if keygen is not None:
-                keygen_left -= 1
-                if keygen_left < keep:
-                    keygens.append((now, keygen, text_length, op_type, None))
-                _add(rollups, (minute, "keygen", op_type, "", "ok"), keygen, text_length, 0, 0)
-                if (keygen > kg_threshold) != slow_logged["key_generation"]:
-                    self._note_slow("key_generation", keygen, kg_threshold, "key generation")
-            ops_left -= 1
-            if ops_left < keep:
-                ops.append((now, "get", duration, bool(source), text_length, op_type, tier, source, None))
-            total += 1
-            if source:
-                hits += 1
-                outcome = _HIT_OUTCOMES.get(source) or f"hit_{source}"
-            else:
-                misses += 1
-                outcome = "miss"
-            _add(rollups, (minute, "get", op_type, tier, outcome), duration, text_length, 0, 0)
-            if duration > op_threshold:
-                self._pending_slow.append(
-                    CacheOperationRecord(
-                        now, "get", duration, bool(source), text_length, op_type, tier, source
-                    )
-                )
-            if (duration > op_threshold) != slow_logged["cache_operation"]:
-                self._note_slow("cache_operation", duration, op_threshold, "cache get")
-        self.cache_hits += hits
-        self.cache_misses += misses
-        self.total_cache_operations += total
-
-    def _roll(
-        self,
-        now: float,
-        kind: str,
-        op: str,
-        tier: str,
-        outcome: str,
-        duration: float,
-        text_length: int = 0,
-        bytes_in: int = 0,
-        bytes_out: int = 0,
-    ) -> None:
-        _add(
-            self._rollups,
-            (int(now) // 60 * 60, kind, op, tier, outcome),
-            duration,
-            text_length,
-            bytes_in,
-            bytes_out,
-        )
-
-    def _note_slow(self, kind: str, duration: float, threshold: float, what: str) -> None:
-        """Log once per crossing (below -> above), not on every slow call."""
-        slow = duration > threshold
-        if slow != self._slow_logged[kind]:
-            self._slow_logged[kind] = slow
-            if slow:
-                logger.warning(
-                    "aicache %s took %.1f ms (threshold %.1f ms)", what, duration * 1e3, threshold * 1e3
-                )
-
-    def _fold_keygen(self, now, duration, text_length, op_type, extra) -> None:
-        self._keygen.append((now, duration, text_length, op_type, extra))
-        self._roll(now, "keygen", op_type, "", "ok", duration, text_length)
-        self._note_slow("key_generation", duration, self.key_generation_threshold, "key generation")
-
-    def _fold_op(self, now, operation, duration, hit, text_length, op_type, tier, source, extra) -> None:
-        self._ops.append((now, operation, duration, hit, text_length, op_type, tier, source, extra))
-        self.total_cache_operations += 1
-        if operation == "get":
-            if hit:
-                self.cache_hits += 1
-                outcome = f"hit_{source}" if source else "hit"
-            else:
-                self.cache_misses += 1
-                outcome = "miss"
-        else:
-            outcome = "ok" if hit else "error"  # for writes and deletes, cache_hit means success
-        self._roll(now, operation, op_type, tier, outcome, duration, text_length)
-        if duration > self.cache_operation_threshold:
-            self._pending_slow.append(
-                CacheOperationRecord(now, operation, duration, hit, text_length, op_type, tier, source, extra)
-            )
-        self._note_slow("cache_operation", duration, self.cache_operation_threshold, f"cache {operation}")
-
-    def _fold_compression(self, now, original, compressed, seconds, op_type) -> None:
-        self._compression.append((now, original, compressed, seconds, op_type))
-        self._roll(now, "compress", op_type, "", "ok", seconds, 0, original, compressed)
-        ratio = compressed / original if original else 1.0
-        ratios = self._rollups[(int(now) // 60 * 60, "compress", op_type, "", "ok")].ratio_sketch
-        b = bucket_of(ratio)
-        ratios[b] = ratios.get(b, 0) + 1
-
-    def _fold_memory(self, record: MemoryRecord) -> None:
-        self._memory.append(record)
-        self._pending_memory.append(record)
-
-    def _fold_invalidation(self, record: InvalidationRecord) -> None:
-        self._invalidations.append(record)
-        self._pending_invalidations.append(record)
-        self.total_invalidations += 1
-        self.total_keys_invalidated += record.keys_invalidated
-        self._roll(
-            record.timestamp,
-            "invalidate",
-            record.invalidation_type,
-            "",
-            record.status,
-            record.duration,
-            0,
-            record.keys_invalidated,
-        )
-
-    def _fold_count(self, name: str, n: int) -> None:
-        self.counters[name] = self.counters.get(name, 0) + n
-        self._pending_counters[name] = self._pending_counters.get(name, 0) + n
 
     # ------------------------------------------------------------------ export
     def attach(self, memory: Any, config: Any) -> None:
@@ -411,11 +338,11 @@ class CachePerformanceMonitor(Readings):
 
         from aicache.monitoring.exporter import get_exporter
 
-        raw = conf.merged()
-        if raw["HISTORY_ENABLED"] and apps.is_installed("aicache.monitoring"):
+        self.history_enabled = bool(getattr(config, "history_enabled", conf.merged()["HISTORY_ENABLED"]))
+        if self.history_enabled and apps.is_installed("aicache.monitoring"):
             from aicache.monitoring import flusher
 
-            flusher.install(raw)
+            flusher.install(conf.merged())
         get_exporter().register(self, memory, config)
 
     def drain(self) -> Drained:

@@ -432,3 +432,221 @@ def time_series(w: Window, interval: str = "hour") -> list[dict[str, Any]]:
         }
         out.append(p)
     return out
+
+
+def savings(w: Window) -> dict[str, Any]:
+    """What hits saved in the window, by operation and model: compute time (gross, and net of what
+    the hits themselves cost), tokens, and money for the models ``MODEL_PRICES`` prices. A model
+    without a price shows tokens and no money (never a zero); ``pricing_coverage`` is the share of
+    saved tokens that had a price (None when no tokens were saved)."""
+    from aicache.savings import price
+
+    prices = merged()["MODEL_PRICES"]
+    qs = rollups(Window(w.since, w.until, w.operation, None)).filter(kind__in=("saved", "hit_cost"))
+    rows = (
+        qs.values("kind", "operation", "tier")
+        .order_by()
+        .annotate(n=Sum("count"), total=Sum("total_duration"), b_in=Sum("bytes_in"), b_out=Sum("bytes_out"))
+    )
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        acc = by_key.setdefault(
+            (row["operation"], row["tier"]),
+            {
+                "hits": 0,
+                "compute_seconds": 0.0,
+                "hit_seconds": 0.0,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+            },
+        )
+        if row["kind"] == "saved":
+            acc["hits"] += row["n"] or 0
+            acc["compute_seconds"] += row["total"] or 0.0
+            acc["prompt_tokens"] += row["b_in"] or 0
+            acc["completion_tokens"] += row["b_out"] or 0
+        else:
+            acc["hit_seconds"] += row["total"] or 0.0
+    total = _saving_block()
+    by_operation: dict[str, dict[str, Any]] = {}
+    by_model: dict[str, dict[str, Any]] = {}
+    priced_tokens = 0
+    for (operation, model), acc in sorted(by_key.items()):
+        cost = price(prices, model, acc["prompt_tokens"], acc["completion_tokens"])
+        tokens = acc["prompt_tokens"] + acc["completion_tokens"]
+        if cost is not None:
+            priced_tokens += tokens
+        for block in (
+            total,
+            by_operation.setdefault(operation, _saving_block()),
+            by_model.setdefault(model, _saving_block()),
+        ):
+            _add_saving(block, acc, cost)
+    tokens_total = total["tokens"]["total"]
+    total["pricing_coverage_ratio"] = priced_tokens / tokens_total if tokens_total else None
+    return {
+        **total,
+        "window": {"since": w.since.isoformat(), "until": w.until.isoformat()},
+        "by_operation": by_operation,
+        "by_model": by_model,
+    }
+
+
+def _saving_block() -> dict[str, Any]:
+    return {
+        "hits": 0,
+        "compute_seconds": 0.0,
+        "hit_seconds": 0.0,
+        "net_seconds": 0.0,
+        "tokens": {"prompt": 0, "completion": 0, "total": 0},
+        "cost": {},
+    }
+
+
+def _add_saving(block: dict[str, Any], acc: dict[str, Any], cost: tuple[float, str] | None) -> None:
+    block["hits"] += acc["hits"]
+    block["compute_seconds"] += acc["compute_seconds"]
+    block["hit_seconds"] += acc["hit_seconds"]
+    block["net_seconds"] = block["compute_seconds"] - block["hit_seconds"]
+    block["tokens"]["prompt"] += acc["prompt_tokens"]
+    block["tokens"]["completion"] += acc["completion_tokens"]
+    block["tokens"]["total"] = block["tokens"]["prompt"] + block["tokens"]["completion"]
+    if cost is not None:
+        amount, currency = cost
+        block["cost"][currency] = block["cost"].get(currency, 0.0) + amount
+
+
+# --- Additions for the API, the commands and the dashboard (one aggregation, three surfaces) ---
+
+PERCENTILES = (0.5, 0.95, 0.99)
+_NAMES = ("p50", "p95", "p99")
+MAX_POINTS = 2000  # most time-series points one question may ask for
+
+
+def latency_by_tier(w: Window, kinds: Iterable[str] = ("get",)) -> dict[str, dict[str, Any]]:
+    """``{tier: {count, p50, p95, p99}}`` of cache reads (seconds, each within the sketch's 1 %)."""
+    merged_by_tier: dict[str, dict[int, int]] = {}
+    counts: dict[str, int] = {}
+    for tier, n, buckets in rollups(w).filter(kind__in=list(kinds)).values_list("tier", "count", "sketch"):
+        name = tier or "unknown"
+        counts[name] = counts.get(name, 0) + n
+        sketch.merge(merged_by_tier.setdefault(name, {}), buckets)
+    return {
+        tier: {
+            "count": counts[tier],
+            **dict(zip(_NAMES, sketch.quantiles(merged_by_tier[tier], PERCENTILES), strict=True)),
+        }
+        for tier in sorted(merged_by_tier)
+    }
+
+
+def overview(w: Window) -> dict[str, Any]:
+    """What ``GET stats/`` and ``aicache_stats`` show: ``performance_stats`` plus read latency
+    percentiles by tier and the invalidation recommendations, all from the database."""
+    return {
+        **performance_stats(w),
+        "latency_by_tier": latency_by_tier(w),
+        "recommendations": invalidation_recommendations(w),
+        "saved": savings(w),
+        "source": "database",
+    }
+
+
+def check_points(w: Window, interval: str) -> None:
+    """``ValueError`` when ``time_series(w, interval)`` would return more than MAX_POINTS points."""
+    if interval not in INTERVALS:
+        raise ValueError(f"interval must be one of {list(INTERVALS)}, got {interval!r}")
+    points = (w.until - w.since).total_seconds() / int(INTERVALS[interval])
+    if points > MAX_POINTS:
+        raise ValueError(f"{interval} points over this window would be {points:.0f}; at most {MAX_POINTS}")
+
+
+def invalidation_events(
+    w: Window,
+    invalidation_type: str | None = None,
+    status: str | None = None,
+    context: str | None = None,
+) -> QuerySet[InvalidationEvent]:
+    """The window's invalidation events, newest first; ``w.operation`` matches the pattern exactly
+    (an operation invalidation records the operation's name as its pattern), ``context`` is a
+    case-insensitive substring of the recorded context."""
+    rows = InvalidationEvent.objects.filter(timestamp__gte=w.since, timestamp__lt=w.until)
+    if w.operation:
+        rows = rows.filter(pattern=w.operation)
+    if invalidation_type:
+        rows = rows.filter(invalidation_type=invalidation_type)
+    if status:
+        rows = rows.filter(status=status)
+    if context:
+        rows = rows.filter(operation_context__icontains=context)
+    return rows.order_by("-timestamp", "-id")
+
+
+def latest_memory_snapshots(w: Window) -> dict[str, list[dict[str, Any]]]:
+    """The newest snapshot of each process and of each cache's Redis inside the window."""
+    rows = MemorySnapshot.objects.filter(timestamp__gte=w.since, timestamp__lt=w.until)
+    latest = rows.values("source", "process").order_by().annotate(last=Max("timestamp"))
+    q = Q()
+    for r in latest:
+        q |= Q(source=r["source"], process=r["process"], timestamp=r["last"])
+    out: dict[str, list[dict[str, Any]]] = {"processes": [], "redis": []}
+    if not latest:
+        return out
+    seen: set[tuple[str, str]] = set()
+    for snap in rows.filter(q).order_by("source", "process", "-id"):
+        if (snap.source, snap.process) in seen:
+            continue
+        seen.add((snap.source, snap.process))
+        if snap.source == MemorySnapshot.Source.REDIS:
+            out["redis"].append(
+                {
+                    "cache": snap.process,
+                    "timestamp": snap.timestamp,
+                    "used_bytes": snap.redis_used_bytes,
+                    "live_entries": snap.redis_key_count,
+                    "keyspace_hits": snap.redis_keyspace_hits,
+                    "keyspace_misses": snap.redis_keyspace_misses,
+                }
+            )
+        else:
+            out["processes"].append(
+                {
+                    "process": snap.process,
+                    "timestamp": snap.timestamp,
+                    "memory_entries": snap.memory_entries,
+                    "memory_bytes": snap.memory_bytes,
+                    "memory_max_entries": snap.memory_max_entries,
+                    "memory_max_bytes": snap.memory_max_bytes,
+                    "process_rss_bytes": snap.process_rss_bytes,
+                }
+            )
+    return out
+
+
+def table_rows() -> dict[str, int]:
+    """Rows per monitoring table (``aicache_status``)."""
+    return {
+        model._meta.db_table: model.objects.count()
+        for model in (Rollup, SlowOperation, InvalidationEvent, MemorySnapshot, IngestionBatch)
+    }
+
+
+def last_batch_age(now: dt.datetime | None = None) -> float | None:
+    """Seconds since the newest ingested batch arrived (any process), or None if none has."""
+    last = IngestionBatch.objects.order_by().aggregate(last=Max("received_at"))["last"]
+    return None if last is None else max(0.0, ((now or timezone.now()) - last).total_seconds())
+
+
+def expired_rows(now: dt.datetime | None = None) -> dict[str, int]:
+    """What ``maintenance.cleanup`` would delete now, by the same retention settings (counted)."""
+    raw = merged()
+    now = now or timezone.now()
+    raw_cutoff = now - dt.timedelta(days=raw["RETENTION_RAW_DAYS"])
+    rollup_cutoff = now - dt.timedelta(days=raw["RETENTION_ROLLUP_DAYS"])
+    return {
+        "slow_operations": SlowOperation.objects.filter(timestamp__lt=raw_cutoff).count(),
+        "invalidation_events": InvalidationEvent.objects.filter(timestamp__lt=raw_cutoff).count(),
+        "memory_snapshots": MemorySnapshot.objects.filter(timestamp__lt=raw_cutoff).count(),
+        "ingestion_batches": IngestionBatch.objects.filter(received_at__lt=raw_cutoff).count(),
+        "rollups": Rollup.objects.filter(period_start__lt=rollup_cutoff).count(),
+    }

@@ -4,6 +4,10 @@ The in-process recorder and the database stats (``aicache.monitoring.stats``) bo
 answers here, so the two surfaces cannot drift apart. Percentiles use the nearest-rank method on
 sorted values (p95 of n values is the ``ceil(0.95 n)``-th smallest); medians are
 ``statistics.median``.
+
+Units: durations in the original API are seconds; figures meant to be read by a person carry
+``_ms`` and are milliseconds rounded by :func:`ms`; ratios are ``..._ratio`` (0-1), percentages
+``..._percent``.
 """
 
 from __future__ import annotations
@@ -14,15 +18,22 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-EMPTY_SUMMARY: dict[str, Any] = {
-    "hit_ratio": 0.0,
-    "total_operations": 0,
-    "memory_tier_hit_share": 0.0,
-    "avg_get_latency_by_tier": {},
-    "avg_operation_latency": 0.0,
-    "compression_savings_percent": 0.0,
-    "compression_bytes_saved": 0,
-}
+from aicache.instrument import NullMonitor
+
+# The shape of ``AIResponseCache.get_performance_summary()`` with nothing recorded. It is defined
+# once, by the core's NullMonitor (the core never imports this app); the recorder's summary() has
+# the same keys (tests/unit/monitoring/test_seed_api.py::test_summary_keys_match_the_null_monitor).
+EMPTY_SUMMARY: dict[str, Any] = NullMonitor().summary()
+
+
+def ms(seconds: float) -> float:
+    """Seconds as milliseconds for a person to read: 3 decimals, or 3 significant digits below
+    1 ms (0.0123 ms stays 0.0123, not 0.012), never more than 6 decimals."""
+    value = seconds * 1000
+    if value == 0:
+        return 0.0
+    digits = max(3, 3 - math.floor(math.log10(abs(value))) - 1)
+    return round(value, min(digits, 6))
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -123,19 +134,15 @@ def hit_rate(hits: int, misses: int) -> float:
     return hits / reads * 100 if reads else 0.0
 
 
-def slow_list(rows: Iterable[dict[str, Any]], threshold_multiplier: float, limit: int = 50) -> list[dict]:
-    """Rows (each with a ``duration``) slower than ``threshold_multiplier`` x their average."""
-    rows = list(rows)
+def slower_than_mean(rows: list[dict[str, Any]], field: str, multiplier: float) -> list[dict[str, Any]]:
+    """The rows whose ``field`` exceeds ``multiplier`` x its mean over all rows, each with
+    ``times_slower`` (value / mean), in their original order (the original's rule)."""
     if not rows:
         return []
-    avg = sum(r["duration"] for r in rows) / len(rows)
-    if avg <= 0:
+    mean = sum(r[field] for r in rows) / len(rows)
+    if mean <= 0:
         return []
-    slow = [
-        {**r, "times_slower": r["duration"] / avg} for r in rows if r["duration"] > avg * threshold_multiplier
-    ]
-    slow.sort(key=lambda r: r["duration"], reverse=True)
-    return slow[:limit]
+    return [{**r, "times_slower": r[field] / mean} for r in rows if r[field] > mean * multiplier]
 
 
 def invalidation_frequency(
@@ -175,7 +182,8 @@ def invalidation_frequency(
             "current_alert_level": level,
         },
         "patterns": {
-            "most_common_patterns": [{"pattern": p, "count": n} for p, n in patterns.most_common(10)],
+            # the original's shape: {pattern: count}, most common first (dicts keep order), 10 at most
+            "most_common_patterns": dict(patterns.most_common(10)),
             "invalidation_types": dict(Counter(r["invalidation_type"] for r in records)),
         },
         "efficiency": {

@@ -1,5 +1,8 @@
 """The sender side: batching, a bounded outbox when the broker is down, counted drops."""
 
+import threading
+import time
+
 import pytest
 from prometheus_client import REGISTRY
 
@@ -8,6 +11,7 @@ from aicache.monitoring.flusher import CeleryFlusher
 from aicache.monitoring.ingest import ingest
 from aicache.monitoring.models import IngestionBatch, Rollup
 from aicache.monitoring.recorder import CachePerformanceMonitor
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -34,6 +38,12 @@ def reads(monitor, n, source="redis"):
         monitor.record_lookup("qa", "small", source, 0.0001, 0.00001, 100)
 
 
+def ship(flusher, monitor, drained=None):
+    """What the exporter sink and the sender thread do, on this thread (deterministic)."""
+    if flusher.collect(monitor, monitor.drain() if drained is None else drained):
+        flusher.flush()
+
+
 def test_broker_down_buffers_then_drops_oldest_then_recovers(history_on):
     monitor, broker = CachePerformanceMonitor(), Broker()
     flusher = CeleryFlusher(interval=0, max_rollups=10_000, buffer_batches=2, send=broker)
@@ -42,7 +52,7 @@ def test_broker_down_buffers_then_drops_oldest_then_recovers(history_on):
     def export():  # what the exporter thread does with every drain: all sinks see it
         drained = monitor.drain()
         prometheus.apply(monitor, drained)
-        flusher(monitor, drained)
+        ship(flusher, monitor, drained)
 
     broker.up = False
     for _ in range(5):  # five batches while down: two wait, three are dropped
@@ -71,10 +81,10 @@ def test_flushes_on_interval_or_when_full(history_on):
     monitor, broker = CachePerformanceMonitor(), Broker()
     flusher = CeleryFlusher(interval=3600, max_rollups=3, buffer_batches=5, send=broker)
     reads(monitor, 5)
-    flusher(monitor, monitor.drain())
+    ship(flusher, monitor)
     assert broker.delivered == []  # 2 rollups (keygen + get): not full, not due
     monitor.record_cache_operation_time("set", 0.001, True, operation_type="qa", tier="small")
-    flusher(monitor, monitor.drain())
+    ship(flusher, monitor)
     assert len(broker.delivered) == 1  # 3 rollups: full
     assert len(broker.delivered[0]["rollups"]) == 3
 
@@ -88,7 +98,7 @@ def test_counters_and_events_travel(history_on):
     )
     monitor.record_invalidation_event("qa", 3, 0.01, "operation", "ctx")
     monitor.record_memory_usage(3, 300, 100, 1000, None, 12345)
-    flusher(monitor, monitor.drain())
+    ship(flusher, monitor)
     payload = broker.delivered[0]
     assert any(
         r[1] == "counter" and r[2] == "single_flight_coalesced" and r[5] == 4 for r in payload["rollups"]
@@ -101,41 +111,117 @@ def test_history_disabled_sends_nothing(settings):
     monitor, broker = CachePerformanceMonitor(), Broker()
     flusher = CeleryFlusher(interval=0, max_rollups=1, buffer_batches=5, send=broker)
     reads(monitor, 3)
-    flusher(monitor, monitor.drain())
+    ship(flusher, monitor)
     assert broker.delivered == []
 
 
-def test_cache_calls_reach_the_database_through_eager_celery(settings, ai_cache):
+def test_cache_calls_reach_the_database_through_eager_celery(settings, monkeypatch):
     """The default sender publishes the ingest task (eager here): cache calls end up as rows."""
-    from aicache.monitoring.flusher import CeleryFlusher
+    from django.core.cache import caches
 
+    from aicache.monitoring import flusher as flusher_module
+
+    monkeypatch.setattr(flusher_module, "install", lambda config: None)  # this test ships by hand
     settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}
+    ai_cache = caches["ai"]  # configured with history on
+    ai_cache.redis.flushdb()
     flusher = CeleryFlusher(interval=0, max_rollups=100, buffer_batches=5)
     ai_cache.cache_response("hello " * 20, "qa", None, {"a": 1}, question="q")
     ai_cache.get_cached_response("hello " * 20, "qa", question="q")
-    flusher(ai_cache.monitor, ai_cache.monitor.drain())
+    ship(flusher, ai_cache.monitor)
     assert Rollup.objects.filter(kind="get", resolution=60).get().outcome == "hit_memory"
     assert Rollup.objects.filter(kind="set", resolution=60).exists()
 
 
-def test_a_scrape_collects_but_does_not_ship(history_on):
-    """/metrics flushes with ship=False: a request thread never waits on the Celery broker."""
+def _exporter_with(monitor, flusher):
     from types import SimpleNamespace
 
     from aicache.memory import MemoryTier
     from aicache.monitoring.exporter import Exporter
 
-    monitor, broker = CachePerformanceMonitor(), Broker()
-    flusher = CeleryFlusher(interval=0, max_rollups=1000, buffer_batches=5, send=broker)
     exporter = Exporter()
-    exporter._sinks = [flusher]
+    exporter._sinks = [prometheus.apply, flusher]
     exporter._watched.append(
         SimpleNamespace(monitor=monitor, memory=MemoryTier(1, 1), sample_seconds=1e9, last_sample=1e18)
     )
+    return exporter
+
+
+def test_a_scrape_collects_but_does_not_ship(history_on):
+    """/metrics flushes with ship=False: it hands the data over and wakes no sender."""
+    monitor, sent = CachePerformanceMonitor(), []
+    flusher = CeleryFlusher(interval=0, max_rollups=1000, buffer_batches=5, send=sent.append)
+    exporter = _exporter_with(monitor, flusher)
     reads(monitor, 4)
     exporter.flush_now(ship=False)
-    assert broker.delivered == [] and flusher.waiting == 0
-    exporter.flush_now()
-    assert len(broker.delivered) == 1
-    (get,) = [r for r in broker.delivered[0]["rollups"] if r[1] == "get"]
-    assert get[5] == 4  # what the scrape collected was shipped by the next exporter pass
+    assert sent == [] and flusher.waiting == 0 and flusher._thread is None
+    exporter.flush_now()  # the exporter thread's pass: seals and wakes the sender thread
+    wait_for(lambda: sent, what="the batch, sent by the sender thread")
+    (get,) = [r for r in sent[0]["rollups"] if r[1] == "get"]
+    assert get[5] == 4  # what the scrape collected was shipped after the exporter's pass
+
+
+def test_a_hung_broker_blocks_neither_exporter_nor_scrape(history_on, monkeypatch, settings):
+    """A publish that never returns (a broker that accepts and never answers) holds only the
+    sender thread: the exporter's next pass and a /metrics scrape finish at once."""
+    from django.test import Client
+
+    from aicache.monitoring import exporter as exporter_module
+
+    settings.AICACHE = {**settings.AICACHE, "METRICS_PUBLIC": True}
+    release, sent = threading.Event(), []
+
+    def hung_send(payload):
+        release.wait(30)
+        sent.append(payload)
+
+    monitor = CachePerformanceMonitor()
+    flusher = CeleryFlusher(interval=0, max_rollups=1000, buffer_batches=5, send=hung_send)
+    exporter = _exporter_with(monitor, flusher)
+    monkeypatch.setattr(exporter_module, "exporter", exporter)
+    try:
+        reads(monitor, 3)
+        first = threading.Thread(target=exporter.flush_now)  # the exporter thread's pass
+        first.start()
+        wait_for(lambda: flusher.in_flight, what="the sender to be stuck on the broker")
+        first.join(0.5)
+        assert not first.is_alive(), "the exporter pass waited on the broker"
+        reads(monitor, 2)
+        started = time.monotonic()
+        exporter.flush_now()  # the next pass, while the publish hangs
+        response = Client().get("/metrics")
+        elapsed = time.monotonic() - started
+        assert response.status_code == 200 and elapsed < 0.5, elapsed
+        assert flusher.in_flight and sent == []
+    finally:
+        release.set()
+    wait_for(lambda: len(sent) == 2, what="both batches once the broker answers")
+    assert sum(r[5] for batch in sent for r in batch["rollups"] if r[1] == "get") == 5
+
+
+def test_flush_at_exit_is_bounded(history_on):
+    release = threading.Event()
+    flusher = CeleryFlusher(
+        interval=0, max_rollups=1000, buffer_batches=5, send=lambda payload: release.wait(30)
+    )
+    monitor = CachePerformanceMonitor()
+    reads(monitor, 2)
+    flusher.collect(monitor, monitor.drain())
+    started = time.monotonic()
+    try:
+        assert flusher.flush_at_exit(budget=0.3) is False
+        assert time.monotonic() - started < 0.6
+    finally:
+        release.set()
+
+
+def test_a_missing_transport_is_a_delivery_failure(history_on):
+    def send(payload):
+        raise ImportError("Missing redis library (pip install redis)")
+
+    monitor = CachePerformanceMonitor()
+    flusher = CeleryFlusher(interval=0, max_rollups=1000, buffer_batches=5, send=send)
+    reads(monitor, 2)
+    assert flusher.collect(monitor, monitor.drain())
+    assert flusher.flush() is False
+    assert flusher.waiting == 1 and flusher.failures == 1

@@ -197,7 +197,7 @@ def test_memory_invalidation_slow_and_ingestion_from_rows():
     assert memory["total_samples"] == 2 and memory["peak_memory_bytes"] == 60 * 1024 * 1024
     assert memory["redis"]["live_entries"] == 321
     assert {x["type"] for x in stats.memory_warnings(w)} == {"high_memory_bytes"}
-    issues = {r["issue"] for r in stats.invalidation_recommendations(w)}
+    issues = {r["id"] for r in stats.invalidation_recommendations(w)}
     assert issues == {"dominant_invalidation_pattern", "low_invalidation_efficiency"}
     slow = stats.slow_operations(w, threshold_multiplier=2.0)["cache_operations"]
     assert [round(s["times_slower"]) for s in slow] == [90]  # avg 1 ms; 1.5 ms is not 2x

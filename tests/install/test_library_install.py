@@ -280,19 +280,24 @@ def follow_readme(venv_dir: Path, tmp_path: Path, zstd_to_zlib: bool = False) ->
             time.sleep(0.5)
         assert "aicache.monitoring.ingest_batch" in log.read_text()
 
-        # The one-line URL wiring serves /metrics with the token from the environment.
-        metrics = run(
+        # The one-line URL wiring serves /metrics (token from the environment) and the monitoring API.
+        web = run(
             [
                 str(venv_dir / "bin" / "python"),
                 "-c",
-                SETUP + "from django.test import Client\n"
-                "r = Client().get('/metrics', HTTP_AUTHORIZATION='Bearer t0ken', HTTP_HOST='localhost')\n"
-                "print(r.status_code, b'aicache_monitoring_dropped_total' in r.content)",
+                SETUP + "from django.contrib.auth.models import User\n"
+                "from django.test import Client\n"
+                "c = Client(HTTP_HOST='localhost')\n"
+                "print(c.get('/metrics', HTTP_AUTHORIZATION='Bearer t0ken').status_code)\n"
+                "c.force_login(User.objects.create_superuser('ops', 'ops@example.com', 'pw-unused-9'))\n"
+                "print(c.get('/api/aicache/docs/').status_code, c.get('/api/aicache/schema/').status_code)\n"
+                "stats = c.get('/api/aicache/stats/', {'last': '1h'}).json()\n"
+                "print(stats['cache_hits'], 'hits,', stats['cache_misses'], 'misses')\n",
             ],
             cwd=project,
             env=env,
         )
-        assert metrics.stdout.strip() == "200 True"
+        assert web.stdout.splitlines() == ["200", "200 200", own], web.stdout
     finally:
         if worker is not None and worker.poll() is None:
             os.killpg(worker.pid, 15)

@@ -71,9 +71,7 @@ def test_banner_commands_work_as_printed(make_run, tmp_path):
     assert health.returncode == 0 and json.loads(health.stdout)["status"] == "ok", health
 
     metrics = shell(entries["metrics"], env)
-    assert metrics.returncode == 0 and "aicache_monitoring_dropped_total" in metrics.stdout, metrics.stdout[
-        :300
-    ]
+    assert metrics.returncode == 0 and "redis_cache_hits_total{" in metrics.stdout, metrics.stdout[:300]
 
     with urllib.request.urlopen(entries["home"], timeout=10) as response:
         home = response.read().decode()

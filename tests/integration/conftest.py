@@ -1,5 +1,10 @@
 import pytest
+from celery.contrib.testing.worker import start_worker
 from django.core.cache import caches
+
+from aicache.bench.redis_server import RedisServer
+from aicache_project.celery import app as celery_app
+from tests.integration.processes import Worker
 
 
 @pytest.fixture
@@ -27,3 +32,58 @@ def real_cache(settings, redis_server, real_cache_settings):
     yield cache
     if redis_server.process is None:  # a test stopped it: bring it back for the next one
         redis_server.start()
+
+
+@pytest.fixture
+def workers(redis_server, real_cache):
+    """Start n worker processes on the real Redis, each with a live coherence listener."""
+    started: list[Worker] = []
+
+    def start(n: int) -> list[Worker]:
+        for _ in range(n):
+            worker = Worker(f"{redis_server.url}/0")
+            assert worker.call("status")["status"] == "live"
+            started.append(worker)
+        return started[-n:]
+
+    yield start
+    for worker in started:
+        worker.close()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """The Celery broker: its own redis-server, so a test can stop it while the cache works on."""
+    server = RedisServer(tmp_path_factory.mktemp("broker"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def celery_worker(broker, settings):
+    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}
+    if broker.process is None:
+        broker.start()
+    url = f"{broker.url}/0"
+    broker.client().flushdb()  # no message left over from an earlier test
+    if celery_app.conf.broker_url != url:
+        # Publishers must use this broker, not a connection pool made for an earlier one.
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+    celery_app.conf.update(
+        broker_url=url,
+        task_always_eager=False,
+        result_backend=None,
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+    )
+    with start_worker(
+        celery_app,
+        pool="solo",
+        perform_ping_check=False,
+        queues=["aicache_monitoring", "celery"],
+        shutdown_timeout=20,
+    ) as worker:
+        yield worker
+    celery_app.conf.update(task_always_eager=True, broker_url="memory://")

@@ -10,12 +10,13 @@ from django.core.management.base import CommandError
 pytestmark = pytest.mark.integration
 
 
-def test_quick_run_of_some_groups(tmp_path, redis_server):
+def test_smoke_run_of_some_groups(tmp_path, redis_server):
+    """The report's layout, end to end, in seconds (--smoke: a token few calls per case)."""
     out = StringIO()
     path = tmp_path / "bench.json"
     call_command(
         "aicache_benchmark",
-        "--quick",
+        "--smoke",
         "--only",
         "keys",
         "compression",

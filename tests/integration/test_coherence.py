@@ -6,8 +6,10 @@ import threading
 import time
 
 import pytest
+from django.core.cache import caches
 
 from aicache.bench.scenarios import populate
+from tests.helpers import run_threads, tcp_proxy, wait_for
 from tests.integration.processes import Worker
 
 pytestmark = pytest.mark.integration
@@ -16,22 +18,6 @@ TEXT = "Coherence keeps every process honest about what Redis holds. " * 3  # sm
 OLD = {"summary": "old answer"}
 NEW = {"summary": "new answer"}
 BOUND = 1.0  # generous: correctness, not speed (the benchmark measures the delay)
-
-
-@pytest.fixture
-def workers(redis_server, real_cache):
-    started: list[Worker] = []
-
-    def start(n: int) -> list[Worker]:
-        for _ in range(n):
-            worker = Worker(f"{redis_server.url}/0")
-            assert worker.call("status")["status"] == "live"
-            started.append(worker)
-        return started[-n:]
-
-    yield start
-    for worker in started:
-        worker.close()
 
 
 def _cached_in_a(a: Worker, operation: str = "summarize", question=None) -> None:
@@ -99,108 +85,257 @@ def test_foreign_delete_and_expiry_reach_a(workers, real_cache):
     assert a.read()["gone_at"] is not None
 
 
-def test_propagation_delay_figures(workers):
-    """Correctness over 30 rounds; the p50/p99 go to the benchmark report."""
+def test_propagation_delay_within_the_contract(workers):
+    """README: the old value leaves another process's tier p99 under 50 ms on loopback."""
     a, b = workers(2)
-    from_start, from_return = [], []
-    for _ in range(30):
+    from_return = []
+    for _ in range(10):
         _cached_in_a(a)
-        start, end = _propagate(a, b, "summarize", method="invalidate_by_operation", args=["summarize"])
-        from_start.append(start)
+        _, end = _propagate(a, b, "summarize", method="invalidate_by_operation", args=["summarize"])
         from_return.append(end)
-    ms = 1000
-    print(
-        f"propagation from B's call start p50={statistics.median(from_start) * ms:.2f} ms "
-        f"max={max(from_start) * ms:.2f} ms; after it returned "
-        f"p50={statistics.median(from_return) * ms:.2f} ms max={max(from_return) * ms:.2f} ms"
-    )
+    assert statistics.median(from_return) < 0.05
     assert max(from_return) < BOUND
+
+
+def _echo_received(cache) -> bool:
+    return not cache.coherence._pending
 
 
 def test_own_writes_stay_in_own_memory_tier(real_cache):
     real_cache.cache_response(TEXT, "summarize", None, OLD)
-    time.sleep(0.1)  # long enough for the write's own invalidation message to come back
+    wait_for(lambda: _echo_received(real_cache), what="the write's own invalidation message")
     assert real_cache.get_cached_response(TEXT, "summarize")["cache_source"] == "memory"
 
 
-def test_listener_reconnect_clears_tier_and_outage_keeps_serving(real_cache, redis_server):
+def test_redis_restart_clears_tier_and_never_serves_it_while_down(real_cache, redis_server):
     real_cache.cache_response(TEXT, "summarize", None, OLD)
-    coherence = real_cache._state.coherence
+    wait_for(lambda: _echo_received(real_cache))
+    listener = real_cache._state.listener
     redis_server.stop()
-    deadline = time.monotonic() + 5
-    while coherence.status != "disconnected":
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    # Redis is down: the memory tier keeps serving.
-    assert real_cache.get_cached_response(TEXT, "summarize")["cache_source"] == "memory"
-    redis_server.start()
-    assert coherence.wait_live(10)
-    assert coherence.reconnects == 1
-    # It cannot know what changed meanwhile, so it starts again from an empty tier.
+    wait_for(lambda: real_cache.coherence.status == "disconnected", what="the listener to notice")
+    # Disconnected is never usable: the tier was cleared and is bypassed.
     assert len(real_cache.memory) == 0
+    assert real_cache.get_cached_response(TEXT, "summarize") is None
+    redis_server.start()
+    assert listener.wait_live(10)
+    assert listener.reconnects >= 1
     assert real_cache.get_cached_response(TEXT, "summarize") is None  # Redis restarted empty
 
 
-def test_read_invalidate_race_never_fills_stale(real_cache, monkeypatch):
-    """A reads v1 from Redis; before A fills its tier, B writes v2 and the invalidation arrives.
-    The fill must be skipped, or A would serve v1 until its TTL."""
-    real_cache.cache_response(TEXT, "summarize", None, OLD)
-    coherence = real_cache._state.coherence
-    deadline = time.monotonic() + 5
-    while coherence._own:  # let the echo of that write arrive first: the race below needs quiet
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
-    real_cache.invalidate_memory_cache()
-    key = real_cache.key_generator.generate(TEXT, "summarize")
-    original_get = real_cache.redis.get
+def _raced_get(cache, monkeypatch, key, during):
+    """Patch the cache's GET: after it has read the old value and before the caller can fill its
+    tier, run ``during()`` to completion (in another thread, as another request would)."""
+    original_get = cache.redis.get
     raced = threading.Event()
 
     def get_then_race(k):
-        data = original_get(k)  # v1 read
+        data = original_get(k)
         if k == key and not raced.is_set():
             raced.set()
-            before = coherence.messages
-            other = real_cache.redis.__class__(connection_pool=real_cache.redis.connection_pool)
-            other.set(key, real_cache.codec.encode(b'{"summary":"new answer"}', 60).data, ex=60)
-            while coherence.messages == before:  # wait until the invalidation has arrived
-                time.sleep(0.001)
+            run_threads(lambda i: during(), 1)
         return data
 
-    monkeypatch.setattr(real_cache.redis, "get", get_then_race)
+    monkeypatch.setattr(cache.redis, "get", get_then_race)
+    return raced
+
+
+def test_read_invalidate_race_never_fills_stale(real_cache, monkeypatch):
+    """A reads v1 from Redis; before A fills its tier, another client writes v2 and the
+    invalidation arrives. The fill must be skipped, or A would serve v1 until its TTL."""
+    real_cache.cache_response(TEXT, "summarize", None, OLD)
+    wait_for(lambda: _echo_received(real_cache))
+    real_cache.invalidate_memory_cache()
+    key = real_cache.key_generator.generate(TEXT, "summarize")
+    listener = real_cache._state.listener
+    other = real_cache.redis.__class__(connection_pool=real_cache.redis.connection_pool)
+
+    def foreign_write():
+        before = listener.messages
+        other.set(key, real_cache.codec.encode(b'{"summary":"new answer"}', 60).data, ex=60)
+        wait_for(lambda: listener.messages > before, what="the invalidation to arrive")
+
+    raced = _raced_get(real_cache, monkeypatch, key, foreign_write)
     stale = real_cache.get_cached_response(TEXT, "summarize")
-    assert stale["summary"] == "old answer" and stale["cache_source"] == "redis"
+    assert raced.is_set() and stale["summary"] == "old answer" and stale["cache_source"] == "redis"
     assert key not in real_cache.memory  # the fill was skipped
     monkeypatch.undo()
     assert real_cache.get_cached_response(TEXT, "summarize")["summary"] == "new answer"
 
 
+@pytest.mark.parametrize("writer", ["cache_response", "refresh"])
+def test_own_process_overwrite_never_leaves_the_older_value(real_cache, monkeypatch, writer):
+    """Issue 9.1: thread A reads v0 from Redis; thread B of the same process writes v1; A then
+    tries to fill v0. No read after B returned may see v0."""
+    real_cache.cache_response(TEXT, "summarize", None, OLD)
+    wait_for(lambda: _echo_received(real_cache))
+    real_cache.invalidate_memory_cache()
+    key = real_cache.key_generator.generate(TEXT, "summarize")
+
+    def thread_b_writes():
+        if writer == "cache_response":
+            real_cache.cache_response(TEXT, "summarize", None, NEW)
+        else:
+            real_cache.get_or_compute(TEXT, "summarize", lambda: dict(NEW), cache="refresh")
+
+    raced = _raced_get(real_cache, monkeypatch, key, thread_b_writes)
+    got_a = real_cache.get_cached_response(TEXT, "summarize")  # thread A
+    assert raced.is_set() and got_a["summary"] == "old answer"  # read before B's write: fine
+    monkeypatch.undo()
+    for _ in range(3):  # every later read, from memory or Redis, sees v1
+        assert real_cache.get_cached_response(TEXT, "summarize")["summary"] == "new answer"
+    wait_for(lambda: _echo_received(real_cache))
+    assert real_cache.get_cached_response(TEXT, "summarize")["summary"] == "new answer"
+
+
+def test_a_write_redis_refused_never_fills_the_tier(real_cache, redis_server):
+    """Issue 9.3: after an OOM on SET the value must not sit in this process's tier."""
+    client = redis_server.client()
+    real_cache.cache_response(TEXT, "summarize", None, OLD)
+    wait_for(lambda: _echo_received(real_cache))
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", "1")
+    try:
+        real_cache.cache_response(TEXT, "summarize", None, NEW)  # refused: OOM
+        errors = real_cache.error_counts()
+        assert errors.get("redis_error", 0) >= 1
+        key = real_cache.key_generator.generate(TEXT, "summarize")
+        assert key not in real_cache.memory
+    finally:
+        client.config_set("maxmemory", "0")
+    # Redis still holds the old value, and so does every read.
+    assert real_cache.get_cached_response(TEXT, "summarize")["summary"] == "old answer"
+
+
+def test_fill_check_and_fill_are_one_step(real_cache, monkeypatch):
+    """Issue 9.4: an eviction arriving while a fill is being made waits for it, then applies."""
+    real_cache.cache_response(TEXT, "summarize", None, OLD)
+    wait_for(lambda: _echo_received(real_cache))
+    real_cache.invalidate_memory_cache()
+    key = real_cache.key_generator.generate(TEXT, "summarize")
+    tier = real_cache.coherence
+    original_set = tier.memory.set
+    evictor: list[threading.Thread] = []
+
+    def set_with_eviction_racing(k, *args):
+        if k == key and not evictor:
+            evictor.append(threading.Thread(target=tier.invalidate, args=([key],)))
+            evictor[0].start()
+            evictor[0].join(0.2)
+            assert evictor[0].is_alive(), "the eviction ran in the middle of a fill"
+        return original_set(k, *args)
+
+    monkeypatch.setattr(tier.memory, "set", set_with_eviction_racing)
+    assert real_cache.get_cached_response(TEXT, "summarize")["cache_source"] == "redis"
+    evictor[0].join(5)
+    assert key not in real_cache.memory  # the eviction applied after the fill, not before it
+
+
+# ------------------------------------------------------------------ half-open subscription
+@pytest.fixture
+def proxied_cache(settings, redis_server):
+    """caches["proxied"]: the real Redis through a TCP proxy, with a fast liveness proof."""
+    with tcp_proxy("127.0.0.1", redis_server.port) as proxy:
+        settings.CACHES = {
+            **settings.CACHES,
+            "proxied": {
+                "BACKEND": "aicache.backend.AIResponseCache",
+                "LOCATION": f"{proxy.url}/0",
+                "OPTIONS": {
+                    "SOCKET_TIMEOUT": 0.5,
+                    "SOCKET_CONNECT_TIMEOUT": 0.5,
+                    "COHERENCE_PROBE_SECONDS": 0.1,
+                    "COHERENCE_LIVENESS_SECONDS": 0.5,
+                },
+            },
+        }
+        cache = caches["proxied"]
+        cache.redis.flushdb()
+        assert cache.start_coherence(wait=5) == "live"
+        yield cache, proxy
+
+
+def test_half_open_subscription_clears_and_bypasses_the_tier(proxied_cache, redis_server):
+    """Issue 9.2: the listener's connection silently stops delivering (black-holed); within the
+    liveness bound the tier is cleared and bypassed, so the foreign write is seen."""
+    cache, proxy = proxied_cache
+    cache.cache_response(TEXT, "summarize", None, OLD)
+    wait_for(lambda: _echo_received(cache))
+    assert cache.get_cached_response(TEXT, "summarize")["cache_source"] == "memory"
+    listener = cache._state.listener
+    proxy.blackhole_client_port(listener.sockets[0][1])  # only the subscription goes silent
+    direct = redis_server.client()
+    key = cache.key_generator.generate(TEXT, "summarize")
+    direct.set(key, cache.codec.encode(b'{"summary":"new answer"}', 60).data, ex=60)
+    written_at = time.monotonic()
+    wait_for(lambda: cache.coherence.status == "disconnected", timeout=5, what="the proof to lapse")
+    lapsed_after = time.monotonic() - written_at
+    assert lapsed_after < 0.5 + 0.1 + 0.5  # liveness bound + one probe interval + scheduling
+    got = cache.get_cached_response(TEXT, "summarize")
+    assert got["summary"] == "new answer" and got["cache_source"] == "redis"
+    assert listener.lapses >= 1
+    # The listener reconnects on fresh connections and proves itself again.
+    assert listener.wait_live(5)
+    cache.get_cached_response(TEXT, "summarize")
+    assert cache.get_cached_response(TEXT, "summarize")["cache_source"] == "memory"
+    direct.delete(key)
+    wait_for(lambda: key not in cache.memory, what="the foreign delete to arrive after recovery")
+
+
+def test_tier_bypassed_until_first_proof(proxied_cache):
+    cache, proxy = proxied_cache
+    listener = cache._state.listener
+    proxy.blackhole()  # everything goes silent, including new connections
+    wait_for(lambda: cache.coherence.status == "disconnected", timeout=5)
+    assert not cache.coherence.usable
+    proxy.heal()
+    proxy.close_all()
+    assert listener.wait_live(5)
+    assert cache.coherence.usable
+
+
 # ------------------------------------------------------------------ invalidation at scale
-def test_invalidating_100k_entries_of_one_operation(real_cache):
+def test_invalidating_100k_entries_of_one_operation(real_cache, monkeypatch):
+    """Never blocks Redis: no KEYS and UNLINK in batches of at most 500 (a KEYS + one 100k UNLINK
+    stalls readers ~345 ms here), while a concurrent reader keeps being served. Reader latency is a
+    figure for the benchmark (aicache_benchmark --only invalidation), not a test bound: on a loaded
+    2-core machine the reader thread also waits for the GIL."""
     populate(real_cache, "sentiment", 100_000)
     populate(real_cache, "summarize", 3_000)
     real_cache.cache_response(TEXT, "qa", None, {"answer": "kept"}, question="q")
-    worst = [0.0]
+    client = real_cache.redis
+    batches: list[int] = []
+    original_unlink = client.unlink
+    monkeypatch.setattr(client, "keys", lambda *a, **k: pytest.fail("KEYS blocks Redis"))
+    monkeypatch.setattr(client, "unlink", lambda *keys: batches.append(len(keys)) or original_unlink(*keys))
     stop = threading.Event()
     probe_key = real_cache.key_generator.generate("summarize text 1", "summarize")
-    reader = real_cache.redis.__class__(connection_pool=real_cache.redis.connection_pool)
+    reader = client.__class__(connection_pool=client.connection_pool)
 
-    def read_loop():
+    def read_loop(i):
+        worst = 0.0
         while not stop.is_set():
             t0 = time.perf_counter()
             assert reader.get(probe_key) is not None
-            worst[0] = max(worst[0], time.perf_counter() - t0)
+            worst = max(worst, time.perf_counter() - t0)
+        return worst
 
-    thread = threading.Thread(target=read_loop)
-    thread.start()
-    started = time.perf_counter()
-    removed = real_cache.invalidate_by_operation("sentiment", operation_context="test")
-    elapsed = time.perf_counter() - started
-    stop.set()
-    thread.join()
-    print(f"100k invalidation: {elapsed:.2f} s, worst concurrent read {worst[0] * 1000:.2f} ms")
+    def run(i):
+        if i == 0:
+            return read_loop(i)
+        try:
+            started = time.perf_counter()
+            removed = real_cache.invalidate_by_operation("sentiment", operation_context="test")
+            return removed, time.perf_counter() - started
+        finally:
+            stop.set()
+
+    worst, (removed, elapsed) = run_threads(run, 2, timeout=120)
     assert removed == 100_000
-    assert not list(real_cache.redis.scan_iter("ai_cache:sentiment:*", count=1000))
-    assert len(list(real_cache.redis.scan_iter("ai_cache:summarize:*", count=1000))) == 3_000
+    assert batches and max(batches) <= 500 and sum(batches) == 100_000
+    assert worst > 0  # the reader ran throughout (its reads all found the other entries)
+    assert elapsed < 10  # README: 0.46 s measured; this only catches a pathological regression
+    assert not list(client.scan_iter("ai_cache:sentiment:*", count=1000))
+    assert len(list(client.scan_iter("ai_cache:summarize:*", count=1000))) == 3_000
     assert real_cache.get_cached_response(TEXT, "qa", question="q")["answer"] == "kept"
     assert real_cache.invalidate_by_operation("summarize") == 3_000
 
@@ -211,114 +346,3 @@ def test_index_keeps_writes_made_during_invalidation(real_cache):
     real_cache.cache_response("second", "summarize", None, NEW)
     assert real_cache.invalidate_by_operation("summarize") == 1
     assert real_cache.invalidate_by_operation("summarize") == 0
-
-
-# ------------------------------------------------------------------ single flight
-def test_stampede_32_threads_3_processes_one_compute(workers, real_cache):
-    procs = workers(3)
-    counter = "test:computes"
-    real_cache.redis.delete(counter)
-    start_at = time.monotonic() + 1.0
-    for w in procs:
-        w.send("stampede", threads=32, text=TEXT, operation="summarize", counter=counter, start_at=start_at)
-    replies = [w.read() for w in procs]
-    assert int(real_cache.redis.get(counter)) == 1
-    results = [r for reply in replies for r in reply["results"]]
-    assert len(results) == 96 and not any(reply["errors"] for reply in replies)
-    assert len({r["answer"] for r in results}) == 1
-    assert sum(not r["hit"] for r in results) == 1
-    coalesced = sum(reply["counters"].get("single_flight_coalesced", 0) for reply in replies)
-    assert coalesced >= 90  # the others waited for that one result (a few may simply hit)
-
-
-def test_crashed_holder_waiter_computes_after_lease(workers, real_cache):
-    holder, waiter = workers(2)
-    counter = "test:crash"
-    real_cache.redis.delete(counter)
-    holder.send(
-        "stampede",
-        threads=1,
-        text=TEXT,
-        operation="qa",
-        counter=counter,
-        crash=True,
-        lock_timeout=1.0,
-        start_at=time.monotonic(),
-    )
-    with pytest.raises(RuntimeError, match="worker exited with 3"):
-        holder.read()
-    started = time.monotonic()
-    reply = waiter.call(
-        "stampede",
-        threads=4,
-        text=TEXT,
-        operation="qa",
-        counter=counter,
-        compute_seconds=0.05,
-        start_at=time.monotonic(),
-    )
-    waited = time.monotonic() - started
-    assert int(real_cache.redis.get(counter)) == 2  # the crashed attempt, then exactly one more
-    assert len(reply["results"]) == 4 and not reply["errors"]
-    assert waited < 5  # after the 1 s lease, not the 60 s wait_timeout
-
-
-def test_compute_raising_propagates_and_is_not_cached(real_cache):
-    calls = []
-
-    def boom():
-        calls.append(1)
-        time.sleep(0.1)
-        raise RuntimeError("LLM failed")
-
-    errors = []
-
-    def call():
-        try:
-            real_cache.get_or_compute(TEXT, "key_points", boom)
-        except RuntimeError as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=call) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(errors) == 4 and len(calls) == 4  # each failure handed over; none hangs
-    assert real_cache.get_cached_response(TEXT, "key_points") is None
-    assert real_cache.get_or_compute(TEXT, "key_points", lambda: {"points": ["ok"]})["cache_hit"] is False
-
-
-@pytest.mark.parametrize("control", ["default", "no-store", "refresh", "only-if-cached"])
-def test_cache_controls(real_cache, control):
-    calls = []
-
-    def compute():
-        calls.append(1)
-        return {"n": len(calls)}
-
-    result = real_cache.get_or_compute(TEXT, "questions", compute, cache=control)
-    if control == "only-if-cached":
-        assert result is None and calls == []
-        real_cache.cache_response(TEXT, "questions", None, {"n": 0})
-        assert real_cache.get_or_compute(TEXT, "questions", compute, cache=control)["n"] == 0
-        return
-    assert result == {**result, "n": 1, "cache_hit": False}
-    stored = real_cache.get_cached_response(TEXT, "questions")
-    assert (stored is None) is (control == "no-store")
-    again = real_cache.get_or_compute(TEXT, "questions", compute, cache=control)
-    if control == "default":
-        assert again["cache_hit"] is True and calls == [1]
-    else:  # no-store and refresh compute every time
-        assert again["n"] == 2 and again["cache_hit"] is False
-        if control == "refresh":
-            assert real_cache.get_cached_response(TEXT, "questions")["n"] == 2
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [{"cache": "bogus"}, {"cache": None}, {"lock_timeout": 0}, {"wait_timeout": -1}, {"lock_timeout": "5"}],
-)
-def test_bad_cache_controls(real_cache, kwargs):
-    with pytest.raises(ValueError):
-        real_cache.get_or_compute(TEXT, "questions", lambda: pytest.fail("computed"), **kwargs)

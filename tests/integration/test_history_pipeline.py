@@ -5,61 +5,15 @@ import time
 import uuid
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 
-from aicache.bench.redis_server import RedisServer
 from aicache.monitoring import stats
 from aicache.monitoring.models import IngestionBatch, Rollup
 from aicache.monitoring.summaries import percentile
 from aicache_project.celery import app as celery_app
+from tests.helpers import TcpProxy, wait_for
 from tests.integration.processes import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.history, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    """The Celery broker: its own redis-server, so a test can stop it while the cache works on."""
-    server = RedisServer(tmp_path_factory.mktemp("broker"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def celery_worker(broker, settings):
-    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}
-    if broker.process is None:
-        broker.start()
-    url = f"{broker.url}/0"
-    broker.client().flushdb()  # no message left over from an earlier test
-    if celery_app.conf.broker_url != url:
-        # Publishers must use this broker, not a connection pool made for an earlier one.
-        celery_app._pool = None
-        celery_app.amqp._producer_pool = None
-    celery_app.conf.update(
-        broker_url=url,
-        task_always_eager=False,
-        result_backend=None,
-        broker_connection_retry=True,
-        broker_connection_max_retries=None,
-    )
-    with start_worker(
-        celery_app,
-        pool="solo",
-        perform_ping_check=False,
-        queues=["aicache_monitoring", "celery"],
-        shutdown_timeout=20,
-    ) as worker:
-        yield worker
-    celery_app.conf.update(task_always_eager=True, broker_url="memory://")
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_two_processes_exact_figures(celery_worker, broker, redis_server):
@@ -77,7 +31,7 @@ def test_two_processes_exact_figures(celery_worker, broker, redis_server):
     finally:
         for w in procs:
             w.close()
-    wait_for(lambda: IngestionBatch.objects.count() >= 2, what="two ingested batches")
+    wait_for(lambda: IngestionBatch.objects.count() >= 2, timeout=30, what="two ingested batches")
     hits, misses = sum(f["hits"] for f in figures), sum(f["misses"] for f in figures)
     w = stats.window(last="1h")
     wait_for(
@@ -85,6 +39,7 @@ def test_two_processes_exact_figures(celery_worker, broker, redis_server):
             stats.performance_stats(w)["cache_hits"] + stats.performance_stats(w)["cache_misses"]
             >= hits + misses
         ),
+        timeout=30,
         what="every read ingested",
     )
     db = stats.performance_stats(w)
@@ -112,7 +67,11 @@ def test_duplicate_delivery_is_counted_once(celery_worker):
     }
     ingest_batch.apply_async(args=[payload])
     ingest_batch.apply_async(args=[payload])  # a redelivery
-    wait_for(lambda: IngestionBatch.objects.filter(batch_id=payload["batch_id"]).exists(), what="the batch")
+    wait_for(
+        lambda: IngestionBatch.objects.filter(batch_id=payload["batch_id"]).exists(),
+        timeout=30,
+        what="the batch",
+    )
     time.sleep(1.0)  # let the second delivery be processed too
     assert IngestionBatch.objects.filter(batch_id=payload["batch_id"]).count() == 1
     assert Rollup.objects.get(resolution=60, kind="get").count == 7
@@ -130,7 +89,8 @@ def test_broker_down_cache_keeps_working_drops_counted_then_recovers(
     for i in range(5):
         real_cache.cache_response(f"down {i} " * 10, "qa", None, {"a": i})
         assert real_cache.get_cached_response(f"down {i} " * 10, "qa")["a"] == i
-        flusher(monitor, monitor.drain())
+        if flusher.collect(monitor, monitor.drain()):
+            flusher.flush()
     elapsed = time.monotonic() - started
     assert flusher.waiting == 2 and flusher.dropped_batches == 3
     assert elapsed < 30  # each failed publish is bounded (2 s connect timeout), the cache unaffected
@@ -140,7 +100,130 @@ def test_broker_down_cache_keeps_working_drops_counted_then_recovers(
         flusher.flush()
         time.sleep(0.2)
     assert flusher.waiting == 0
-    wait_for(lambda: IngestionBatch.objects.filter(dropped_batches=3).exists(), what="the drop report")
+    wait_for(
+        lambda: IngestionBatch.objects.filter(dropped_batches=3).exists(), timeout=30, what="the drop report"
+    )
     w = stats.window(last="1h")
     assert stats.ingestion(w)["dropped_batches"] == 3
-    wait_for(lambda: IngestionBatch.objects.count() >= 2, what="the buffered batches")
+    wait_for(lambda: IngestionBatch.objects.count() >= 2, timeout=30, what="the buffered batches")
+
+
+def counter_total(name: str) -> int:
+    rows = Rollup.objects.filter(resolution=60, kind="counter", operation=name)
+    return sum(rows.values_list("count", flat=True))
+
+
+def test_five_identical_calls_one_miss_four_hits(celery_worker, broker, redis_server):
+    """5 concurrent identical get_or_compute calls on a cold key, in a real process: 1 miss, 4 hits
+    (coalesced), 1 compute; /metrics and the history written by a real Celery worker agree."""
+    redis_server.client().flushdb()
+    env = {"AICACHE_TEST_HISTORY": "1", "AICACHE_TEST_BROKER_URL": f"{broker.url}/0"}
+    w = Worker(f"{redis_server.url}/0", **env)
+    labels = {"operation": "qa", "tier": "small"}
+    try:
+        out = w.call(
+            "stampede",
+            text="five identical questions about one cold key",
+            operation="qa",
+            threads=5,
+            counter="five-computes",
+            compute_seconds=0.5,
+            start_at=time.monotonic() + 1.0,
+        )
+        assert not out["errors"] and len(out["results"]) == 5
+        assert sorted(r["hit"] for r in out["results"]) == [False, True, True, True, True]
+        figures = w.call("figures")
+        misses = w.call("metric", name="redis_cache_misses_total", labels=labels)["value"]
+        hits = w.call("metric", name="redis_cache_hits_total", labels=labels)["value"]
+        assert w.call("flush")["waiting"] == 0
+    finally:
+        w.close()
+    assert int(redis_server.client().get("five-computes")) == 1
+    assert (figures["hits"], figures["misses"]) == (4, 1)
+    assert (hits, misses) == (4.0, 1.0)
+    w_ = stats.window(last="1h")
+    wait_for(lambda: stats.performance_stats(w_)["cache_misses"] >= 1, timeout=30, what="the reads ingested")
+    db = stats.performance_stats(w_)
+    assert (db["cache_hits"], db["cache_misses"]) == (4, 1)
+    assert counter_total("single_flight_coalesced") == 4
+
+
+@pytest.fixture
+def hung_broker():
+    """A socket that accepts connections and never answers: the broker of the tests below."""
+    proxy = TcpProxy("127.0.0.1", 9)
+    proxy.accept_only = True
+    yield proxy
+    proxy.stop()
+
+
+def test_a_scrape_never_waits_on_a_hung_broker(hung_broker, real_cache, settings, monkeypatch):
+    from django.core.cache import caches
+    from django.test import Client
+
+    from aicache.monitoring import exporter as exporter_module
+    from aicache.monitoring import flusher as flusher_module
+    from aicache.monitoring import prometheus
+    from aicache.monitoring.exporter import Exporter
+
+    exporter = Exporter()
+    exporter.add_sink(prometheus.apply)
+    monkeypatch.setattr(exporter_module, "exporter", exporter)
+    monkeypatch.setattr(flusher_module, "_flusher", None)
+    saved = {k: celery_app.conf[k] for k in ("broker_url", "task_always_eager")}
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+    celery_app.conf.update(broker_url=f"{hung_broker.url}/0", task_always_eager=False)
+    try:
+        settings.AICACHE = {
+            **settings.AICACHE,
+            "HISTORY_ENABLED": True,
+            "METRICS_PUBLIC": True,
+            "FLUSH_INTERVAL": 0.05,
+        }
+        cache = caches["ai"]
+        cache.cache_response("a scrape during a broker hang " * 3, "qa", None, {"a": 1})
+        assert cache.get_cached_response("a scrape during a broker hang " * 3, "qa")["a"] == 1
+        flusher = flusher_module.get_flusher()
+        assert flusher is not None
+        # the exporter thread's next pass hands a batch to the sender, which hangs on the broker
+        wait_for(lambda: flusher.in_flight, timeout=10, what="a publish hanging on the broker")
+        cache.get_cached_response("a scrape during a broker hang " * 3, "qa")
+        started = time.monotonic()
+        response = Client().get("/metrics")
+        exporter.flush_now()
+        elapsed = time.monotonic() - started
+        assert response.status_code == 200 and elapsed < 0.5, elapsed
+        assert flusher.in_flight and flusher.sent == 0
+        body = response.content.decode()
+        assert 'redis_cache_hits_total{operation="qa",tier="small"}' in body
+    finally:
+        exporter.stop()
+        hung_broker.stop()  # the hanging publish fails now
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+        celery_app.conf.update(**saved)
+
+
+@pytest.mark.parametrize("broker_url", ["hung", "", "sqs://"])
+def test_process_exit_never_waits_on_the_broker(hung_broker, redis_server, broker_url):
+    """At exit a process makes one bounded attempt (1 s in all) to ship what is left; with no
+    broker or no importable transport history is off and there is nothing to wait for."""
+    url = f"{hung_broker.url}/0" if broker_url == "hung" else broker_url
+    w = Worker(f"{redis_server.url}/0", AICACHE_TEST_HISTORY="1", AICACHE_TEST_BROKER_URL=url)
+    try:
+        for i in range(3):
+            w.call("cache", text=f"exit test {i} " * 5, operation="qa", response={"a": i})
+            assert w.call("get", text=f"exit test {i} " * 5, operation="qa")["hit"]
+        state = w.call("history")
+        if broker_url == "hung":
+            assert state["installed"]
+            wait_for(lambda: w.call("history")["in_flight"], timeout=10, what="a publish hanging")
+        else:
+            assert state == {"installed": False}
+    finally:
+        started = time.monotonic()
+        w.close()
+        elapsed = time.monotonic() - started
+    assert w.proc.returncode == 0
+    assert elapsed < 2.5, elapsed

@@ -37,11 +37,6 @@ print("END", time.time(), flush=True)
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the no-broker fix (history off when no Celery app/broker/transport is configured, no "
-    "exit delay) is the issue-10 engineer's, branch i10; it passes once that is merged",
-)
 def test_script_exit_without_a_broker_takes_well_under_a_second(redis_server, tmp_path):
     (tmp_path / "nobroker_settings.py").write_text(
         SETTINGS.format(db=str(tmp_path / "db.sqlite3"), redis=f"{redis_server.url}/5")
@@ -55,4 +50,5 @@ def test_script_exit_without_a_broker_takes_well_under_a_second(redis_server, tm
     exited = time.time()
     assert proc.returncode == 0, proc.stderr
     end = float(proc.stdout.split("END ", 1)[1].split()[0])
-    assert exited - end < 0.5, f"the script took {exited - end:.2f} s to exit after its last line"
+    # 0.15-0.37 s measured on a loaded 2-vCPU machine (6.5 s before the fix of issue 10)
+    assert exited - end < 0.75, f"the script took {exited - end:.2f} s to exit after its last line"

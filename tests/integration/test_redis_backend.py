@@ -5,6 +5,8 @@ import time
 import pytest
 from django.test import Client
 
+from tests.helpers import wait_for
+
 pytestmark = pytest.mark.integration
 
 SMALL = "Small texts live in the memory tier as well as in Redis. " * 2
@@ -29,7 +31,7 @@ def test_invalidation_on_real_redis(real_cache):
     assert real_cache.invalidate_by_operation("sentiment") == 300
     assert real_cache.get_cached_response(f"{SMALL} 7", "qa", question="Is it?")["answer"] == "yes"
     assert real_cache.invalidate_pattern("qa:") == 300
-    assert not list(real_cache.redis.scan_iter("ai_cache:*"))
+    assert not list(real_cache.redis.scan_iter("ai_cache:*:*"))
 
 
 def test_redis_stopped_mid_test_and_restarted(real_cache, redis_server):
@@ -37,11 +39,13 @@ def test_redis_stopped_mid_test_and_restarted(real_cache, redis_server):
     real_cache.cache_response(MEDIUM, "summarize", None, RESPONSE)
     real_cache.set("plain", {"a": 1})
     redis_server.stop()
+    wait_for(lambda: real_cache.coherence.status == "disconnected", what="the listener to notice")
 
     started = time.monotonic()
     computed = []
     for _ in range(20):
-        assert real_cache.get_cached_response(SMALL, "summarize")["cache_source"] == "memory"
+        # Nobody can prove what changed in Redis meanwhile: the memory tier is bypassed too.
+        assert real_cache.get_cached_response(SMALL, "summarize") is None
         assert real_cache.get_cached_response(MEDIUM, "summarize") is None
         real_cache.cache_response(MEDIUM, "sentiment", None, {"label": "positive"})
         result = real_cache.get_or_compute(MEDIUM, "qa", lambda: computed.append(1) or {"answer": "42"})
@@ -51,7 +55,6 @@ def test_redis_stopped_mid_test_and_restarted(real_cache, redis_server):
         assert real_cache.get("plain", "fallback") == "fallback"
         assert real_cache.ping() is False
     assert real_cache.invalidate_all() == 0
-    assert real_cache.get_cached_response(SMALL, "summarize") is None  # local tier cleared too
     elapsed = time.monotonic() - started
     assert len(computed) == 20
     # 200 calls against a dead server: the breaker keeps this to a few failed connects, not 200.

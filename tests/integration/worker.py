@@ -101,6 +101,30 @@ def op_stampede(msg: dict) -> dict:
     return {"results": results, "errors": errors, "counters": cache._state.counter_snapshot()}
 
 
+def op_savings(msg: dict) -> dict:
+    """For each spec: one compute (timed inside compute) then ``hits`` hits on it."""
+    measured = []
+    for spec in msg["specs"]:
+        inside: list[float] = []
+
+        def compute(spec: dict = spec, inside: list[float] = inside) -> dict:
+            started = time.perf_counter()
+            time.sleep(spec["seconds"])
+            usage = {"prompt_tokens": spec["prompt"], "completion_tokens": spec["completion"]}
+            inside.append(time.perf_counter() - started)
+            return {"answer": spec["text"][:10], "usage": usage, "model": spec["model"]}
+
+        args = {"text": spec["text"], "operation": spec["operation"]}
+        cache.get_or_compute(**args, compute=compute)
+        for i in range(spec["hits"]):
+            if i % 2:
+                cache.get_or_compute(**args, compute=compute)
+            else:
+                cache.get_cached_response(**args)
+        measured.append(inside[0])
+    return {"compute_seconds": measured}
+
+
 def op_script(msg: dict) -> dict:
     """A scripted mix of writes and reads (deterministic given the seed)."""
     import random
@@ -137,6 +161,31 @@ def op_figures(msg: dict) -> dict:
         "bytes_processed": stats.get("compression", {}).get("total_bytes_processed", 0),
         "bytes_saved": stats.get("compression", {}).get("total_bytes_saved", 0),
         "get_durations": [r["duration"] for r in raw["cache_operations"] if r["operation"] == "get"],
+    }
+
+
+def op_metric(msg: dict) -> dict:
+    """A Prometheus sample of this process, after folding what is pending (no shipping)."""
+    from prometheus_client import REGISTRY
+
+    from aicache.monitoring.exporter import get_exporter
+
+    get_exporter().flush_now(ship=False)
+    return {"value": REGISTRY.get_sample_value(msg["name"], msg.get("labels", {})) or 0.0}
+
+
+def op_history(msg: dict) -> dict:
+    """The history sender's state, without waiting on the broker."""
+    from aicache.monitoring.flusher import get_flusher
+
+    flusher = get_flusher()
+    if flusher is None:
+        return {"installed": False}
+    return {
+        "installed": True,
+        "in_flight": flusher.in_flight,
+        "sent": flusher.sent,
+        "failures": flusher.failures,
     }
 
 

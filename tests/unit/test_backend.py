@@ -48,11 +48,17 @@ def test_returned_dicts_are_independent(ai_cache):
     assert ai_cache.get_cached_response(SMALL, "key_points")["points"] == ["a", "b"]
 
 
-def test_metadata_keys_are_not_stored(ai_cache):
-    ai_cache.cache_response(SMALL, "qa", None, {**RESPONSE, "cache_hit": True, "tier": "bogus"}, question="q")
-    raw = ai_cache.codec.loads(ai_cache.redis.get(ai_cache.key_generator.generate(SMALL, "qa", None, "q")))
-    assert raw == RESPONSE
-    assert not META_KEYS & raw.keys()
+@pytest.mark.parametrize("reserved", sorted(META_KEYS))
+def test_reserved_metadata_keys_refused(ai_cache, reserved):
+    """Issue 9.11: a response carrying a key the cache adds is refused, naming it, and nothing is
+    stored or computed twice."""
+    with pytest.raises(ValueError, match=reserved):
+        ai_cache.cache_response(SMALL, "qa", None, {**RESPONSE, reserved: "mine"}, question="q")
+    calls = []
+    with pytest.raises(ValueError, match=reserved):
+        ai_cache.get_or_compute(SMALL, "qa", lambda: calls.append(1) or {"answer": 1, reserved: 2})
+    assert calls == [1]
+    assert ai_cache.redis.dbsize() == 0
 
 
 @pytest.mark.parametrize("algorithm", ["zlib", "zstd"])
@@ -195,17 +201,21 @@ def test_invalidation_spans_many_batches(ai_cache):
     for i in range(1234):
         ai_cache.cache_response(f"text {i}", "questions", None, {"q": i})
     assert ai_cache.invalidate_by_operation("questions") == 1234
-    # Only the small set naming the operations with an index remains (it is bookkeeping).
-    assert [k.decode() for k in ai_cache.redis.scan_iter()] == ["ai_cache!ops"]
+    # Bookkeeping remains: the set naming the indexed operations and the operation's fence.
+    assert sorted(k.decode() for k in ai_cache.redis.scan_iter()) == [
+        "ai_cache!gen:questions",
+        "ai_cache!ops",
+    ]
     from aicache import invalidation
 
-    assert invalidation.live_entries(ai_cache.redis, "ai_cache") == 0
+    assert invalidation.live_entries(ai_cache.redis, ai_cache.ns) == 0
     for i in range(3):
         ai_cache.cache_response(f"again {i}", "questions", None, {"q": i})
     ai_cache.cache_response("other", "qa", None, {"a": 1}, question="q")
-    assert invalidation.live_entries(ai_cache.redis, "ai_cache") == 4
+    assert invalidation.live_entries(ai_cache.redis, ai_cache.ns) == 4
     assert ai_cache.invalidate_all() == 4
-    assert ai_cache.redis.dbsize() == 0
+    assert not list(ai_cache.redis.scan_iter("ai_cache:*"))
+    assert invalidation.live_entries(ai_cache.redis, ai_cache.ns) == 0
 
 
 def test_plain_django_api_still_works(ai_cache):
@@ -327,17 +337,31 @@ def test_async_twins(ai_cache):
         got = await ai_cache.aget_cached_response(SMALL, "sentiment")
         removed = await ai_cache.ainvalidate_by_operation("sentiment")
         pattern = await ai_cache.ainvalidate_pattern("summarize")
+        # Populated again, so the memory and "all" twins have something to remove.
+        for i in range(3):
+            await ai_cache.acache_response(f"{SMALL} {i}", "qa", None, {"a": i})
         mem = await ai_cache.ainvalidate_memory_cache()
+        memory_left = len(ai_cache.memory)
         everything = await ai_cache.ainvalidate_all()
         sync_compute = await ai_cache.aget_or_compute(SMALL, "qa", lambda: RESPONSE, question="q")
-        return first, second, got, removed, pattern, mem, everything, sync_compute
+        return first, second, got, removed, pattern, mem, memory_left, everything, sync_compute
 
-    first, second, got, removed, pattern, mem, everything, sync_compute = asyncio.run(scenario())
+    first, second, got, removed, pattern, mem, memory_left, everything, sync_compute = asyncio.run(scenario())
     assert calls == [1]
     assert (first["cache_hit"], second["cache_hit"]) == (False, True)
     assert got["label"] == "neutral"
-    assert (removed, pattern, mem, everything) == (1, 1, 0, 0)
+    assert (removed, pattern, mem, memory_left, everything) == (1, 1, 3, 0, 3)
     assert sync_compute["cache_hit"] is False
+    assert ai_cache.count_all() == 1
+
+
+@pytest.mark.parametrize("control", ["no-store", "refresh", "only-if-cached"])
+def test_async_twin_passes_cache_controls(ai_cache, control):
+    ai_cache.cache_response(SMALL, "qa", None, {"a": "stored"})
+    result = asyncio.run(ai_cache.aget_or_compute(SMALL, "qa", lambda: {"a": "fresh"}, cache=control))
+    expected = {"no-store": "fresh", "refresh": "fresh", "only-if-cached": "stored"}[control]
+    assert result["a"] == expected
+    assert ai_cache.get_cached_response(SMALL, "qa")["a"] == ("fresh" if control == "refresh" else "stored")
 
 
 def test_cache_shared_by_threads(ai_cache):
@@ -378,3 +402,22 @@ def test_custom_tiers_and_memory_tiers(make_cache):
         cache.cache_response("y" * length, "qa", None, RESPONSE)
         hit = cache.get_cached_response("y" * length, "qa")
         assert (hit["tier"], hit["cache_source"]) == (tier, source)
+
+
+def test_index_trims_expired_members_and_expires_with_its_longest_entry(ai_cache, monkeypatch):
+    """Each write trims index members whose entries have expired, and the index itself lives as
+    long as its longest-lived entry (it never outlives them by much, never dies before them)."""
+    from aicache import invalidation
+
+    index = ai_cache.ns.index("qa")
+    ai_cache.cache_response("short lived", "qa", None, {"a": 1}, ttl=10)
+    ai_cache.cache_response("long lived", "qa", None, {"a": 2}, ttl=500)
+    assert 490 <= ai_cache.redis.ttl(index) <= 500
+    ai_cache.cache_response("shorter again", "qa", None, {"a": 3}, ttl=5)
+    assert 490 <= ai_cache.redis.ttl(index) <= 500  # a shorter write never shortens the index
+    assert ai_cache.redis.zcard(index) == 3
+    now = time.time()
+    monkeypatch.setattr(invalidation.time, "time", lambda: now + 60)  # both short ones expired
+    ai_cache.cache_response("later", "qa", None, {"a": 4}, ttl=500)
+    members = {m.decode() for m in ai_cache.redis.zrange(index, 0, -1)}
+    assert members == {ai_cache.key_generator.generate(t, "qa") for t in ("long lived", "later")}

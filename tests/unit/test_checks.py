@@ -100,4 +100,22 @@ def test_manage_py_check_reports_instead_of_crashing(settings):
 
 
 def test_check_passes_on_the_test_settings():
-    call_command("check", stdout=StringIO())
+    out = StringIO()
+    call_command("check", stdout=out)  # raises SystemCheckError on any error
+    assert "System check identified no issues" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "code"),
+    [
+        ("COHERENCE_PROBE_SECONDS", 0, "aicache.E010"),
+        ("COHERENCE_LIVENESS_SECONDS", float("nan"), "aicache.E010"),
+        ("COHERENCE_LIVENESS_SECONDS", 0.5, "aicache.E010"),  # not longer than the 1 s probe
+        ("DEFAULT_TTL", 2**32, "aicache.E005"),
+        ("OPERATION_TTLS", {"qa\n": 10}, "aicache.E005"),
+    ],
+)
+def test_coherence_and_ttl_settings_checked(settings, name, value, code):
+    settings.AICACHE = {name: value}
+    messages = check_aicache_settings()
+    assert [m.id for m in messages] == [code] and name in messages[0].msg

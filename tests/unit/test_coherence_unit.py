@@ -1,86 +1,178 @@
-import threading
+"""CoherentTier's rules, one by one, without Redis (the integration tests stage them for real)."""
 
-from aicache.coherence import LIVE, Coherence
+import math
+import time
+
+from aicache.coherence import DISCONNECTED, LIVE, LOCAL, STARTING, CoherentTier
 from aicache.decorators import ai_cached
-from aicache.memory import MemoryTier
+from aicache.listener import Listener
+from aicache.memory import MISSING, MemoryTier
+from aicache.namespace import Namespace
+from tests.helpers import run_threads
+
+KEY = "p:a:1"
 
 
 def make(status=LIVE):
     memory = MemoryTier(10, 1000)
-    coherence = Coherence(memory, "p", "tracking")
-    coherence.status = status
-    return memory, coherence
+    tier = CoherentTier(memory, "p", "tracking")
+    if status == LIVE:
+        tier.set_proven(time.monotonic() + 60)
+    return memory, tier
 
 
-def test_foreign_invalidation_evicts_and_moves_the_fill_token():
-    memory, coherence = make()
-    memory.set("p:a:1", "v", 1, 60)
-    token = coherence.fill_token("p:a:1")
-    coherence.invalidate(["p:a:1"])
-    assert "p:a:1" not in memory
-    assert coherence.fill_token("p:a:1") != token
+def later(seconds=60):
+    return time.monotonic() + seconds
 
 
-def test_own_write_echo_is_skipped_once():
-    memory, coherence = make()
-    assert coherence.expect_own_write("p:a:1")
-    memory.set("p:a:1", "mine", 1, 60)
-    coherence.invalidate(["p:a:1"])  # the echo of our own write
-    assert memory.get("p:a:1") == "mine"
-    coherence.invalidate(["p:a:1"])  # somebody else's write
-    assert "p:a:1" not in memory
+def test_fill_only_if_unchanged_since_the_read_began():
+    memory, tier = make()
+    token = tier.token(KEY)
+    tier.invalidate([KEY])  # a foreign write's message arrives between GET and fill
+    assert tier.fill(KEY, "v1", 1, token, later()) is False
+    assert KEY not in memory
+    assert tier.fill(KEY, "v2", 1, tier.token(KEY), later()) is True
+    assert tier.get(KEY) == "v2"
 
 
-def test_own_write_notes_only_when_live_and_cleared_by_flush():
-    memory, coherence = make(status="starting")
-    assert coherence.expect_own_write("p:a:1") is False
-    coherence.status = LIVE
-    coherence.expect_own_write("p:a:1")
-    coherence.invalidate(None)  # reconnect or flush: notes are dropped
-    memory.set("p:a:1", "v", 1, 60)
-    coherence.invalidate(["p:a:1"])
-    assert "p:a:1" not in memory
+def test_own_overwrite_defeats_an_older_read_in_the_same_process():
+    """Issue 9.1: thread A reads v0, thread B writes v1, A then tries to fill v0."""
+    _memory, tier = make()
+    token_a = tier.token(KEY)  # A starts its GET and reads v0
+    pw = tier.begin_write(KEY)  # B writes v1
+    assert tier.end_write(pw, "v1", 1, True, later()) is True
+    assert tier.fill(KEY, "v0", 1, token_a, later()) is False  # A's fill is refused
+    assert tier.get(KEY) == "v1"
 
 
-def test_cancelled_write_is_not_expected():
-    memory, coherence = make()
-    coherence.expect_own_write("p:a:1")
-    coherence.cancel_own_write("p:a:1")
-    memory.set("p:a:1", "v", 1, 60)
-    coherence.invalidate(["p:a:1"])
-    assert "p:a:1" not in memory
+def test_a_read_racing_the_set_cannot_fill_after_the_write_returns():
+    _memory, tier = make()
+    pw = tier.begin_write(KEY)
+    token_r = tier.token(KEY)  # R begins after begin_write but its GET reaches Redis before the SET
+    tier.end_write(pw, "v1", 1, True, later())
+    assert tier.fill(KEY, "v0", 1, token_r, later()) is False
+    assert tier.get(KEY) == "v1"
 
 
-def test_waiters_are_woken_by_key_or_flush():
-    _, coherence = make()
-    with coherence.waiter("p:a:1") as ev1, coherence.waiter("p:a:2") as ev2:
-        coherence.invalidate(["p:a:1"])
+def test_a_write_redis_did_not_acknowledge_never_fills():
+    """Issue 9.3: OOM, READONLY or a timeout on SET leaves nothing in the tier."""
+    memory, tier = make()
+    memory.set(KEY, "old", 1, 60)
+    pw = tier.begin_write(KEY)
+    assert tier.end_write(pw, "new", 1, False, later()) is False
+    assert tier.get(KEY) is MISSING
+    tier.invalidate([KEY])  # the write may still have landed: its message evicts, nothing breaks
+    assert tier._pending == {}
+
+
+def test_own_echo_after_the_write_keeps_the_entry_foreign_one_evicts():
+    _memory, tier = make()
+    pw = tier.begin_write(KEY)
+    tier.end_write(pw, "mine", 1, True, later())
+    tier.invalidate([KEY])  # the echo of our own write
+    assert tier.get(KEY) == "mine"
+    tier.invalidate([KEY])  # somebody else's later write
+    assert tier.get(KEY) is MISSING
+
+
+def test_own_echo_before_the_write_returns_still_fills():
+    _memory, tier = make()
+    pw = tier.begin_write(KEY)
+    tier.invalidate([KEY])  # the echo overtakes the SET's reply
+    assert tier.end_write(pw, "mine", 1, True, later()) is True
+    tier.invalidate([KEY])  # then a foreign write
+    assert tier.get(KEY) is MISSING
+
+
+def test_two_local_writes_in_flight_fill_nothing():
+    _memory, tier = make()
+    w1 = tier.begin_write(KEY)
+    w2 = tier.begin_write(KEY)
+    assert tier.end_write(w2, "v2", 1, True, later()) is False  # w1 may land after it in Redis
+    assert tier.end_write(w1, "v1", 1, True, later()) is False
+    assert tier.get(KEY) is MISSING
+
+
+def test_clear_drops_notes_and_refuses_fills_read_before_it():
+    _memory, tier = make()
+    token = tier.token(KEY)
+    pw = tier.begin_write(KEY)
+    tier.clear()
+    assert tier.fill(KEY, "v", 1, token, later()) is False
+    assert tier.end_write(pw, "v", 1, True, later()) is False
+    assert tier._pending == {}
+
+
+def test_fill_and_eviction_are_one_step_under_the_lock():
+    """Issue 9.4: many fills racing many invalidations never leave an entry whose token moved."""
+    _memory, tier = make()
+    keys = [f"p:a:{i}" for i in range(8)]
+
+    def fill_loop(i):
+        for n in range(2000):
+            key = keys[n % 8]
+            token = tier.token(key)
+            tier.fill(key, ("v", n), 1, token, later())
+
+    def evict_loop(i):
+        for n in range(2000):
+            tier.invalidate([keys[n % 8]])
+
+    run_threads(lambda i: (fill_loop if i % 2 else evict_loop)(i), 4)
+    # After a final invalidation of every key nothing may remain.
+    tier.invalidate(keys)
+    assert all(tier.get(k) is MISSING for k in keys)
+
+
+def test_usable_only_while_proven():
+    memory, tier = make(status=STARTING)
+    assert tier.status == STARTING and not tier.usable
+    assert tier.fill(KEY, "v", 1, tier.token(KEY), later()) is False
+    tier.set_proven(time.monotonic() + 60)
+    assert tier.fill(KEY, "v", 1, tier.token(KEY), later()) and tier.get(KEY) == "v"
+    tier.set_proven(time.monotonic() - 0.001)  # the proof lapsed: reads bypass at once
+    assert tier.get(KEY) is MISSING
+    tier.lapse(DISCONNECTED)
+    assert len(memory) == 0 and tier.status == DISCONNECTED and not tier.usable
+    assert CoherentTier(MemoryTier(1, 1), "p", LOCAL).usable_until == math.inf
+
+
+def test_memory_copy_never_outlives_the_given_expiry():
+    _memory, tier = make()
+    tier.fill(KEY, "v", 1, tier.token(KEY), time.monotonic() + 0.05)
+    assert tier.get(KEY) == "v"
+    time.sleep(0.06)
+    assert tier.get(KEY) is MISSING
+
+
+def test_waiters_are_woken_by_key_or_clear():
+    _, tier = make()
+    with tier.waiter("p:a:1") as ev1, tier.waiter("p:a:2") as ev2:
+        tier.invalidate(["p:a:1"])
         assert ev1.is_set() and not ev2.is_set()
-        coherence.invalidate(None)
+        tier.invalidate(None)
         assert ev2.is_set()
-    assert coherence._waiters == {}
+    assert tier._waiters == {}
 
 
-def test_handle_parses_messages():
-    memory, coherence = make()
+def test_listener_parses_messages_and_probes():
+    memory, tier = make()
+    listener = Listener(tier, Namespace("p"), 1.0, 3.0)
     memory.set("p:a:1", "v", 1, 60)
     memory.set("p:a:2", "v", 1, 60)
-    coherence._handle([b"message", b"__redis__:invalidate", [b"p:a:1"]])
+    sent = __import__("collections").deque([(1, time.monotonic()), (2, time.monotonic())])
+    listener._handle([b"message", b"__redis__:invalidate", [b"p:a:1"]], sent)
     assert memory.keys() == ["p:a:2"]
-    with coherence.waiter("p:a:9") as ev:
-        coherence._handle([b"message", b"p!events", b"wp:a:9"])
+    probe = listener.ns.probe(listener.process, 2).encode()
+    other = Namespace("p").probe("someone-else", 7).encode()
+    listener._handle([b"message", b"__redis__:invalidate", [probe, other]], sent)
+    assert not sent and memory.keys() == ["p:a:2"]  # probes prove, they never evict
+    with tier.waiter("p:a:9") as ev:
+        listener._handle([b"message", b"p!events", b"wp:a:9"], sent)
         assert ev.is_set()
-    coherence._handle([b"message", b"p!events", b"clear"])
+    listener._handle([b"message", b"p!events", b"clear"], sent)
     assert len(memory) == 0
-    coherence._handle([b"subscribe", b"x", 1])  # ignored
-
-
-def test_memory_usable_by_status():
-    _, coherence = make()
-    for status, usable in [("starting", False), (LIVE, True), ("disconnected", True), ("unsupported", False)]:
-        coherence.status = status
-        assert coherence.memory_usable is usable
-    assert Coherence(MemoryTier(1, 1), "p", "local").memory_usable
+    listener._handle([b"subscribe", b"x", 1], sent)  # ignored
 
 
 def test_ai_cached_decorator(ai_cache):
@@ -97,27 +189,3 @@ def test_ai_cached_decorator(ai_cache):
     assert summarize("some long text", max_words=4, question="q")["cache_hit"] is False
     assert calls == [("some long text", 4, None), ("some long text", 5, None), ("some long text", 4, "q")]
     assert summarize.__name__ == "summarize"
-
-
-def test_single_flight_threads_on_fakeredis(ai_cache):
-    import time
-
-    calls = []
-
-    def compute():
-        calls.append(1)
-        time.sleep(0.2)
-        return {"answer": "one"}
-
-    results = []
-    threads = [
-        threading.Thread(target=lambda: results.append(ai_cache.get_or_compute("t" * 20, "qa", compute)))
-        for _ in range(8)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert calls == [1]
-    assert sorted(r["cache_hit"] for r in results) == [False] + [True] * 7
-    assert ai_cache._state.counter_snapshot()["single_flight_coalesced"] == 7

@@ -25,7 +25,9 @@ def test_zlib_needs_no_extra(settings, monkeypatch):
     assert check_aicache_settings() == []
 
 
-@pytest.mark.parametrize("module", ["prometheus_client", "celery", "kombu"])
+@pytest.mark.parametrize(
+    "module", ["prometheus_client", "celery", "kombu", "rest_framework", "drf_spectacular"]
+)
 def test_monitoring_app_without_its_extra_is_improperly_configured(monkeypatch, module):
     monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(ImproperlyConfigured) as excinfo:

@@ -85,24 +85,36 @@ def test_concurrent_use_keeps_accounting_exact():
     assert stats.bytes == 3 * stats.entries
 
 
-def test_process_state_is_shared_per_identity():
-    a = get_process_state(("redis://x", "p"), 10, 100, 3, 1.0)
-    b = get_process_state(("redis://x", "p"), 99, 999, 3, 1.0)
-    c = get_process_state(("redis://y", "p"), 10, 100, 3, 1.0)
+def test_process_state_is_shared_per_identity(ai_cache):
+    cfg = ai_cache.config
+    a = get_process_state(("redis://x", "p"), cfg)
+    b = get_process_state(("redis://x", "p"), cfg)
+    c = get_process_state(("redis://y", "p"), cfg)
     assert a is b and a is not c
 
 
-def test_circuit_breaker(monkeypatch):
+def test_circuit_breaker_opens_at_the_threshold_and_probes_once(monkeypatch):
     now = [0.0]
     monkeypatch.setattr("aicache.state.time.monotonic", lambda: now[0])
     breaker = CircuitBreaker(failures=2, reset=5)
     breaker.failure()
-    assert breaker.allow()
+    assert breaker.allow() and breaker.state == "closed"
     breaker.failure()
-    assert not breaker.allow() and breaker.opened == 1
+    assert not breaker.allow() and breaker.opened == 1 and breaker.state == "open"
+    now[0] = 4.9
+    assert not breaker.allow()
     now[0] = 5.1
-    assert breaker.allow()  # half-open: one try
+    assert breaker.would_allow()
+    assert breaker.allow()  # half-open: this caller is the one probe...
+    assert not breaker.allow() and not breaker.would_allow()  # ...and every other caller waits
+    breaker.failure()  # the probe failed: open again for a full window
+    assert breaker.opened == 2 and not breaker.allow()
+    now[0] = 10.2
+    assert breaker.allow()
+    breaker.release()  # the probe ended without a verdict: the next caller probes
+    assert breaker.allow()
     breaker.success()
+    assert breaker.state == "closed" and breaker.allow() and breaker.allow()
     breaker.failure()
     assert breaker.allow()  # counting starts again after a success
 

@@ -22,6 +22,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--quick", action="store_true", help="a one-minute run: fewer calls and entries")
         parser.add_argument(
+            "--smoke",
+            action="store_true",
+            help="a seconds-long run that exercises every step and the report (figures meaningless)",
+        )
+        parser.add_argument(
             "--json", metavar="FILE", help="also write the results as JSON ('-' for stdout only)"
         )
         parser.add_argument("--only", nargs="+", choices=GROUPS, help="run only these groups")
@@ -34,6 +39,7 @@ class Command(BaseCommand):
         self,
         *args: Any,
         quick: bool,
+        smoke: bool,
         json: str | None,
         only: list[str] | None,
         redis_url: str | None,
@@ -43,6 +49,7 @@ class Command(BaseCommand):
         if latency is not None and latency < 0:
             raise CommandError("--latency must be >= 0")
         groups = only or list(GROUPS)
+        scale: bool | float = micro.SMOKE if smoke else quick
         server = None
         if redis_url is None:
             try:
@@ -54,7 +61,7 @@ class Command(BaseCommand):
         try:
             # Benchmarks measure the cache, not the history pipeline: nothing is shipped to Celery.
             with override_settings(AICACHE={**getattr(settings, "AICACHE", {}), "HISTORY_ENABLED": False}):
-                data = self._run(groups, redis_url, quick, latency, server)
+                data = self._run(groups, redis_url, scale, latency, server)
         finally:
             if server is not None:
                 server.stop()

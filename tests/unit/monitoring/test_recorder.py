@@ -130,7 +130,7 @@ def test_invalidation_frequency(monitor):
         "critical_per_hour": 100,
         "current_alert_level": "normal",
     }
-    assert freq["patterns"]["most_common_patterns"][0] == {"pattern": "summarize", "count": 2}
+    assert freq["patterns"]["most_common_patterns"] == {"summarize": 2, "qa:": 1}
     assert freq["patterns"]["invalidation_types"] == {"operation": 2, "pattern": 1}
     assert freq["efficiency"]["avg_keys_per_invalidation"] == 14.0
     assert (
@@ -141,7 +141,7 @@ def test_invalidation_frequency(monitor):
 
 
 def _issues(monitor):
-    return {r["issue"]: r["severity"] for r in monitor.get_invalidation_recommendations()}
+    return {r["id"]: r["severity"] for r in monitor.get_invalidation_recommendations()}
 
 
 def test_recommendation_high_frequency():
@@ -165,7 +165,7 @@ def test_recommendation_dominant_pattern(monitor):
     assert "dominant_invalidation_pattern" not in _issues(monitor)  # 3 of 6 is not more than half
     monitor.record_invalidation_event("summarize", 5, 0.001)  # 4 of 7
     rec = [
-        r for r in monitor.get_invalidation_recommendations() if r["issue"] == "dominant_invalidation_pattern"
+        r for r in monitor.get_invalidation_recommendations() if r["id"] == "dominant_invalidation_pattern"
     ]
     assert rec and "summarize" in rec[0]["message"] and rec[0]["suggestions"]
 
@@ -173,12 +173,12 @@ def test_recommendation_dominant_pattern(monitor):
 def test_recommendation_low_efficiency_and_high_impact(monitor):
     monitor.record_invalidation_event("a", 0, 0.001)
     monitor.record_invalidation_event("b", 1, 0.001)
-    assert _issues(monitor) == {"low_invalidation_efficiency": "warning"}
+    assert _issues(monitor) == {"low_invalidation_efficiency": "info"}
     monitor.record_invalidation_event("c", 2, 0.001)
     assert _issues(monitor) == {}
     big = CachePerformanceMonitor()
     big.record_invalidation_event("all", 101, 0.01, "all")
-    assert _issues(big) == {"high_impact_invalidations": "warning"}
+    assert _issues(big) == {"high_invalidation_impact": "warning"}
     big.record_invalidation_event("all2", 99, 0.01, "all")
     assert _issues(big) == {}
 
@@ -235,7 +235,7 @@ def test_export_metrics_plain_dicts(monitor):
     assert out["key_generation"][0]["operation_type"] == "qa"
     assert out["invalidations"][0]["operation_context"] == "ctx"
     assert out["compression"][0]["compressed_size"] == 50
-    assert isinstance(out["export_timestamp"], float)
+    assert isinstance(out["export_timestamp"], str)
 
 
 def test_threads_recording_keep_totals_exact(monitor):

@@ -1,0 +1,111 @@
+"""Invalidation against concurrent writes and in-flight computes (real redis-server), staged with
+hooks at the exact step where each race used to be lost."""
+
+import threading
+
+import pytest
+
+from aicache import invalidation
+from tests.helpers import run_threads
+
+pytestmark = pytest.mark.integration
+
+TEXT = "Invalidation must win against whatever is in flight when it runs. " * 2
+
+
+def _indexed(cache, operation: str, key: str) -> bool:
+    return cache.redis.zscore(cache.ns.index(operation), key) is not None
+
+
+def test_invalidate_all_never_leaves_an_unindexed_entry(real_cache, monkeypatch):
+    """Issue 9.5: a write landing while invalidate_all runs keeps its index entry, so a later
+    invalidate_by_operation still finds it."""
+    real_cache.cache_response(TEXT, "summarize", None, {"v": 0})
+    original = invalidation.scan_unlink
+
+    def scan_then_write(*args, **kwargs):
+        result = original(*args, **kwargs)
+        run_threads(lambda i: real_cache.cache_response("written meanwhile", "summarize", None, {"v": 1}), 1)
+        return result
+
+    monkeypatch.setattr(invalidation, "scan_unlink", scan_then_write)
+    assert real_cache.invalidate_all() == 1
+    monkeypatch.undo()
+    key = real_cache.key_generator.generate("written meanwhile", "summarize")
+    assert real_cache.redis.exists(key) and _indexed(real_cache, "summarize", key)
+    assert real_cache.count_by_operation("summarize") == 1
+    assert real_cache.invalidate_by_operation("summarize") == 1
+    assert not real_cache.redis.exists(key)
+
+
+def test_write_during_an_operation_drain_survives(real_cache, monkeypatch):
+    """The index is renamed away atomically: a write landing mid-drain starts a fresh index and
+    survives with it (draining the live index instead would delete it)."""
+    for i in range(3):
+        real_cache.cache_response(f"{TEXT} {i}", "summarize", None, {"v": i})
+    original = invalidation.drain_index
+    client = real_cache.redis
+    original_zpopmin = client.zpopmin
+    written = threading.Event()
+
+    def zpopmin_after_a_write(name, count=None):
+        if not written.is_set():
+            written.set()
+            run_threads(lambda i: real_cache.cache_response("mid-drain", "summarize", None, {"v": "new"}), 1)
+        return original_zpopmin(name, count)
+
+    monkeypatch.setattr(client, "zpopmin", zpopmin_after_a_write)
+    assert real_cache.invalidate_by_operation("summarize") == 3
+    monkeypatch.undo()
+    assert written.is_set() and original is invalidation.drain_index
+    assert real_cache.get_cached_response("mid-drain", "summarize")["v"] == "new"
+    assert real_cache.count_by_operation("summarize") == 1
+
+
+@pytest.mark.parametrize(
+    "invalidate",
+    [
+        lambda c: c.invalidate_by_operation("summarize"),
+        lambda c: c.invalidate_all(),
+        lambda c: c.invalidate_pattern("summ*"),
+    ],
+    ids=["operation", "all", "pattern"],
+)
+def test_invalidation_defeats_a_compute_already_in_flight(real_cache, invalidate):
+    """Issue 9.6: a compute that started before the invalidation returns its result to its caller
+    but does not cache it (the old prompt's answer must not land a second later)."""
+    real_cache.cache_response("seen before", "summarize", None, {"v": "old"})  # the op is known
+
+    def compute():
+        run_threads(lambda i: invalidate(real_cache), 1)  # the prompt changed while we computed
+        return {"summary": "answer to the old prompt"}
+
+    result = real_cache.get_or_compute(TEXT, "summarize", compute)
+    assert result["summary"] == "answer to the old prompt" and result["cache_hit"] is False
+    assert real_cache.get_cached_response(TEXT, "summarize") is None
+    assert real_cache._state.counter_snapshot().get("fenced_stores") == 1
+    # A compute that starts after the invalidation is cached as usual.
+    assert real_cache.get_or_compute(TEXT, "summarize", lambda: {"summary": "new"})["summary"] == "new"
+    assert real_cache.get_cached_response(TEXT, "summarize")["summary"] == "new"
+
+
+def test_invalidation_of_another_operation_does_not_fence(real_cache):
+    def compute():
+        run_threads(lambda i: real_cache.invalidate_by_operation("sentiment"), 1)
+        return {"summary": "kept"}
+
+    real_cache.get_or_compute(TEXT, "summarize", compute)
+    assert real_cache.get_cached_response(TEXT, "summarize")["summary"] == "kept"
+
+
+def test_short_hex_pattern_removes_nothing_on_real_redis(real_cache):
+    """Issue 9.12: "a1" occurs inside about a fifth of all digests; it must remove none."""
+    for i in range(300):
+        real_cache.cache_response(f"{TEXT} {i}", "summarize" if i % 2 else "qa", None, {"v": i})
+    digests = [k.decode().rsplit(":", 1)[1] for k in real_cache.redis.scan_iter("ai_cache:*:*")]
+    assert sum("a1" in d for d in digests) > 20
+    for pattern in ("a1", "*a1*", "0", "[0-9a-f]"):
+        assert real_cache.invalidate_pattern(pattern) == 0
+    assert real_cache.count_all() == 300
+    assert real_cache.invalidate_pattern("q*") == 150
+    assert real_cache.count_all() == 150

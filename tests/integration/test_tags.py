@@ -1,0 +1,111 @@
+"""Invalidation by tag on a real Redis: scope, exact counts, fencing, expiry, other processes."""
+
+import pytest
+
+from aicache.decorators import ai_cached
+from tests.helpers import run_threads
+
+pytestmark = pytest.mark.integration
+
+TEXT = "Tags say which prompt or model produced an answer. " * 2
+
+
+def test_tags_on_every_write_path(real_cache, settings):
+    real_cache.cache_response(f"{TEXT} 1", "summarize", None, {"v": 1}, tags=["prompt:v3"])
+    real_cache.get_or_compute(f"{TEXT} 2", "qa", lambda: {"v": 2}, tags=["prompt:v3", "model:gpt-4o"])
+    real_cache.get_or_compute(f"{TEXT} 3", "qa", lambda: {"v": 3}, cache="refresh", tags=["prompt:v3"])
+
+    @ai_cached("key_points", tags=["prompt:v3"])
+    def points(text):
+        return {"v": 4}
+
+    points(f"{TEXT} 4")
+    real_cache.cache_response(f"{TEXT} 5", "summarize", None, {"v": 5}, tags=["prompt:v4"])
+    real_cache.cache_response(f"{TEXT} 6", "summarize", None, {"v": 6})
+    assert real_cache.count_tags(["prompt:v3"]) == 4
+    assert real_cache.invalidate_tags(["prompt:v3"], operation_context="prompt changed") == 4
+    for i in (1, 2, 3):
+        assert real_cache.get_cached_response(f"{TEXT} {i}", "summarize" if i == 1 else "qa") is None
+    assert real_cache.get_cached_response(f"{TEXT} 4", "key_points") is None
+    assert real_cache.get_cached_response(f"{TEXT} 5", "summarize")["v"] == 5  # another tag
+    assert real_cache.get_cached_response(f"{TEXT} 6", "summarize")["v"] == 6  # untagged
+    # The per-operation index no longer counts what the tag removed.
+    assert real_cache.count_by_operation("summarize") == 2 and real_cache.count_by_operation("qa") == 0
+
+
+def test_counts_are_exact_when_an_entry_has_several_of_the_tags(real_cache):
+    for i in range(700):  # more than one batch of 500
+        real_cache.cache_response(f"{TEXT} {i}", "qa", None, {"v": i}, tags=["a", "b"] if i % 2 else ["a"])
+    assert real_cache.count_tags(["a", "b"]) == 700
+    assert real_cache.invalidate_tags(["b", "a"]) == 700
+    assert real_cache.invalidate_tags(["a"]) == 0
+    assert not list(real_cache.redis.scan_iter("ai_cache:*:*"))
+
+
+def test_a_compute_in_flight_with_the_tag_is_not_cached(real_cache):
+    def compute():
+        run_threads(lambda i: real_cache.invalidate_tags(["prompt:v3"]), 1)
+        return {"v": "answer to the old prompt"}
+
+    result = real_cache.get_or_compute(TEXT, "qa", compute, tags=["prompt:v3"])
+    assert result["v"] == "answer to the old prompt"
+    assert real_cache.get_cached_response(TEXT, "qa") is None
+    assert real_cache.get_or_compute(TEXT, "qa", lambda: {"v": "new"}, tags=["prompt:v3"])["v"] == "new"
+    assert real_cache.get_cached_response(TEXT, "qa")["v"] == "new"
+
+
+def test_other_tags_do_not_fence(real_cache):
+    def compute():
+        run_threads(lambda i: real_cache.invalidate_tags(["prompt:v2"]), 1)
+        return {"v": "kept"}
+
+    real_cache.get_or_compute(TEXT, "qa", compute, tags=["prompt:v3"])
+    assert real_cache.get_cached_response(TEXT, "qa")["v"] == "kept"
+
+
+def test_tag_index_expires_with_its_entries(real_cache):
+    real_cache.cache_response(TEXT, "qa", None, {"v": 1}, ttl=100, tags=["doc:1"])
+    real_cache.cache_response(f"{TEXT} b", "qa", None, {"v": 1}, ttl=40, tags=["doc:1"])
+    assert 95 <= real_cache.redis.ttl(real_cache.ns.tag_index("doc:1")) <= 100
+
+
+def test_memory_tier_here_and_in_another_process(real_cache, workers):
+    (other,) = workers(1)
+    real_cache.cache_response(TEXT, "summarize", None, {"summary": "tagged"}, tags=["model:x"])
+    assert real_cache.get_cached_response(TEXT, "summarize")["cache_source"] == "memory"
+    got = other.call("get", text=TEXT, operation="summarize")
+    assert got["response"]["summary"] == "tagged"
+    assert other.call("get", text=TEXT, operation="summarize")["source"] == "memory"
+    other.send("watch", text=TEXT, operation="summarize", timeout=5)
+    assert other.read()["watching"] is True
+    assert real_cache.invalidate_tags(["model:x"]) == 1
+    assert other.read()["gone_at"] is not None  # gone from the other process's tier
+    assert real_cache.get_cached_response(TEXT, "summarize") is None  # and from ours, at once
+
+
+@pytest.mark.parametrize(
+    ("tags", "error"),
+    [
+        ("prompt:v3", TypeError),
+        ([], ValueError),
+        (["has space"], ValueError),
+        (["x" * 65], ValueError),
+        ([f"t{i}" for i in range(17)], ValueError),
+        ([3], ValueError),
+    ],
+)
+def test_bad_tags_refused_before_anything(real_cache, tags, error):
+    with pytest.raises(error, match="tag"):
+        real_cache.invalidate_tags(tags)
+    if tags != []:
+        with pytest.raises(error, match="tag"):
+            real_cache.cache_response(TEXT, "qa", None, {"v": 1}, tags=tags)
+    assert not list(real_cache.redis.scan_iter("ai_cache:*:*"))
+
+
+def test_async_twin(real_cache):
+    import asyncio
+
+    real_cache.cache_response(TEXT, "qa", None, {"v": 1}, tags=["t"])
+    assert asyncio.run(real_cache.ainvalidate_tags(["t"])) == 1
+    assert real_cache.get_cached_response(TEXT, "qa") is None

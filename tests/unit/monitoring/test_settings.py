@@ -1,0 +1,169 @@
+"""Monitoring settings: each one given in a cache's OPTIONS is honoured for that cache, or refused by
+a system check; history without a usable broker is a warning (aicache.W010), not a hang."""
+
+import importlib
+import logging
+
+import pytest
+
+from aicache import checks, conf
+from aicache.monitoring import checks as monitoring_checks
+from aicache.monitoring import exporter as exporter_module
+from aicache.monitoring import flusher as flusher_module
+from aicache.monitoring.exporter import Exporter
+from aicache_project.celery import app as celery_app
+
+
+@pytest.fixture
+def fresh_exporter(monkeypatch):
+    """A process-wide exporter and flusher of this test's own (the real ones serve other tests)."""
+    exporter = Exporter()
+    monkeypatch.setattr(exporter_module, "exporter", exporter)
+    monkeypatch.setattr(flusher_module, "_flusher", None)
+    yield exporter
+    exporter.stop()
+
+
+# setting -> (value, monitor attribute that must carry it)
+PER_CACHE = {
+    "MONITOR_RETENTION_HOURS": (3, "retention_hours"),
+    "MONITOR_MAX_MEASUREMENTS": (7, "max_measurements"),
+    "KEY_GENERATION_THRESHOLD": (0.3, "key_generation_threshold"),
+    "CACHE_OPERATION_THRESHOLD": (0.2, "cache_operation_threshold"),
+    "INVALIDATION_RATE_WARNING_PER_HOUR": (5, "invalidation_rate_warning_per_hour"),
+    "INVALIDATION_RATE_CRITICAL_PER_HOUR": (500, "invalidation_rate_critical_per_hour"),
+    "MEMORY_WARNING_THRESHOLD_BYTES": (1234, "memory_warning_threshold_bytes"),
+}
+
+
+@pytest.mark.parametrize("setting", sorted(PER_CACHE))
+def test_monitor_settings_in_options_are_honoured(make_cache, fresh_exporter, setting):
+    value, attribute = PER_CACHE[setting]
+    assert conf.DEFAULTS[setting] != value
+    cache = make_cache(**{setting: value})
+    assert getattr(cache.monitor, attribute) == value
+    assert checks.check_aicache_settings() == []
+
+
+def test_monitor_class_in_options_is_honoured(make_cache, fresh_exporter):
+    from aicache.instrument import NullMonitor
+
+    assert isinstance(make_cache(MONITOR_CLASS=None).monitor, NullMonitor)
+
+
+def test_memory_sample_seconds_in_options_is_honoured(make_cache, fresh_exporter):
+    cache = make_cache(MEMORY_SAMPLE_SECONDS=42.0)
+    monitor = cache.monitor
+    (watched,) = [w for w in fresh_exporter._watched if w.monitor is monitor]
+    assert watched.sample_seconds == 42.0
+
+
+def test_metrics_export_seconds_above_one_is_honoured(make_cache, fresh_exporter):
+    make_cache(METRICS_EXPORT_SECONDS=5.0).monitor
+    assert fresh_exporter.interval == 5.0
+    make_cache(METRICS_EXPORT_SECONDS=2.5, KEY_PREFIX="other").monitor
+    assert fresh_exporter.interval == 2.5  # one exporter per process: the most frequent wins
+
+
+def test_global_metrics_export_seconds_above_one_is_honoured(settings, make_cache, fresh_exporter):
+    settings.AICACHE = {**settings.AICACHE, "METRICS_EXPORT_SECONDS": 3.0}
+    make_cache().monitor
+    assert fresh_exporter.interval == 3.0
+
+
+def test_history_enabled_in_options_is_honoured(settings, make_cache, fresh_exporter):
+    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": False}
+    on = make_cache(HISTORY_ENABLED=True).monitor
+    assert on.history_enabled is True
+    flusher = flusher_module.get_flusher()
+    assert flusher is not None and flusher in fresh_exporter._sinks  # installed for this cache
+    off = make_cache(HISTORY_ENABLED=False, KEY_PREFIX="off").monitor
+    assert off.history_enabled is False
+    for monitor in (on, off):
+        monitor.record_lookup("qa", "small", "redis", 0.001, None, 10)
+    assert flusher.collect(on, on.drain()) is not None
+    assert flusher.collect(off, off.drain()) is False  # this cache's records are not shipped
+    assert [k[1] for k in flusher._rollups] == ["get"]
+
+
+@pytest.mark.parametrize("setting", conf.PROCESS_WIDE_SETTINGS)
+def test_process_wide_settings_in_options_are_refused(settings, setting):
+    value = {"METRICS_TOKEN": "t", "METRICS_PUBLIC": True, "FLUSH_INTERVAL": 5.0, "MODEL_PRICES": {}}.get(
+        setting, 3
+    )
+    settings.CACHES = {
+        **settings.CACHES,
+        "ai": {**settings.CACHES["ai"], "OPTIONS": {**settings.CACHES["ai"]["OPTIONS"], setting: value}},
+    }
+    messages = checks.check_aicache_settings()
+    assert [m.id for m in messages] == ["aicache.E012"]
+    assert setting in messages[0].msg and messages[0].obj == "ai" and "settings.AICACHE" in messages[0].hint
+
+
+def test_process_wide_settings_are_fine_globally(settings):
+    settings.AICACHE = {**settings.AICACHE, "METRICS_TOKEN": "t", "FLUSH_INTERVAL": 5.0}
+    assert checks.check_aicache_settings() == []
+
+
+@pytest.fixture
+def broker():
+    """Set the project's Celery app as a process without eager tasks would see it."""
+    saved = {"task_always_eager": celery_app.conf.task_always_eager, "broker_url": celery_app.conf.broker_url}
+
+    def configure(url):
+        celery_app.conf.update(task_always_eager=False, broker_url=url)
+
+    yield configure
+    celery_app.conf.update(**saved)
+
+
+@pytest.mark.parametrize(
+    "url,problem",
+    [
+        (None, "no Celery broker is configured"),
+        ("", "no Celery broker is configured"),
+        ("sqs://", "transport cannot be imported"),  # kombu's SQS transport needs boto3/botocore
+        ("nosuchtransport://x", "not usable"),
+    ],
+)
+def test_history_without_a_usable_broker_is_a_warning(settings, broker, url, problem):
+    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}
+    broker(url)
+    messages = monitoring_checks.check_history_wiring()
+    assert [m.id for m in messages] == [monitoring_checks.W_NO_BROKER]
+    assert problem in messages[0].msg and messages[0].hint == monitoring_checks.W_NO_BROKER_HINT
+    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": False}
+    assert monitoring_checks.check_history_wiring() == []
+
+
+def test_history_with_a_broker_passes_the_check(settings, broker):
+    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}
+    broker("redis://127.0.0.1:1/0")  # nothing listens there: the check connects to nothing
+    assert monitoring_checks.check_history_wiring() == []
+
+
+def test_history_without_a_broker_is_off_with_one_warning(
+    settings, broker, make_cache, fresh_exporter, caplog
+):
+    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}
+    broker(None)
+    flusher_module._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="aicache.monitoring"):
+        make_cache().monitor
+        make_cache(KEY_PREFIX="second").monitor
+    assert flusher_module.get_flusher() is None  # history off: nothing to ship, nothing at exit
+    assert not any(isinstance(s, flusher_module.CeleryFlusher) for s in fresh_exporter._sinks)
+    warnings = [r.getMessage() for r in caplog.records if "history is off" in r.getMessage()]
+    assert len(warnings) == 1 and "no Celery broker is configured" in warnings[0]
+
+
+def test_reference_project_reads_metrics_token_from_the_environment(monkeypatch):
+    import aicache_project.settings as project
+
+    monkeypatch.setenv("METRICS_TOKEN", "from-env")
+    try:
+        assert importlib.reload(project).AICACHE["METRICS_TOKEN"] == "from-env"
+        monkeypatch.delenv("METRICS_TOKEN")
+        assert importlib.reload(project).AICACHE["METRICS_TOKEN"] == ""
+    finally:
+        importlib.reload(project)
