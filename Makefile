@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run stop manage superuser test test-install bench deps redis lint format clean
+.PHONY: run stop manage superuser test test-install bench deps redis chromium lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ deps: $(STAMP)
 
 redis:
 	@scripts/ensure-redis.sh
+
+chromium:
+	@scripts/ensure-chromium.sh
 
 run: deps redis
 	@scripts/run.sh
@@ -35,7 +38,7 @@ superuser: deps
 
 # The whole suite on SQLite, then the monitoring-history tests again on a throwaway PostgreSQL, then
 # the install tests (test-install).
-test: deps redis
+test: deps redis chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest $(PYTEST_ARGS)

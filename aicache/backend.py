@@ -22,10 +22,12 @@ with a JSON serializer instead of pickle: nothing read from Redis is ever unpick
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, NamedTuple, TypeVar
@@ -39,9 +41,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from aicache import conf, invalidation, singleflight, state
-from aicache.codec import Codec, CodecError, Encoded
-from aicache.coherence import PendingWrite
-from aicache.guard import GuardMixin, _versions
+from aicache.codec import Codec, CodecError, Encoded, ForgedEntry
+from aicache.guard import MIN_REDIS_VERSION, GuardMixin, _versions, too_old_message
 from aicache.instrument import NullMonitor, build_monitor, timed_lookup, timed_store
 from aicache.invalidation_api import InvalidationMixin
 from aicache.keys import CacheKeyGenerator
@@ -77,11 +78,22 @@ class MemoryEntry(NamedTuple):
     tags: tuple[str, ...] = ()
 
 
+# The async twins run the sync methods on aicache's own threads, not the event loop's default
+# executor: a follower blocked on a flight must never hold a thread the leader's async compute
+# needs (asyncio.to_thread uses that executor), or 12 concurrent calls deadlock on 2 cores
+# (test_backend.py::test_async_compute_using_to_thread_never_deadlocks).
+_EXECUTOR = ThreadPoolExecutor(max_workers=64, thread_name_prefix="aicache-async")
+
+
+def _in_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return sync_to_async(fn, thread_sensitive=False, executor=_EXECUTOR)
+
+
 def _async_twin(name: str) -> Callable[..., Any]:
-    """``a<name>``: the sync method run in a worker thread (as Django's BaseCache does)."""
+    """``a<name>``: the sync method run in one of aicache's threads."""
 
     async def twin(self: AIResponseCache, *args: Any, **kwargs: Any) -> Any:
-        return await sync_to_async(getattr(self, name), thread_sensitive=False)(*args, **kwargs)
+        return await _in_thread(getattr(self, name))(*args, **kwargs)
 
     twin.__name__ = twin.__qualname__ = f"a{name}"
     twin.__doc__ = f"Async twin of :meth:`{name}`."
@@ -117,8 +129,13 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
         self.config = cfg = conf.parse(raw)
         self.ns = Namespace(cfg.key_prefix)
         self.key_generator = CacheKeyGenerator(cfg.key_prefix, cfg.hash_algorithm)
-        self.codec = Codec(cfg.compression_algorithm, cfg.compression_level, cfg.compression_threshold)
-        self._identity = (str(server), cfg.key_prefix)
+        self.codec = Codec(
+            cfg.compression_algorithm, cfg.compression_level, cfg.compression_threshold, cfg.signing_keys
+        )
+        # Caches on the same Redis and prefix share one process state only if configured alike:
+        # another alias's memory size, breaker or history setting must never be used silently.
+        fingerprint = hashlib.sha256(repr(cfg).encode()).hexdigest()[:16]
+        self._identity = (str(server), cfg.key_prefix, fingerprint)
         memory_on = cfg.memory_cache_size > 0 and cfg.memory_cache_max_bytes > 0
         self.requests = RequestBuilder(
             cfg, self.key_generator, cfg.memory_tiers if memory_on else frozenset()
@@ -170,8 +187,12 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
         """The raw redis-py client (from django-redis's pool) used for aicache entries."""
         if self._raw_client is None:
             self._raw_client = self.client.get_client(write=True)
-        if self._identity not in _versions and self.config is not None:
-            self._check_version(self._raw_client)
+        version = _versions.get(self._identity)
+        if version is None:
+            if self.config is not None:
+                self._check_version(self._raw_client)
+        elif version and version < MIN_REDIS_VERSION:
+            raise ImproperlyConfigured(too_old_message(self._identity[0], version))
         return self._raw_client
 
     def _request(
@@ -222,6 +243,9 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
             value = self.codec.deserialize(decoded.payload)
             if not isinstance(value, dict):
                 raise CodecError(f"entry holds a {type(value).__name__}, not a response dict")
+        except ForgedEntry as exc:
+            self._fault("forged_entry", "decode", exc)
+            return None
         except CodecError as exc:
             self._fault("corrupt_entry", "decode", exc)
             return None
@@ -254,12 +278,12 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
             meta["t"] = list(req.tags)
         encoded = self.codec.encode(payload, req.ttl, meta=meta or None)
         tier = self._state.coherence
-        pending: PendingWrite | None = tier.begin_write(req.key) if req.use_memory else None
+        token = tier.begin_write(req.key) if req.use_memory else None
         written = self.guarded("set", False, self._write, req, encoded.data, req.fence)
         entry = MemoryEntry(payload, time.time(), encoded.compression_used, cost, req.tags)
-        if pending is not None:
+        if token is not None:
             # Filled only if Redis acknowledged the write (a failed SET never fills: item 3).
-            tier.end_write(pending, entry, len(payload), bool(written), started + req.ttl)
+            tier.end_write(req.key, token, entry, len(payload), bool(written), started + req.ttl)
         if written is None:
             self._state.count("fenced_stores")
         return Stored(entry, encoded, bool(written))
@@ -394,10 +418,11 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
                 st.count("single_flight_coalesced", report=False)  # the monitor counts coalesced lookups
                 result["cache_source"] = "coalesced"
                 lookup_seconds = perf_counter() - started
-            flight.result = result
+            flight.result = orjson.dumps(result)  # a copy taken before our caller can change it
             flight.cost = req.saved if source != "compute" else req.cost
         except BaseException as exc:
             flight.error = exc
+            self._record(req, "", perf_counter() - started)  # the miss happened; compute failed
             raise
         finally:
             st.flights.finish(req.key, flight)
@@ -419,7 +444,7 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
         if flight.error is not None:
             raise flight.error
         st.count("single_flight_coalesced", report=False)  # the monitor counts coalesced lookups
-        shared = orjson.loads(orjson.dumps(flight.result))  # callers never share a dict
+        shared = orjson.loads(flight.result)  # callers never share a dict
         shared["cache_hit"], shared["cache_source"] = True, "coalesced"
         req.saved = flight.cost  # one compute served this caller too
         self._record(req, "coalesced", perf_counter() - started)
@@ -477,9 +502,15 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
             return found
 
     def get_performance_summary(self) -> dict[str, Any]:
-        """A short view of this process's figures for this cache (zeros with monitoring off)."""
-        summary = getattr(self.monitor, "summary", None) or NullMonitor().summary
-        return {**summary(), "errors": self.error_counts()}
+        """A short view of this process's figures for this cache, every one from the same window
+        (since the monitor started or was reset; errors too). With monitoring off: zeros, and the
+        faults counted since the process started."""
+        monitor = self.monitor
+        summary = getattr(monitor, "summary", None) or NullMonitor().summary
+        result = summary()
+        if getattr(monitor, "counters", None) is None or "errors" not in result:
+            result["errors"] = self.error_counts()  # the monitor counts no faults of its own
+        return result
 
     def ping(self) -> bool:
         """True if Redis answers (fail-open: False, never an exception)."""
@@ -520,7 +551,7 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
                 return async_to_sync(_await)(result)
             return result
 
-        return await sync_to_async(self.get_or_compute, thread_sensitive=False)(
+        return await _in_thread(self.get_or_compute)(
             text, operation, sync_compute, options, question, ttl, **controls
         )
 

@@ -11,7 +11,10 @@ or, when the entry carries metadata (tags, what computing it cost)::
 
     | 0xA2  | flag | cached_at (ms) | ttl (s) | meta length u16 b-e | meta (orjson) | payload |
 
-The magic byte doubles as the format version; both versions stay readable. ``flag`` names the
+With ``SIGNING_KEY`` set, the magic's high nibble is 0xB (0xB1, 0xB2) and the frame ends with an
+HMAC-SHA256 over everything before it; a reader with keys accepts only frames that verify against
+one of them (anything else is a forged entry). The magic byte doubles as the format version;
+every version stays readable. ``flag`` names the
 compressor, so a reader decodes any entry whatever algorithm is configured now. Anything else (a
 pickle, truncated or corrupt bytes or metadata, an unknown flag, a decompression bomb) raises
 :class:`CodecError`, which the backend turns into a miss plus an error count. Nothing here ever unpickles.
@@ -19,6 +22,7 @@ pickle, truncated or corrupt bytes or metadata, an unknown flag, a decompression
 
 from __future__ import annotations
 
+import hmac
 import struct
 import threading
 import time
@@ -33,6 +37,8 @@ from aicache.exceptions import CodecError
 
 MAGIC = 0xA1
 MAGIC_META = 0xA2
+SIGNED = 0x10  # MAGIC | SIGNED = 0xB1, MAGIC_META | SIGNED = 0xB2
+SIGNATURE_SIZE = 32
 HEADER = struct.Struct(">BBQI")
 HEADER_SIZE = HEADER.size
 META_LENGTH = struct.Struct(">H")
@@ -158,12 +164,25 @@ class Decoded(NamedTuple):  # a tuple: built on every Redis hit, where a datacla
     meta: dict[str, Any] | None = None  # tags, compute seconds, token usage, model
 
 
-class Codec:
-    """Encodes responses into frames and back; one per backend, safe to share between threads."""
+class ForgedEntry(CodecError):
+    """A frame whose signature is missing or does not verify against any signing key."""
 
-    def __init__(self, algorithm: str = "zlib", level: int | None = None, threshold: int = 1000) -> None:
+
+class Codec:
+    """Encodes responses into frames and back; one per backend, safe to share between threads.
+
+    ``signing_keys``: the first signs every frame written, any of them verifies (key rotation)."""
+
+    def __init__(
+        self,
+        algorithm: str = "zlib",
+        level: int | None = None,
+        threshold: int = 1000,
+        signing_keys: tuple[bytes, ...] = (),
+    ) -> None:
         self.compressor = compressor_class(algorithm)(level)
         self.threshold = threshold
+        self.signing_keys = tuple(signing_keys)
         self._decoders: dict[int, BaseCompressor] = {}
         for cls in BUILTIN_COMPRESSORS.values():
             try:
@@ -202,19 +221,28 @@ class Codec:
             packed_meta = orjson.dumps(meta)
             if len(packed_meta) > MAX_META_BYTES:
                 raise ValueError(f"entry metadata is {len(packed_meta)} bytes; at most {MAX_META_BYTES}")
-            header = HEADER.pack(MAGIC_META, compressor.flag, stamp, ttl) + META_LENGTH.pack(len(packed_meta))
+            magic = MAGIC_META | (SIGNED if self.signing_keys else 0)
+            header = HEADER.pack(magic, compressor.flag, stamp, ttl) + META_LENGTH.pack(len(packed_meta))
             header += packed_meta
         else:
-            header = HEADER.pack(MAGIC, compressor.flag, stamp, ttl)
-        return Encoded(header + body, len(payload), len(body), compressor.flag != 0, elapsed)
+            header = HEADER.pack(MAGIC | (SIGNED if self.signing_keys else 0), compressor.flag, stamp, ttl)
+        data = header + body
+        if self.signing_keys:
+            data += hmac.digest(self.signing_keys[0], data, "sha256")  # one-shot: ~1 us, not ~3
+        return Encoded(data, len(payload), len(body), compressor.flag != 0, elapsed)
 
     def decode(self, data: bytes) -> Decoded:
         if not isinstance(data, bytes) or len(data) < HEADER_SIZE:
             raise CodecError("entry is shorter than the frame header")
         magic, flag, stamp, ttl = HEADER.unpack_from(data)
+        if magic & SIGNED:
+            data = self._verified(data)
+            magic &= ~SIGNED
+        elif self.signing_keys and magic in (MAGIC, MAGIC_META):
+            raise ForgedEntry("entry is not signed, and this cache signs its entries")
         start, meta = HEADER_SIZE, None
         if magic == MAGIC_META:
-            meta, start = _read_meta(data)
+            meta, start = read_meta(data)
         elif magic != MAGIC:
             raise CodecError(f"unknown frame magic 0x{magic:02x} (not an aicache entry)")
         decoder = self._decoders.get(flag)
@@ -227,12 +255,24 @@ class Codec:
             raise CodecError(f"corrupt zlib payload: {exc}") from exc
         return Decoded(payload, stamp / 1000.0, ttl, flag != 0, meta)
 
+    def _verified(self, data: bytes) -> bytes:
+        """The signed frame without its signature, if a key verifies it (a reader without keys
+        takes signed frames as they are: signing protects the caches that sign)."""
+        if len(data) < HEADER_SIZE + SIGNATURE_SIZE:
+            raise ForgedEntry("signed entry is shorter than its signature")
+        body, tag = data[:-SIGNATURE_SIZE], data[-SIGNATURE_SIZE:]
+        if self.signing_keys and not any(
+            hmac.compare_digest(hmac.digest(key, body, "sha256"), tag) for key in self.signing_keys
+        ):
+            raise ForgedEntry("entry signature does not verify against any signing key")
+        return body
+
     def loads(self, data: bytes) -> Any:
         """Decode a frame all the way to the Python value."""
         return self.deserialize(self.decode(data).payload)
 
 
-def _read_meta(data: bytes) -> tuple[dict[str, Any], int]:
+def read_meta(data: bytes) -> tuple[dict[str, Any], int]:
     if len(data) < HEADER_SIZE + META_LENGTH.size:
         raise CodecError("entry is shorter than its metadata header")
     (length,) = META_LENGTH.unpack_from(data, HEADER_SIZE)

@@ -10,13 +10,10 @@ coherent. The rules, and why each holds:
   stored after it (test_coherence: read/invalidate and own-overwrite races).
 * **Local writes are fenced on both sides.** :meth:`begin_write` bumps the slot and drops the key
   before the SET is sent; :meth:`end_write` bumps it again when Redis answered, so a reader whose
-  GET raced the SET cannot fill the older value. The writer's own value is stored only if Redis
-  acknowledged the write and nothing else touched the key meanwhile (a failed write never fills).
-* **Our own echo.** Tracking reports our own writes too. Each local write is queued per key;
-  the next invalidation message for that key is attributed to the oldest queued write. Redis
-  delivers messages in write order, so an attributed message is never newer than our write:
-  if it arrives before we stored, the store still counts it; after, it keeps our entry only if the
-  tier still holds exactly the object we stored. Anything unattributed evicts.
+  GET raced the SET cannot fill the older value. A failed write never fills.
+* **Every message evicts.** Tracking reports our own writes too, but in BCAST mode Redis sends one
+  message per key per event-loop turn, so our write's message can also stand for a foreign write
+  in the same turn. No message is taken for an echo: the writer's next read fills from Redis.
 * **Usable only while proven.** The listener (``aicache.listener``) proves end to end that
   invalidations reach this process: a probe written under the tracked prefix must come back on the
   subscription. ``usable_until`` is the send time of the last probe that came back plus the
@@ -29,10 +26,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from aicache.memory import MISSING, MemoryTier
@@ -47,18 +42,6 @@ LOCAL = "local"  # one process, no listener: the tier is coherent by constructio
 _SLOTS = 4096
 
 
-@dataclass(eq=False, slots=True)
-class PendingWrite:
-    """A local write between :meth:`CoherentTier.begin_write` and its echo."""
-
-    key: str
-    token: tuple[int, int]
-    echoes: int = 0  # messages attributed to this write before it ended (0 or 1)
-    ended: bool = False
-    entry: Any = None
-    waiting_echo: bool = field(default=True)
-
-
 class CoherentTier:
     def __init__(self, memory: MemoryTier, prefix: str, mode: str) -> None:
         self.memory = memory
@@ -67,7 +50,6 @@ class CoherentTier:
         self._lock = threading.Lock()
         self._slots = [0] * _SLOTS
         self._epoch = 0
-        self._pending: dict[str, deque[PendingWrite]] = {}
         self._waiters: dict[str, set[threading.Event]] = {}
         self._waiters_lock = threading.Lock()
         self.usable_until = math.inf if mode == LOCAL else 0.0
@@ -97,39 +79,32 @@ class CoherentTier:
             return self.memory.set(key, entry, size, expires_at - time.monotonic())
 
     # ------------------------------------------------------------------ local writes
-    def begin_write(self, key: str) -> PendingWrite:
+    def begin_write(self, key: str) -> tuple[int, int]:
+        """Before a local SET: move the key's version and drop it, so no read that began earlier
+        can fill the value it read. Returns the token :meth:`end_write` compares."""
         with self._lock:
             self._bump(key)
             self.memory.delete(key)
-            pw = PendingWrite(key, self.token(key))
-            if self.status == LIVE:  # tracking is on: this write's echo will come
-                self._pending.setdefault(key, deque()).append(pw)
-            return pw
+            return self.token(key)
 
     def end_write(
-        self, pw: PendingWrite, entry: Any, size: int, acknowledged: bool, expires_at: float
+        self, key: str, token: tuple[int, int], entry: Any, size: int, acknowledged: bool, expires_at: float
     ) -> bool:
-        """Finish a local write; store ``entry`` only if Redis acknowledged it, it is the only
-        write of this key in flight here, and nothing else touched the key meanwhile."""
-        key = pw.key
+        """After the SET: move the version again (a read whose GET raced the SET must not fill the
+        older value). Store the writer's own value only without a listener (``local`` mode), and
+        only if Redis acknowledged the write and nothing touched the key meanwhile.
+
+        With client tracking the writer never keeps its own value: in BCAST mode Redis sends one
+        message per key per event-loop turn, so our write's message may also stand for a foreign
+        write that landed in the same turn; an echo cannot be told from a foreign write, so every
+        message evicts, and the next read fills from Redis
+        (test_coherence.py::test_a_foreign_write_in_the_same_turn_is_never_lost)."""
         with self._lock:
-            queue = self._pending.get(key)
-            alone = not queue or (len(queue) == 1 and queue[0] is pw)
-            epoch, version = pw.token
-            unchanged = self.token(key) == (epoch, version + pw.echoes)
-            self._bump(key)  # readers whose GET raced the SET must not fill what they read
-            stored = False
-            if acknowledged and alone and unchanged and self.usable_until > time.monotonic():
-                stored = self.memory.set(key, entry, size, expires_at - time.monotonic())
-            if queue is not None and pw in queue:
-                if pw.echoes or not acknowledged:
-                    queue.remove(pw)  # echoed already, or may never echo: later messages evict
-                    if not queue:
-                        del self._pending[key]
-                else:
-                    pw.ended = True
-                    pw.entry = entry if stored else None
-            return stored
+            unchanged = self.token(key) == token
+            self._bump(key)
+            if self.mode == LOCAL and acknowledged and unchanged and self.usable_until > time.monotonic():
+                return self.memory.set(key, entry, size, expires_at - time.monotonic())
+            return False
 
     # ------------------------------------------------------------------ invalidations
     def invalidate(self, keys: list[str] | None) -> None:
@@ -139,33 +114,14 @@ class CoherentTier:
             return
         with self._lock:
             for key in keys:
-                queue = self._pending.get(key)
-                pw = None
-                if queue:
-                    pw = next((w for w in queue if w.waiting_echo), None)
-                if pw is None:
-                    self._bump(key)
-                    self.memory.delete(key)
-                    continue
-                pw.waiting_echo = False
-                if not pw.ended:
-                    pw.echoes += 1
-                    self._bump(key)
-                    self.memory.delete(key)
-                    continue
-                queue.remove(pw)
-                if not queue:
-                    del self._pending[key]
-                if pw.entry is None or self.memory.peek(key) is not pw.entry:
-                    self._bump(key)
-                    self.memory.delete(key)
+                self._bump(key)
+            self.memory.delete_many(keys)
         self._wake(keys)
 
     def clear(self) -> int:
-        """Drop everything and every note: nothing read or written before now may be stored."""
+        """Drop everything: nothing read or written before now may be stored."""
         with self._lock:
             self._epoch += 1
-            self._pending.clear()
             dropped = self.memory.clear()
         self._wake_all()
         return dropped
@@ -176,6 +132,13 @@ class CoherentTier:
             for key in doomed:
                 self._bump(key)
             return self.memory.delete_many(doomed)
+
+    def delete_keys(self, keys: list[str]) -> int:
+        """Delete these keys (bumping their versions): what an invalidation just removed."""
+        with self._lock:
+            for key in keys:
+                self._bump(key)
+            return self.memory.delete_many(keys)
 
     def delete_entries(self, match: Any) -> int:
         """Delete every entry for which ``match(entry)`` is true (e.g. by its tags)."""

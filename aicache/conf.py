@@ -28,6 +28,9 @@ PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: The longest TTL accepted anywhere (10 years): larger values are mistakes that Redis or the
 #: index arithmetic would reject only after the LLM was paid.
 MAX_TTL = 10 * 365 * 24 * 3600
+#: The longest timeout or interval accepted (a day): beyond it a wait is a mistake, and huge
+#: values overflow the platform's timers.
+MAX_SECONDS = 24 * 3600
 
 DEFAULTS: dict[str, Any] = {
     # text length (characters) -> tier; anything longer than the last bound is "xlarge"
@@ -67,6 +70,9 @@ DEFAULTS: dict[str, Any] = {
     # ``usage`` mapping and ``model``), and prices per 1,000 tokens by model
     "USAGE_EXTRACTOR": None,
     "MODEL_PRICES": {},
+    # signed entries (a Redis shared with other applications): None (off), "auto" (derived from
+    # settings.SECRET_KEY), a secret string, or a list of them (the first signs, all verify)
+    "SIGNING_KEY": None,
     # monitoring (aicache.monitoring); MONITOR_CLASS None turns recording off
     "MONITOR_CLASS": "aicache.monitoring.recorder.CachePerformanceMonitor",
     "MONITOR_RETENTION_HOURS": 1,
@@ -89,6 +95,8 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_ROLLUP_DAYS": 90,
     "MINUTE_ROLLUP_HOURS": 24,
     "CLEANUP_BATCH_SIZE": 5000,
+    # admin entry browser: characters of a cached value shown to superusers; 0 shows none
+    "ADMIN_ENTRY_PREVIEW_CHARS": 0,
 }
 
 XLARGE = "xlarge"
@@ -128,6 +136,8 @@ E_RESILIENCE = "E010"
 E_MONITORING = "E011"
 E_PROCESS_WIDE = "E012"
 E_SAVINGS = "E014"
+E_SIGNING = "E015"
+MIN_SIGNING_KEY_LENGTH = 16
 
 # Monitoring settings that belong to the whole process (one /metrics endpoint, one history sender,
 # one set of retention jobs): they go in settings.AICACHE, and a cache's OPTIONS naming one is
@@ -143,6 +153,7 @@ PROCESS_WIDE_SETTINGS = (
     "RETENTION_ROLLUP_DAYS",
     "MINUTE_ROLLUP_HOURS",
     "CLEANUP_BATCH_SIZE",
+    "ADMIN_ENTRY_PREVIEW_CHARS",
 )
 
 
@@ -324,11 +335,11 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
         "COHERENCE_PROBE_SECONDS",
         "COHERENCE_LIVENESS_SECONDS",
     ):
-        if not _is_number(raw[name]) or not 0 < raw[name] < math.inf:
+        if not _is_number(raw[name]) or not 0 < raw[name] <= MAX_SECONDS:
             bad(
                 E_RESILIENCE,
                 name,
-                f"must be a positive number of seconds, got {raw[name]!r}.",
+                f"must be a positive number of seconds up to {MAX_SECONDS}, got {raw[name]!r}.",
                 "Bounded timeouts keep a dead Redis from stalling requests.",
             )
     probe, liveness = raw["COHERENCE_PROBE_SECONDS"], raw["COHERENCE_LIVENESS_SECONDS"]
@@ -340,9 +351,42 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
             f"({liveness}) must be longer than COHERENCE_PROBE_SECONDS ({probe}).",
             "A probe must have time to come back before the proof lapses: e.g. 3x the probe interval.",
         )
+    problems.extend(validate_signing(raw))
     problems.extend(validate_savings(raw))
     problems.extend(validate_monitoring(raw))
     return problems
+
+
+def validate_signing(raw: Mapping[str, Any]) -> list[Problem]:
+    value = raw["SIGNING_KEY"]
+    keys = value if isinstance(value, (list, tuple)) else [value]
+    if value is None or value == "auto":
+        return []
+    if not keys or not all(isinstance(k, str) and len(k) >= MIN_SIGNING_KEY_LENGTH for k in keys):
+        return [
+            Problem(
+                E_SIGNING,
+                "SIGNING_KEY",
+                f"AICACHE SIGNING_KEY: must be None, 'auto', a secret of at least {MIN_SIGNING_KEY_LENGTH} "
+                "characters, or a non-empty list of such secrets (the first signs).",
+                'e.g. "auto" (derived from SECRET_KEY) or [os.environ["AICACHE_SIGNING_KEY"], old_key]',
+            )
+        ]
+    return []
+
+
+def signing_keys(value: Any) -> tuple[bytes, ...]:
+    """The HMAC keys of a valid SIGNING_KEY value (the first signs)."""
+    if value is None:
+        return ()
+    if value == "auto":
+        import hashlib
+        import hmac
+
+        secret = str(getattr(settings, "SECRET_KEY", "")).encode()
+        return (hmac.new(secret, b"aicache.signing-key", hashlib.sha256).digest(),)
+    keys = value if isinstance(value, (list, tuple)) else [value]
+    return tuple(k.encode() for k in keys)
 
 
 def validate_savings(raw: Mapping[str, Any]) -> list[Problem]:
@@ -431,8 +475,8 @@ def validate_monitoring(raw: Mapping[str, Any]) -> list[Problem]:
         "METRICS_EXPORT_SECONDS",
         "FLUSH_INTERVAL",
     ):
-        if not _is_number(raw[name]) or raw[name] <= 0:
-            bad(name, f"must be a positive number, got {raw[name]!r}.", "Durations are in seconds.")
+        if not _is_number(raw[name]) or not 0 < raw[name] < math.inf:  # NaN fails both comparisons
+            bad(name, f"must be a positive, finite number, got {raw[name]!r}.", "Durations are in seconds.")
     warn, crit = raw["INVALIDATION_RATE_WARNING_PER_HOUR"], raw["INVALIDATION_RATE_CRITICAL_PER_HOUR"]
     if _is_number(warn) and _is_number(crit) and warn > crit:
         bad(
@@ -444,6 +488,13 @@ def validate_monitoring(raw: Mapping[str, Any]) -> list[Problem]:
         bad("METRICS_TOKEN", "must be a string.", "An empty string means no token.")
     if not isinstance(raw["HISTORY_ENABLED"], bool):
         bad("HISTORY_ENABLED", "must be True or False.", "False keeps monitoring in-process only.")
+    preview = raw["ADMIN_ENTRY_PREVIEW_CHARS"]
+    if not _is_int(preview) or not 0 <= preview <= 10_000:
+        bad(
+            "ADMIN_ENTRY_PREVIEW_CHARS",
+            f"must be an integer from 0 to 10000, got {preview!r}.",
+            "0 (the default) never shows cached values in the admin.",
+        )
     if not isinstance(raw["METRICS_PUBLIC"], bool):
         bad("METRICS_PUBLIC", "must be True or False.", "False: /metrics needs the token or a staff user.")
     return problems
@@ -509,6 +560,7 @@ class CacheConfig:
     coherence_probe_seconds: float
     coherence_liveness_seconds: float
     usage_extractor: str | None
+    signing_keys: tuple[bytes, ...]
     monitor_class: str | None
     monitor_options: Mapping[str, Any]
     memory_sample_seconds: float
@@ -556,6 +608,7 @@ def parse(raw: Mapping[str, Any]) -> CacheConfig:
         coherence_probe_seconds=float(raw["COHERENCE_PROBE_SECONDS"]),
         coherence_liveness_seconds=float(raw["COHERENCE_LIVENESS_SECONDS"]),
         usage_extractor=raw["USAGE_EXTRACTOR"],
+        signing_keys=signing_keys(raw["SIGNING_KEY"]),
         monitor_class=raw["MONITOR_CLASS"] or None,
         monitor_options={
             "retention_hours": raw["MONITOR_RETENTION_HOURS"],

@@ -27,7 +27,7 @@ T = TypeVar("T")
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _LOG_EVERY_SECONDS = 60.0
 MIN_REDIS_VERSION = (6, 2)  # client tracking BCAST + Lua scripts; nothing needs 7.0
-_versions: dict[tuple[str, str], tuple[int, ...]] = {}
+_versions: dict[tuple[str, ...], tuple[int, ...]] = {}
 
 
 def _server_info(client: Any) -> dict[str, Any]:
@@ -41,10 +41,17 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
 
 
+def too_old_message(server: str, version: tuple[int, ...]) -> str:
+    return (
+        f"aicache needs Redis {'.'.join(map(str, MIN_REDIS_VERSION))} or later; "
+        f"{server} runs {'.'.join(map(str, version))}"
+    )
+
+
 class GuardMixin:
     # Provided by AIResponseCache.
     _state: Any
-    _identity: tuple[str, str]
+    _identity: tuple[str, ...]
 
     def _check_version(self, client: Any) -> None:
         """Once per process and cache, when Redis first answers: refuse a Redis that is too old."""
@@ -57,10 +64,7 @@ class GuardMixin:
         version = parse_version(str(info.get("redis_version", "0")))
         _versions[self._identity] = version
         if version < MIN_REDIS_VERSION:
-            raise ImproperlyConfigured(
-                f"aicache needs Redis {'.'.join(map(str, MIN_REDIS_VERSION))} or later; "
-                f"{self._identity[0]} runs {info.get('redis_version')}"
-            )
+            raise ImproperlyConfigured(too_old_message(self._identity[0], version))
 
     def guarded(self, what: str, default: T, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one Redis call fail-open: the result, or ``default`` after a counted fault."""

@@ -87,6 +87,7 @@ class NullMonitor:
         ``summary()`` returns the same keys (durations in seconds; ``_ms`` keys in
         milliseconds; ``since``: unix seconds of the window's start, or None)."""
         return {
+            "errors": {},
             "hit_ratio": 0.0,
             "total_operations": 0,
             "memory_tier_hit_share": 0.0,

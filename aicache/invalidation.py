@@ -62,12 +62,14 @@ return 1
 
 
 class Progress:
-    """How many keys were removed so far; survives a fault midway, so counts stay exact."""
+    """How many keys were removed so far; survives a fault midway, so counts stay exact. With
+    ``collect``, also which keys were asked to go (so the caller can drop them locally)."""
 
-    __slots__ = ("removed",)
+    __slots__ = ("keys", "removed")
 
-    def __init__(self) -> None:
+    def __init__(self, collect: bool = False) -> None:
         self.removed = 0
+        self.keys: list[bytes] | None = [] if collect else None
 
 
 Fence = tuple[str, ...]  # generations as read: everything, the operation, then each tag
@@ -146,7 +148,13 @@ def scan_unlink(client: Any, ns: Namespace, match: str, progress: Progress) -> N
         _unlink_batch(client, ns, batch, progress)
 
 
-def _unlink_batch(client: Any, ns: Namespace, batch: list[bytes], progress: Progress) -> None:
+def _unlink_batch(
+    client: Any, ns: Namespace, batch: list[bytes], progress: Progress, drain: str | None = None
+) -> None:
+    """UNLINK ``batch`` and remove it from its operations' indexes (and from ``drain``) in one
+    MULTI: a fault leaves all of it in place, to be retried, never entries nobody indexes."""
+    if progress.keys is not None:
+        progress.keys.extend(batch)
     by_operation: dict[str, list[bytes]] = {}
     for key in batch:
         by_operation.setdefault(ns.operation_of(key), []).append(key)
@@ -154,6 +162,8 @@ def _unlink_batch(client: Any, ns: Namespace, batch: list[bytes], progress: Prog
     pipe.unlink(*batch)
     for operation, keys in by_operation.items():
         pipe.zrem(ns.index(operation), *keys)
+    if drain is not None:
+        pipe.zrem(drain, *batch)
     progress.removed += pipe.execute()[0]
 
 
@@ -167,19 +177,9 @@ def drain_tag(client: Any, ns: Namespace, tag: str, max_ttl: int, progress: Prog
     """UNLINK every entry recorded under ``tag``; each batch also leaves its operations' indexes
     (in one MULTI), so per-operation counts stay exact. An entry under several drained tags
     counts once: UNLINK counts only what existed."""
-    drain = ns.tag_drain(uuid.uuid4().hex)
-    try:
-        client.rename(ns.tag_index(tag), drain)
-    except ResponseError as exc:
-        if "no such key" in str(exc).lower():
-            return
-        raise
-    client.expire(drain, max_ttl)
-    while True:
-        popped = client.zpopmin(drain, UNLINK_BATCH)
-        if not popped:
-            break
-        _unlink_batch(client, ns, [member for member, _ in popped], progress)
+    _drain(
+        client, ns, ns.tag_index(tag), ns.tag_drain(uuid.uuid4().hex), ns.tag_drains(tag), max_ttl, progress
+    )
 
 
 def live_tagged(client: Any, ns: Namespace, tags: tuple[str, ...]) -> int:
@@ -200,15 +200,47 @@ def live_tagged(client: Any, ns: Namespace, tags: tuple[str, ...]) -> int:
 def drain_index(client: Any, ns: Namespace, operation: str, max_ttl: int, progress: Progress) -> None:
     """UNLINK every key recorded in the operation's index (members already gone count 0)."""
     drain = ns.drain(operation, uuid.uuid4().hex)
+    _drain(client, ns, ns.index(operation), drain, ns.drains(operation), max_ttl, progress)
+
+
+def _drain(
+    client: Any, ns: Namespace, index: str, drain: str, registry: str, max_ttl: int, progress: Progress
+) -> None:
+    """Finish any drain a fault interrupted earlier, then RENAME the live index to ``drain``
+    (writes landing meanwhile start a fresh index and survive) and remove its members in batches.
+    Members leave the drain only in the MULTI that UNLINKs them, so a fault midway orphans
+    nothing: the drain stays named in ``registry`` and the next invalidation finishes it."""
+    for leftover in sorted(client.smembers(registry)):
+        _drain_members(client, ns, leftover.decode(), registry, progress)
     try:
-        client.rename(ns.index(operation), drain)
+        client.rename(index, drain)
     except ResponseError as exc:
         if "no such key" in str(exc).lower():
-            return  # nothing of this operation is cached
+            return  # nothing indexed
         raise
-    client.expire(drain, max_ttl)  # a crash mid-drain leaves nothing behind for long
+    pipe = client.pipeline(transaction=False)
+    pipe.expire(drain, max_ttl)  # if nobody ever finishes it, it still goes
+    pipe.sadd(registry, drain)
+    pipe.expire(registry, max_ttl)
+    pipe.execute()
+    _drain_members(client, ns, drain, registry, progress)
+
+
+def _drain_members(client: Any, ns: Namespace, drain: str, registry: str, progress: Progress) -> None:
     while True:
-        popped = client.zpopmin(drain, UNLINK_BATCH)
-        if not popped:
+        members = client.zrange(drain, 0, UNLINK_BATCH - 1)
+        if not members:
             break
-        progress.removed += client.unlink(*(member for member, _ in popped))
+        _unlink_batch(client, ns, members, progress, drain)
+    client.srem(registry, drain)
+
+
+def pending_drained(client: Any, registry: str) -> int:
+    """Members of drains a fault interrupted (still to be removed)."""
+    drains = client.smembers(registry)
+    if not drains:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for drain in drains:
+        pipe.zcard(drain)
+    return sum(pipe.execute())

@@ -66,9 +66,16 @@ class InvalidationMixin:
     def _fence(self, operations: list[str] | None) -> None:
         self.guarded("fence", None, invalidation.bump, self.redis, self.ns, operations)  # type: ignore[attr-defined]
 
-    def _drop_local(self, match: Callable[[str], bool]) -> None:
+    def _drop_local(self, match: Callable[[str], bool], progress: Progress | None = None) -> None:
+        """Drop matching keys from this process's tier, bumping their versions. Called before the
+        Redis removal and again after it (with the keys it removed), so a read that raced the
+        removal cannot leave the old value behind for the caller's next read
+        (test_invalidation_races.py::test_own_invalidation_wins_against_a_racing_read)."""
         ns = self.ns
-        self._state.coherence.delete_where(lambda key: ns.is_entry(key) and match(ns.operation_of(key)))
+        tier = self._state.coherence
+        tier.delete_where(lambda key: ns.is_entry(key) and match(ns.operation_of(key)))
+        if progress is not None and progress.keys:
+            tier.delete_keys([k.decode() for k in progress.keys])
 
     @timed_invalidation("pattern", lambda pattern, operation_context="": (pattern, operation_context))
     def invalidate_pattern(self, pattern: str, operation_context: str = "") -> int:
@@ -81,10 +88,22 @@ class InvalidationMixin:
         check_context(operation_context)
         self._begin_invalidation()
         match = operation_matcher(glob)
-        known = self.guarded("invalidate", [], invalidation.known_operations, self.redis, self.ns)  # type: ignore[attr-defined]
-        self._fence([op for op in known if match(op)])
+        # Fence every in-flight compute: a glob can name operations nobody has stored yet, and
+        # Python's reading of a glob may differ from Redis's at the edges ([z-a]).
+        self._fence(None)
         self._drop_local(match)
-        return self._scan_unlink(self.ns.entries_match(glob))
+        progress = Progress(collect=True)
+        self.guarded(  # type: ignore[attr-defined]
+            "invalidate",
+            None,
+            invalidation.scan_unlink,
+            self.redis,
+            self.ns,
+            self.ns.entries_match(glob),
+            progress,
+        )
+        self._drop_local(match, progress)
+        return progress.removed
 
     @timed_invalidation("operation", lambda operation, operation_context="": (operation, operation_context))
     def invalidate_by_operation(self, operation: str, operation_context: str = "") -> int:
@@ -106,6 +125,7 @@ class InvalidationMixin:
             self._max_ttl,
             progress,
         )
+        self._drop_local(lambda op: op == operation)
         return progress.removed
 
     @timed_invalidation("all", lambda operation_context="": ("*", operation_context))
@@ -126,6 +146,7 @@ class InvalidationMixin:
             invalidation.scan_unlink(self.redis, self.ns, self.ns.entries_match(), progress)
 
         self.guarded("invalidate", None, drain_all)  # type: ignore[attr-defined]
+        self._state.coherence.clear()  # again: a read that raced the removal fills nothing
         return progress.removed
 
     @timed_invalidation(
@@ -158,16 +179,21 @@ class InvalidationMixin:
         self._begin_invalidation()
         self.guarded("fence", None, invalidation.bump, self.redis, self.ns, [], wanted)  # type: ignore[attr-defined]
         chosen = set(wanted)
-        self._state.coherence.delete_entries(
-            lambda entry: bool(chosen.intersection(getattr(entry, "tags", ())))
-        )
-        progress = Progress()
+        tier = self._state.coherence
+
+        def tagged(entry: Any) -> bool:
+            return bool(chosen.intersection(getattr(entry, "tags", ())))
+
+        tier.delete_entries(tagged)
+        progress = Progress(collect=True)
 
         def drain() -> None:
             for tag in wanted:
                 invalidation.drain_tag(self.redis, self.ns, tag, self._max_ttl, progress)
 
         self.guarded("invalidate", None, drain)  # type: ignore[attr-defined]
+        tier.delete_entries(tagged)  # again, with what it removed: a racing read fills nothing
+        tier.delete_keys([k.decode() for k in progress.keys or ()])
         return progress.removed
 
     def count_tags(self, tags: list[str]) -> int:
@@ -190,7 +216,12 @@ class InvalidationMixin:
         """Live entries of one operation, from its index (no scan of the keyspace)."""
         validate_operation(operation)
         self._begin_invalidation()
-        return int(self.guarded("count", 0, invalidation.live_entries, self.redis, self.ns, [operation]))  # type: ignore[attr-defined]
+
+        def count() -> int:
+            live = invalidation.live_entries(self.redis, self.ns, [operation])
+            return live + invalidation.pending_drained(self.redis, self.ns.drains(operation))
+
+        return int(self.guarded("count", 0, count))  # type: ignore[attr-defined]
 
     def count_all(self) -> int:
         """Live entries of every operation, from the indexes (no scan of the keyspace)."""

@@ -38,7 +38,12 @@ def canonical_options(options: Any) -> bytes:
     if not isinstance(options, Mapping):
         raise TypeError(f"options must be a mapping or None, got {type(options).__name__}")
     try:
-        data = orjson.dumps(dict(options), option=orjson.OPT_SORT_KEYS)
+        # Plain JSON only: dataclasses, datetimes and the like would be serialized without the
+        # NaN check below (and a datetime's text is no stable key).
+        data = orjson.dumps(
+            dict(options),
+            option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME,
+        )
     except TypeError as exc:
         raise TypeError(f"options must be JSON-serialisable with str keys: {exc}") from exc
     # orjson writes NaN and +-inf as null, which would share a key with a real null: refuse them.

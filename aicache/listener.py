@@ -53,6 +53,10 @@ class LivenessLapsed(Exception):
     """No probe came back within the liveness bound."""
 
 
+class TrackingRefused(Exception):
+    """Redis refused CLIENT TRACKING (an old server, ACLs): the tier cannot be kept coherent."""
+
+
 class Listener:
     def __init__(
         self, tier: CoherentTier, ns: Namespace, probe_seconds: float, liveness_seconds: float
@@ -107,7 +111,7 @@ class Listener:
                 self._connect(listener, tracker)
                 backoff = 0.05
                 self._listen(listener, tracker)
-            except ResponseError as exc:
+            except TrackingRefused as exc:
                 self._live.clear()
                 self.tier.lapse(UNSUPPORTED)
                 logger.error(
@@ -147,7 +151,10 @@ class Listener:
         tracker.send_command(
             "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", self.ns.tracking_prefix
         )
-        tracker.read_response()
+        try:
+            tracker.read_response()
+        except ResponseError as exc:
+            raise TrackingRefused(str(exc)) from exc
         self.sockets = (listener._sock.getsockname(), tracker._sock.getsockname())
         if self.connected_once:
             self.reconnects += 1

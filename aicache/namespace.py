@@ -14,6 +14,8 @@
     {prefix}!tag:{tag}                  per-tag index: sorted set of entry keys by expiry
     {prefix}!gen:tag:{tag}              per-tag generation (``:`` cannot occur in an operation)
     {prefix}!drain:{token}              a tag index being drained
+    {prefix}!drains:{op} / !drains!tag:{tag}  drains not finished (a fault midway): the next
+                                        invalidation of that operation or tag finishes them
     {prefix}!lock:{operation}:{digest}  single-flight lease of one entry
     {prefix}!events                     pub/sub: ``clear`` and ``w<key>`` (wake waiters)
 
@@ -92,3 +94,9 @@ class Namespace:
 
     def tag_drain(self, token: str) -> str:
         return f"{self.prefix}!drain:{token}"
+
+    def drains(self, operation: str) -> str:
+        return f"{self.prefix}!drains:{operation}"
+
+    def tag_drains(self, tag: str) -> str:
+        return f"{self.prefix}!drains!tag:{tag}"

@@ -154,6 +154,8 @@ def computed_metadata(req: CacheRequest) -> dict[str, Any]:
 def seconds(name: str, value: Any, default: float) -> float:
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= conf.MAX_SECONDS:
+        raise ValueError(
+            f"{name} must be a positive number of seconds up to {conf.MAX_SECONDS}, got {value!r}"
+        )
     return float(value)

@@ -99,9 +99,11 @@ class _Renewer:
 
     def _run(self, host: Host, lock: Any, lease: float) -> None:
         while not self._stop.wait(lease / 3):
-            if not host.guarded("lock_renew", False, _reacquire, lock):
-                return  # lost or Redis unreachable: nothing more to extend
-            self.renewals += 1
+            renewed = host.guarded("lock_renew", None, _reacquire, lock)
+            if renewed is False:
+                return  # the lease was lost: nothing more to extend
+            if renewed:  # None: a fault or the breaker; try again next third, the lease may live
+                self.renewals += 1
 
     def stop(self) -> None:
         self._stop.set()

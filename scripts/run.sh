@@ -112,6 +112,7 @@ aicache is running:
   health     curl $URL/health/
   metrics    curl -H "Authorization: Bearer \$(cat $RUN/metrics_token)" $URL/metrics
   admin      $URL/admin/   (create a user first: ${P}make superuser)
+  dashboard  $URL/admin/aicache/dashboard/   (and $URL/admin/aicache/entries/)
   manage.py  ${P}make manage ARGS="check"   (any command, in this run's environment)
   redis      127.0.0.1:$REDIS_PORT; Celery worker + beat (logs in $RUN/logs/)
 Stop: Ctrl-C here, or ${P}make stop from another shell.

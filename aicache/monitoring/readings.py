@@ -143,6 +143,11 @@ class Readings:
             op_seconds = self._op_seconds
             processed, stored = self._compressed
             since = self._reset_at
+            errors: dict[str, int] = {}
+            for name, n in self.counters.items():  # "error:<kind>:<action>", reset with the rest
+                if name.startswith("error:"):
+                    kind = name.split(":", 2)[1]
+                    errors[kind] = errors.get(kind, 0) + n
         by_tier: dict[str, list[float]] = {}
         memory_hits = 0
         for (tier, outcome), (n, seconds) in gets.items():
@@ -165,6 +170,7 @@ class Readings:
             "compression_savings_percent": saved / processed * 100 if processed else 0.0,
             "compression_bytes_saved": saved,
             "since": since,
+            "errors": errors,
         }
 
     def get_recent_slow_operations(self, threshold_multiplier: float = 2.0) -> dict[str, list[dict]]:

@@ -650,3 +650,27 @@ def expired_rows(now: dt.datetime | None = None) -> dict[str, int]:
         "ingestion_batches": IngestionBatch.objects.filter(received_at__lt=raw_cutoff).count(),
         "rollups": Rollup.objects.filter(period_start__lt=rollup_cutoff).count(),
     }
+
+
+def operations(w: Window) -> list[dict[str, Any]]:
+    """Reads per operation, busiest first: ``reads``, ``hits``, ``memory_hits`` (answered by a
+    memory tier), ``misses``, ``hit_rate`` (%), ``writes``."""
+    table: dict[str, dict[str, Any]] = {}
+    for g in _aggregate(rollups(w).filter(kind__in=("get", "set"))):
+        row = table.setdefault(
+            g["operation"],
+            {"operation": g["operation"], "reads": 0, "hits": 0, "memory_hits": 0, "misses": 0, "writes": 0},
+        )
+        n = g["n"] or 0
+        if g["kind"] == "set":
+            row["writes"] += n
+            continue
+        row["reads"] += n
+        if g["outcome"].startswith("hit"):
+            row["hits"] += n
+            row["memory_hits"] += n if g["outcome"] == "hit_memory" else 0
+        elif g["outcome"] == "miss":
+            row["misses"] += n
+    for row in table.values():
+        row["hit_rate"] = summaries.hit_rate(row["hits"], row["misses"])
+    return sorted(table.values(), key=lambda r: (-r["reads"], r["operation"]))

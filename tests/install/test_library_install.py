@@ -290,14 +290,16 @@ def follow_readme(venv_dir: Path, tmp_path: Path, zstd_to_zlib: bool = False) ->
                 "c = Client(HTTP_HOST='localhost')\n"
                 "print(c.get('/metrics', HTTP_AUTHORIZATION='Bearer t0ken').status_code)\n"
                 "c.force_login(User.objects.create_superuser('ops', 'ops@example.com', 'pw-unused-9'))\n"
-                "print(c.get('/api/aicache/docs/').status_code, c.get('/api/aicache/schema/').status_code)\n"
+                "status = lambda url: c.get(url).status_code\n"
+                "print(status('/api/aicache/docs/'), status('/api/aicache/schema/'))\n"
+                "print(status('/admin/aicache/dashboard/'), status('/admin/aicache/entries/'))\n"
                 "stats = c.get('/api/aicache/stats/', {'last': '1h'}).json()\n"
                 "print(stats['cache_hits'], 'hits,', stats['cache_misses'], 'misses')\n",
             ],
             cwd=project,
             env=env,
         )
-        assert web.stdout.splitlines() == ["200", "200 200", own], web.stdout
+        assert web.stdout.splitlines() == ["200", "200 200", "200 200", own], web.stdout
     finally:
         if worker is not None and worker.poll() is None:
             os.killpg(worker.pid, 15)

@@ -65,7 +65,9 @@ def test_banner_commands_work_as_printed(make_run, tmp_path):
     entries = parse_banner(run.banner())
     started = children_of(run.proc.pid)
     env = run.env  # a user's shell: no SECRET_KEY, ports, RUN_DIR or DJANGO_SETTINGS_MODULE
-    assert {"home", "health", "metrics", "admin", "superuser", "manage.py", "stop"} <= set(entries)
+    assert {"home", "health", "metrics", "admin", "dashboard", "superuser", "manage.py", "stop"} <= set(
+        entries
+    )
 
     health = shell(entries["health"], env)
     assert health.returncode == 0 and json.loads(health.stdout)["status"] == "ok", health
@@ -114,6 +116,8 @@ def test_banner_commands_work_as_printed(make_run, tmp_path):
         .decode()
     )
     assert "Site administration" in admin
+    dashboard = opener.open(entries["dashboard"].split()[0], timeout=10)
+    assert dashboard.status == 200 and dashboard.url.endswith("/admin/aicache/dashboard/")
 
     stop = shell(entries["stop"], env)
     assert stop.returncode == 0 and "stopped" in stop.stdout, stop

@@ -8,7 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from aicache import guard as backend_module
 from aicache.checks import E_REDIS_VERSION, check_redis_version
-from tests.helpers import tcp_proxy
+from tests.helpers import tcp_proxy, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +76,72 @@ def test_redis_too_old_is_refused_on_first_use_and_by_the_check(real_cache, monk
     monkeypatch.undo()
     backend_module._versions.clear()
     assert check_redis_version() == []  # the real 7.x server passes
+
+
+def test_a_too_old_redis_is_refused_on_every_call(real_cache, monkeypatch):
+    monkeypatch.setattr(backend_module, "_server_info", lambda client: {"redis_version": "6.0.9"})
+    backend_module._versions.clear()
+    fresh = caches["ai"].__class__(real_cache._identity[0], {"OPTIONS": {}})
+    for _ in range(3):
+        with pytest.raises(ImproperlyConfigured, match=r"6\.0\.9"):
+            fresh.get_cached_response(TEXT, "summarize")
+    monkeypatch.undo()
+    backend_module._versions.clear()
+
+
+def test_an_oom_on_the_liveness_probe_is_a_lapse_not_unsupported(real_cache, redis_server):
+    """Review finding: a brief OOM made the listener give up for good (status unsupported)."""
+    client = redis_server.client()
+    listener = real_cache._state.listener
+    lapses = listener.lapses + listener.reconnects
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", "1")
+    try:
+        wait_for(lambda: real_cache.coherence.status == "disconnected", timeout=10, what="the probe to fail")
+    finally:
+        client.config_set("maxmemory", "0")
+    assert listener.wait_live(10)
+    assert real_cache.coherence.status == "live" and listener.lapses + listener.reconnects > lapses
+
+
+def test_the_renewer_keeps_trying_through_faults_and_stops_when_the_lease_is_lost():
+    from aicache import singleflight
+
+    answers = iter([None, True, None, True, False, True])
+    seen = []
+
+    class Host:
+        def guarded(self, what, default, fn, *args):
+            seen.append(what)
+            return next(answers)
+
+    renewer = singleflight._Renewer(Host(), lock=None, lease=0.03)
+    wait_for(lambda: len(seen) >= 5, timeout=5)
+    renewer._thread.join(5)
+    assert not renewer._thread.is_alive()  # it stopped at the lost lease (False)...
+    assert len(seen) == 5 and renewer.renewals == 2  # ...not at the faults (None) before it
+
+
+def test_redis_refusing_client_tracking_disables_the_memory_tier(settings, redis_server):
+    """README: if Redis refuses client tracking (ACLs), the tier is disabled, not served stale."""
+    admin = redis_server.client()
+    admin.execute_command(
+        "ACL", "SETUSER", "notrack", "on", ">secret", "~*", "&*", "+@all", "-client|tracking"
+    )
+    try:
+        settings.CACHES = {
+            **settings.CACHES,
+            "acl": {
+                "BACKEND": "aicache.backend.AIResponseCache",
+                "LOCATION": f"redis://notrack:secret@127.0.0.1:{redis_server.port}/0",
+            },
+        }
+        cache = caches["acl"]
+        cache.start_coherence(wait=0)
+        wait_for(lambda: cache.coherence.status == "unsupported", timeout=10, what="the refusal")
+        cache.cache_response(TEXT, "qa", None, {"a": 1})
+        for _ in range(2):
+            assert cache.get_cached_response(TEXT, "qa")["cache_source"] == "redis"
+        assert len(cache.memory) == 0
+    finally:
+        admin.execute_command("ACL", "DELUSER", "notrack")

@@ -45,16 +45,16 @@ def test_write_during_an_operation_drain_survives(real_cache, monkeypatch):
         real_cache.cache_response(f"{TEXT} {i}", "summarize", None, {"v": i})
     original = invalidation.drain_index
     client = real_cache.redis
-    original_zpopmin = client.zpopmin
+    original_zrange = client.zrange
     written = threading.Event()
 
-    def zpopmin_after_a_write(name, count=None):
+    def zrange_after_a_write(name, *args, **kwargs):
         if not written.is_set():
             written.set()
             run_threads(lambda i: real_cache.cache_response("mid-drain", "summarize", None, {"v": "new"}), 1)
-        return original_zpopmin(name, count)
+        return original_zrange(name, *args, **kwargs)
 
-    monkeypatch.setattr(client, "zpopmin", zpopmin_after_a_write)
+    monkeypatch.setattr(client, "zrange", zrange_after_a_write)
     assert real_cache.invalidate_by_operation("summarize") == 3
     monkeypatch.undo()
     assert written.is_set() and original is invalidation.drain_index
@@ -109,3 +109,60 @@ def test_short_hex_pattern_removes_nothing_on_real_redis(real_cache):
     assert real_cache.count_all() == 300
     assert real_cache.invalidate_pattern("q*") == 150
     assert real_cache.count_all() == 150
+
+
+@pytest.mark.parametrize(
+    ("hook", "invalidate"),
+    [
+        ("drain_index", lambda c: c.invalidate_by_operation("summarize")),
+        ("drain_index", lambda c: c.invalidate_all()),
+        ("scan_unlink", lambda c: c.invalidate_pattern("summ*")),
+        ("drain_tag", lambda c: c.invalidate_tags(["t"])),
+    ],
+    ids=["operation", "all", "pattern", "tags"],
+)
+def test_own_invalidation_wins_against_a_racing_read(real_cache, monkeypatch, hook, invalidate):
+    """A read that runs after the memory tier was dropped but before Redis removed the entry
+    fills the old value; the invalidating call must still leave no read after it seeing that
+    value, even before Redis's own message arrives (held back here: the listener is paused)."""
+    real_cache.cache_response(TEXT, "summarize", None, {"v": "old"}, tags=["t"])
+    real_cache.get_cached_response(TEXT, "summarize")  # fills the tier
+    listener_tier = real_cache.coherence
+    held: list = []
+    monkeypatch.setattr(listener_tier, "invalidate", lambda keys: held.append(keys))  # delivery delayed
+    original = getattr(invalidation, hook)
+
+    def read_first(*args, **kwargs):
+        hit = run_threads(lambda i: real_cache.get_cached_response(TEXT, "summarize"), 1)[0]
+        assert hit["v"] == "old"  # the racing read saw (and filled) the old value
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(invalidation, hook, read_first)
+    assert invalidate(real_cache) == 1
+    assert real_cache.get_cached_response(TEXT, "summarize") is None
+
+
+def test_a_fault_midway_through_a_drain_orphans_nothing(real_cache, monkeypatch):
+    """Issue 9 review: a Redis fault between batches leaves the rest in a registered drain; the
+    count still sees them and the next invalidation finishes them."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    for i in range(1200):
+        real_cache.cache_response(f"{TEXT} {i}", "summarize", None, {"v": i})
+    original = invalidation._unlink_batch
+    calls = []
+
+    def fail_on_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RedisConnectionError("Redis went away")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(invalidation, "_unlink_batch", fail_on_second)
+    assert real_cache.invalidate_by_operation("summarize") == 500  # the first batch, exactly
+    monkeypatch.undo()
+    real_cache._state.breaker.success()
+    assert real_cache.count_by_operation("summarize") == 700
+    assert real_cache.invalidate_by_operation("summarize") == 700
+    assert real_cache.count_by_operation("summarize") == 0
+    assert not list(real_cache.redis.scan_iter("ai_cache:summarize:*"))

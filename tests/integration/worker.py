@@ -31,7 +31,14 @@ def op_status(msg: dict) -> dict:
 
 
 def op_cache(msg: dict) -> dict:
+    """cache_response, then wait (bounded) for the write's own invalidation message: every
+    message evicts, so a read filled before it arrived would be dropped again."""
+    listener = cache._state.listener
+    before = listener.messages if listener else 0
     cache.cache_response(**_args(msg), options=None, response=msg["response"])
+    deadline = time.monotonic() + 2
+    while listener and listener.messages == before and time.monotonic() < deadline:
+        time.sleep(0.001)
     return {}
 
 

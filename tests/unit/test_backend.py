@@ -421,3 +421,96 @@ def test_index_trims_expired_members_and_expires_with_its_longest_entry(ai_cache
     ai_cache.cache_response("later", "qa", None, {"a": 4}, ttl=500)
     members = {m.decode() for m in ai_cache.redis.zrange(index, 0, -1)}
     assert members == {ai_cache.key_generator.generate(t, "qa") for t in ("long lived", "later")}
+
+
+def test_async_compute_using_to_thread_never_deadlocks(ai_cache):
+    """Review finding: followers blocked on a flight must not hold the threads the leader's async
+    compute needs (asyncio.to_thread uses the loop's default executor, 6 threads on 2 cores)."""
+    calls = []
+
+    async def compute():
+        calls.append(1)
+        await asyncio.to_thread(time.sleep, 0.05)
+        return {"answer": 42}
+
+    async def scenario(same: bool):
+        texts = [SMALL if same else f"{SMALL} {i}" for i in range(12)]
+        return await asyncio.wait_for(
+            asyncio.gather(*(ai_cache.aget_or_compute(t, "qa", compute) for t in texts)), timeout=20
+        )
+
+    results = asyncio.run(scenario(same=True))
+    assert len(calls) == 1 and all(r["answer"] == 42 for r in results)
+    calls.clear()
+    assert len(asyncio.run(scenario(same=False))) == 12 and len(calls) == 12
+
+
+def test_followers_get_the_result_as_computed_not_as_the_leader_changed_it(ai_cache):
+    release = threading.Event()
+
+    def compute():
+        release.wait(5)
+        return {"points": ["a"]}
+
+    def call(i):
+        if i == 0:
+            result = ai_cache.get_or_compute(SMALL, "key_points", compute)
+            result["points"].append("changed by the leader's caller")
+            return result
+        if i == 1:
+            from tests.helpers import wait_for
+
+            wait_for(lambda: ai_cache._state.counter_snapshot().get("single_flight_waits", 0) == 1)
+            release.set()
+            return None
+        from tests.helpers import wait_for
+
+        wait_for(lambda: len(ai_cache._state.flights) == 1)
+        return ai_cache.get_or_compute(SMALL, "key_points", compute)
+
+    from tests.helpers import run_threads
+
+    _, _, follower = run_threads(call, 3)
+    assert follower["points"] == ["a"]
+
+
+def test_a_failed_compute_still_records_its_miss(ai_cache):
+    records = []
+    original = ai_cache.monitor.record_lookup
+    ai_cache.monitor.record_lookup = lambda op, tier, source, *a: (
+        records.append(source) or original(op, tier, source, *a)
+    )
+    try:
+        with pytest.raises(RuntimeError):
+            ai_cache.get_or_compute(SMALL, "qa", lambda: (_ for _ in ()).throw(RuntimeError("LLM down")))
+    finally:
+        ai_cache.monitor.record_lookup = original
+    assert records == [""]
+
+
+def test_non_json_option_types_are_refused(ai_cache):
+    import dataclasses
+    import datetime as dt
+
+    @dataclasses.dataclass
+    class Opt:
+        temperature: float
+
+    for options in ({"o": Opt(float("nan"))}, {"when": dt.datetime(2026, 1, 1)}):
+        with pytest.raises(TypeError, match="options"):
+            ai_cache.get_cached_response(SMALL, "qa", options)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"wait_timeout": 1e300}, {"lock_timeout": 10**9}, {"wait_timeout": float("nan")}]
+)
+def test_absurd_timeouts_refused(ai_cache, kwargs):
+    with pytest.raises(ValueError, match="seconds up to"):
+        ai_cache.get_or_compute(SMALL, "qa", lambda: pytest.fail("computed"), **kwargs)
+
+
+def test_two_aliases_on_one_redis_keep_their_own_settings(make_cache, ai_cache):
+    other = make_cache(MEMORY_CACHE_SIZE=7, CIRCUIT_BREAKER_FAILURES=9)
+    assert other._state is not ai_cache._state
+    assert other.memory.max_entries == 7 and other._state.breaker.threshold == 9
+    assert ai_cache._state.breaker.threshold == 3

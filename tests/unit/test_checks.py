@@ -119,3 +119,18 @@ def test_coherence_and_ttl_settings_checked(settings, name, value, code):
     settings.AICACHE = {name: value}
     messages = check_aicache_settings()
     assert [m.id for m in messages] == [code] and name in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "code"),
+    [
+        ("METRICS_EXPORT_SECONDS", float("nan"), "aicache.E011"),
+        ("METRICS_EXPORT_SECONDS", float("inf"), "aicache.E011"),
+        ("FLUSH_INTERVAL", float("nan"), "aicache.E011"),
+        ("SOCKET_TIMEOUT", 1e300, "aicache.E010"),
+        ("SINGLE_FLIGHT_WAIT_TIMEOUT", 86401, "aicache.E010"),
+    ],
+)
+def test_non_finite_and_absurd_durations_refused(settings, name, value, code):
+    settings.AICACHE = {name: value}
+    assert [m.id for m in check_aicache_settings()] == [code]

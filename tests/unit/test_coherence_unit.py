@@ -39,68 +39,52 @@ def test_own_overwrite_defeats_an_older_read_in_the_same_process():
     """Issue 9.1: thread A reads v0, thread B writes v1, A then tries to fill v0."""
     _memory, tier = make()
     token_a = tier.token(KEY)  # A starts its GET and reads v0
-    pw = tier.begin_write(KEY)  # B writes v1
-    assert tier.end_write(pw, "v1", 1, True, later()) is True
+    token_b = tier.begin_write(KEY)  # B writes v1
+    tier.end_write(KEY, token_b, "v1", 1, True, later())
     assert tier.fill(KEY, "v0", 1, token_a, later()) is False  # A's fill is refused
-    assert tier.get(KEY) == "v1"
+    assert tier.get(KEY) is MISSING  # with tracking the writer's next read fills from Redis
 
 
 def test_a_read_racing_the_set_cannot_fill_after_the_write_returns():
     _memory, tier = make()
-    pw = tier.begin_write(KEY)
+    token_w = tier.begin_write(KEY)
     token_r = tier.token(KEY)  # R begins after begin_write but its GET reaches Redis before the SET
-    tier.end_write(pw, "v1", 1, True, later())
+    tier.end_write(KEY, token_w, "v1", 1, True, later())
     assert tier.fill(KEY, "v0", 1, token_r, later()) is False
-    assert tier.get(KEY) == "v1"
 
 
 def test_a_write_redis_did_not_acknowledge_never_fills():
     """Issue 9.3: OOM, READONLY or a timeout on SET leaves nothing in the tier."""
-    memory, tier = make()
+    memory = MemoryTier(10, 1000)
+    tier = CoherentTier(memory, "p", LOCAL)  # local mode keeps acknowledged writes
     memory.set(KEY, "old", 1, 60)
-    pw = tier.begin_write(KEY)
-    assert tier.end_write(pw, "new", 1, False, later()) is False
+    token = tier.begin_write(KEY)
+    assert tier.end_write(KEY, token, "new", 1, False, later()) is False
     assert tier.get(KEY) is MISSING
-    tier.invalidate([KEY])  # the write may still have landed: its message evicts, nothing breaks
-    assert tier._pending == {}
+    token = tier.begin_write(KEY)
+    assert tier.end_write(KEY, token, "new", 1, True, later()) is True
+    assert tier.get(KEY) == "new"
 
 
-def test_own_echo_after_the_write_keeps_the_entry_foreign_one_evicts():
+def test_every_message_evicts_even_right_after_our_own_write():
+    """In BCAST mode one message may stand for our write and a foreign one in the same turn: no
+    message is ever taken for our echo."""
     _memory, tier = make()
-    pw = tier.begin_write(KEY)
-    tier.end_write(pw, "mine", 1, True, later())
-    tier.invalidate([KEY])  # the echo of our own write
-    assert tier.get(KEY) == "mine"
-    tier.invalidate([KEY])  # somebody else's later write
-    assert tier.get(KEY) is MISSING
-
-
-def test_own_echo_before_the_write_returns_still_fills():
-    _memory, tier = make()
-    pw = tier.begin_write(KEY)
-    tier.invalidate([KEY])  # the echo overtakes the SET's reply
-    assert tier.end_write(pw, "mine", 1, True, later()) is True
-    tier.invalidate([KEY])  # then a foreign write
+    token = tier.begin_write(KEY)
+    assert tier.end_write(KEY, token, "mine", 1, True, later()) is False  # tracking: not kept
+    assert tier.fill(KEY, "mine", 1, tier.token(KEY), later())  # the next read fills
+    tier.invalidate([KEY])  # the message for our write (and maybe a foreign one)
     assert tier.get(KEY) is MISSING
 
 
-def test_two_local_writes_in_flight_fill_nothing():
-    _memory, tier = make()
-    w1 = tier.begin_write(KEY)
-    w2 = tier.begin_write(KEY)
-    assert tier.end_write(w2, "v2", 1, True, later()) is False  # w1 may land after it in Redis
-    assert tier.end_write(w1, "v1", 1, True, later()) is False
-    assert tier.get(KEY) is MISSING
-
-
-def test_clear_drops_notes_and_refuses_fills_read_before_it():
-    _memory, tier = make()
+def test_clear_refuses_fills_and_writes_begun_before_it():
+    memory = MemoryTier(10, 1000)
+    tier = CoherentTier(memory, "p", LOCAL)
     token = tier.token(KEY)
-    pw = tier.begin_write(KEY)
+    token_w = tier.begin_write(KEY)
     tier.clear()
     assert tier.fill(KEY, "v", 1, token, later()) is False
-    assert tier.end_write(pw, "v", 1, True, later()) is False
-    assert tier._pending == {}
+    assert tier.end_write(KEY, token_w, "v", 1, True, later()) is False
 
 
 def test_fill_and_eviction_are_one_step_under_the_lock():

@@ -290,3 +290,18 @@ def test_cache_write_records_success_apart(ai_cache, monkeypatch):
     ai_cache.cache_response(text + "!", "qa", None, {"a": 2})
     sets = [m for m in ai_cache.monitor.cache_operation_times if m.operation_type == "set"]
     assert [(m.cache_hit, m.success) for m in sets] == [(False, True), (False, False)]
+
+
+def test_summary_errors_come_from_the_same_window(ai_cache, monkeypatch):
+    """Review finding: errors survived reset_stats() while every other figure restarted."""
+    from redis.exceptions import ResponseError
+
+    def refuse(*args, **kwargs):
+        raise ResponseError("WRONGTYPE")
+
+    monkeypatch.setattr(ai_cache.redis, "get", refuse)
+    ai_cache.get_cached_response("a text for the error window", "qa")
+    assert ai_cache.get_performance_summary()["errors"] == {"redis_error": 1}
+    ai_cache.monitor.reset_stats()
+    assert ai_cache.get_performance_summary()["errors"] == {}
+    assert ai_cache.error_counts() == {"redis_error": 1}  # the process-lifetime count stays

@@ -1,0 +1,261 @@
+"""Live cache entries, a page at a time, for the admin's entry browser.
+
+Entries are never all loaded: without an operation a page is a few ``SCAN MATCH {prefix}:*``
+steps (the cursor is the page token); with one, a page is a slice of the operation's index
+``{prefix}!idx:{operation}`` (members scored by expiry, so soonest-to-expire first; the offset is
+the page token). For each key only the frame header is read (``GETRANGE`` of its first bytes),
+with ``STRLEN`` and ``PTTL``: the digest, operation, bytes stored, compression, TTL left and age
+come from those, never from the cached value. Nothing read is unpickled.
+
+The text-size tier is not recorded in an entry (the key holds only a digest of the text), so the
+"tier" shown is where the entry lives: Redis, or Redis and this process's memory tier.
+
+A preview of the cached value (truncated, JSON) is read only when ``ADMIN_ENTRY_PREVIEW_CHARS`` is
+above 0 and the viewer is a superuser; the request's own text is never stored and so never shown.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from aicache.codec import (
+    BUILTIN_COMPRESSORS,
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    MAGIC_META,
+    META_LENGTH,
+    SIGNED,
+    CodecError,
+    read_meta,
+)
+from aicache.conf import OPERATION_RE
+from aicache.monitoring import actions
+from aicache.monitoring.admin import duration_text
+from aicache.namespace import Namespace
+from aicache.request import TAG_RE
+
+MAX_PAGE_SIZE = 500
+#: SCAN steps per page at most: a keyspace mostly made of other data still answers quickly.
+MAX_SCAN_STEPS = 50
+META_PEEK = 2048  # bytes of frame metadata read per entry: tags (16 x 64 characters) fit
+COMPRESSION_NAMES = {cls.flag: cls.name for cls in BUILTIN_COMPRESSORS.values()}
+STORAGE_TIERS = ("memory", "redis")
+_DIGEST_RE = re.compile(r"[0-9a-f]{16,128}")
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    operation: str
+    digest: str
+    stored_bytes: int | None  # frame size in Redis (header included)
+    compression: str  # "none", "zlib", "zstd", or "unreadable" for bytes that are no aicache frame
+    ttl_left: float | None  # seconds; None: no expiry
+    age: float | None  # seconds since it was cached
+    in_memory: bool  # also in this process's memory tier
+    preview: str = ""
+    tags: tuple[str, ...] = ()
+
+    @property
+    def storage_tier(self) -> str:
+        return "memory" if self.in_memory else "redis"
+
+    @property
+    def ttl_text(self) -> str:
+        return "no expiry" if self.ttl_left is None else duration_text(self.ttl_left)
+
+    @property
+    def age_text(self) -> str:
+        return "-" if self.age is None else duration_text(self.age)
+
+
+@dataclass(frozen=True)
+class Page:
+    entries: list[Entry]
+    next_token: str  # "" when this is the last page
+    scanned: int  # keys looked at (SCAN can return other keys under the prefix)
+
+
+def parse_key(prefix: str, key: str) -> tuple[str, str] | None:
+    """(operation, digest) of an entry key ``{prefix}:{operation}:{digest}``, else ``None``."""
+    ns = Namespace(prefix)
+    if not ns.is_entry(key):
+        return None
+    operation = ns.operation_of(key)
+    digest = key[len(ns.operation_prefix(operation)) :]
+    if not OPERATION_RE.fullmatch(operation) or not _DIGEST_RE.fullmatch(digest):
+        return None
+    return operation, digest
+
+
+def page(
+    cache: Any,
+    *,
+    operation: str = "",
+    tier: str = "",
+    tag: str = "",
+    token: str = "",
+    size: int = 50,
+    preview_chars: int = 0,
+) -> Page:
+    """One page of live entries (``ValueError`` for a bad argument). ``tier`` "memory" keeps the
+    entries also held in this process's memory tier, "redis" those that are not."""
+    ns = Namespace(cache.config.key_prefix)
+    if operation and not OPERATION_RE.fullmatch(operation):
+        raise ValueError("operation must be 1-64 characters of [a-z0-9_-]")
+    if tag and not TAG_RE.fullmatch(tag):
+        raise ValueError("tag must be 1-64 characters of [A-Za-z0-9_.:-]")
+    if tag and operation:
+        raise ValueError("filter by operation or by tag, not both")
+    if tier and tier not in STORAGE_TIERS:
+        raise ValueError(f"tier must be one of {', '.join(STORAGE_TIERS)}")
+    if not isinstance(size, int) or not 1 <= size <= MAX_PAGE_SIZE:
+        raise ValueError(f"size must be between 1 and {MAX_PAGE_SIZE}")
+    if token and not (token.isascii() and token.isdigit() and int(token) < 2**64):
+        raise ValueError("page token must be a non-negative 64-bit integer")
+    start = int(token or 0)
+    client = cache.redis
+    if operation or tag:
+        now_ms = int(time.time() * 1000)
+        index = ns.index(operation) if operation else ns.tag_index(tag)
+        members = client.zrangebyscore(index, now_ms, "+inf", start=start, num=size + 1)
+        keys = [m.decode() for m in members[:size]]
+        next_token = str(start + size) if len(members) > size else ""
+        scanned = len(keys)
+    else:
+        keys, cursor, scanned = [], start, 0
+        match = ns.entries_match()
+        for _ in range(MAX_SCAN_STEPS):
+            # small steps: a page overshoots ``size`` by at most about one step
+            cursor, found = client.scan(cursor=cursor, match=match, count=max(10, size // 4))
+            keys.extend(k.decode() for k in found)
+            scanned += len(found)
+            if cursor == 0 or len(keys) >= size:
+                break
+        next_token = str(cursor) if cursor else ""
+    entries = describe(cache, keys, preview_chars=preview_chars)
+    if tier:
+        entries = [e for e in entries if e.storage_tier == tier]
+    return Page(entries, next_token, scanned)
+
+
+def describe(cache: Any, keys: list[str], *, preview_chars: int = 0) -> list[Entry]:
+    """Header facts of each key that is still there (gone keys are left out)."""
+    prefix = cache.config.key_prefix
+    parsed = [(k, parse_key(prefix, k)) for k in keys]
+    parsed = [(k, p) for k, p in parsed if p is not None]
+    if not parsed:
+        return []
+    pipe = cache.redis.pipeline(transaction=False)
+    for key, _ in parsed:
+        pipe.getrange(key, 0, HEADER_SIZE + META_LENGTH.size + META_PEEK - 1)  # header + metadata
+        pipe.strlen(key)
+        pipe.pttl(key)
+        if preview_chars > 0:
+            pipe.get(key)
+    replies = pipe.execute()
+    step = 4 if preview_chars > 0 else 3
+    now = time.time()
+    in_memory = set(cache.memory.keys())
+    out = []
+    for i, (key, (operation, digest)) in enumerate(parsed):
+        header, length, pttl = replies[i * step : i * step + 3]
+        if not length:  # expired or deleted since it was listed
+            continue
+        compression, age = "unreadable", None
+        tags: tuple[str, ...] = ()
+        if len(header) >= HEADER_SIZE:
+            magic, flag, stamp, _ttl = HEADER.unpack_from(header)
+            magic &= ~SIGNED  # signed frames: same layout, a signature at the end
+            if magic in (MAGIC, MAGIC_META) and flag in COMPRESSION_NAMES:  # with or without metadata
+                compression, age = COMPRESSION_NAMES[flag], max(0.0, now - stamp / 1000.0)
+            if magic == MAGIC_META:
+                tags = _tags(header)
+        preview = ""
+        if preview_chars > 0:
+            preview = _preview(cache, replies[i * step + 3], preview_chars)
+        out.append(
+            Entry(
+                key=key,
+                operation=operation,
+                digest=digest,
+                stored_bytes=length,
+                compression=compression,
+                ttl_left=pttl / 1000.0 if pttl >= 0 else None,
+                age=age,
+                in_memory=key in in_memory,
+                preview=preview,
+                tags=tags,
+            )
+        )
+    return out
+
+
+def _tags(head: bytes) -> tuple[str, ...]:
+    """The tags in a frame's metadata, if the metadata fits in what was read (else none shown)."""
+    try:
+        meta, _ = read_meta(head)
+    except CodecError:
+        return ()
+    tags = meta.get("t")
+    return tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else ()
+
+
+def _preview(cache: Any, data: bytes | None, chars: int) -> str:
+    if data is None:
+        return ""
+    try:
+        text = bytes(cache.codec.decode(data).payload).decode("utf-8", errors="replace")
+    except CodecError:
+        return "(not an aicache frame)"
+    return text if len(text) <= chars else text[:chars] + "…"
+
+
+def delete(cache: Any, keys: list[str], *, actor: str, reason: str = "") -> int:
+    """Remove the selected entries (and their index members and memory-tier copies); recorded as
+    one invalidation event of type ``keys`` whose context names the actor, like every admin action.
+    ``ValueError`` if a key is not an entry key of this cache (nothing is removed then)."""
+    prefix = cache.config.key_prefix
+    ns = Namespace(prefix)
+    if not keys:
+        raise ValueError("select at least one entry")
+    if len(keys) > MAX_PAGE_SIZE:
+        raise ValueError(f"at most {MAX_PAGE_SIZE} entries at once")
+    by_operation: dict[str, list[str]] = {}
+    for key in keys:
+        parsed = parse_key(prefix, key) if isinstance(key, str) else None
+        if parsed is None:
+            raise ValueError(f"not an aicache entry key: {str(key)[:120]!r}")
+        by_operation.setdefault(parsed[0], []).append(key)
+    # The same context format as every other action (the reason is validated there too).
+    ctx = actions.context(actions.Invalidation("all", reason=reason), actor=actor, via="admin")
+    started = perf_counter()
+    cache.memory.delete_many(list(keys))
+    pipe = cache.redis.pipeline(transaction=False)
+    pipe.unlink(*keys)
+    for operation, members in by_operation.items():
+        pipe.zrem(ns.index(operation), *members)
+    status, fault, removed = "success", "", 0
+    try:
+        removed = int(pipe.execute()[0])
+    except RedisError as exc:  # recorded as failed, then the view says Redis did not answer
+        status, fault = "failed", type(exc).__name__
+        raise
+    finally:
+        cache.monitor.record_invalidation_event(
+            f"{len(keys)} selected entries",
+            removed,
+            perf_counter() - started,
+            "keys",
+            ctx,
+            status=status,
+            reason=fault,
+        )
+    return removed
