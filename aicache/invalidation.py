@@ -61,6 +61,43 @@ return 1
 """
 
 
+# A batch of a tag's index: only the entries whose frame still carries the tag go (a key rewritten
+# without it keeps a stale index member, which must not take the new entry with it). Mode "unlink"
+# UNLINKs them, drops them from their operation's index and the batch from the drain; "list"
+# returns them. Frame layout: aicache.codec (magic, meta length at bytes 15-16, meta JSON after).
+# KEYS: the batch. ARGV: tag, key prefix, drain key ("" for none), mode.
+TAG_BATCH_LUA = """
+local tag, prefix, drain, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local found, n = {}, 0
+for _, key in ipairs(KEYS) do
+  local head = redis.call('GETRANGE', key, 0, 15)
+  local carries = false
+  if #head == 16 and (string.byte(head, 1) == 162 or string.byte(head, 1) == 178) then
+    local len = string.byte(head, 15) * 256 + string.byte(head, 16)
+    local ok, meta = pcall(cjson.decode, redis.call('GETRANGE', key, 16, 15 + len))
+    if ok and type(meta) == 'table' and type(meta['t']) == 'table' then
+      for _, t in ipairs(meta['t']) do
+        if t == tag then carries = true break end
+      end
+    end
+  end
+  if carries then
+    if mode == 'unlink' then
+      n = n + redis.call('UNLINK', key)
+      local rest = string.sub(key, #prefix + 2)
+      local colon = string.find(rest, ':', 1, true)
+      if colon then redis.call('ZREM', prefix .. '!idx:' .. string.sub(rest, 1, colon - 1), key) end
+    else
+      table.insert(found, key)
+    end
+  end
+  if mode == 'unlink' and drain ~= '' then redis.call('ZREM', drain, key) end
+end
+if mode == 'unlink' then return n end
+return found
+"""
+
+
 class Progress:
     """How many keys were removed so far; survives a fault midway, so counts stay exact. With
     ``collect``, also which keys were asked to go (so the caller can drop them locally)."""
@@ -104,8 +141,12 @@ def store(
     return bool(script(keys=keys, args=args, client=client))
 
 
-def bump(client: Any, ns: Namespace, operations: list[str] | None, tags: tuple[str, ...] = ()) -> None:
-    """Fence in-flight computes: of these operations and tags, or (``None``) of everything."""
+def bump(
+    client: Any, ns: Namespace, operations: list[str] | None, tags: tuple[str, ...] = (), ttl: int = 0
+) -> None:
+    """Fence in-flight computes: of these operations and tags, or (``None``) of everything. Tag
+    generations expire after ``ttl`` (the longest entry TTL): tags can be per document, and a
+    vanished generation only ever refuses a store."""
     if operations is None and not tags:
         client.incr(ns.gen_all)
         return
@@ -114,6 +155,8 @@ def bump(client: Any, ns: Namespace, operations: list[str] | None, tags: tuple[s
         pipe.incr(ns.generation(operation))
     for tag in tags:
         pipe.incr(ns.tag_generation(tag))
+        if ttl:
+            pipe.expire(ns.tag_generation(tag), ttl)
     pipe.execute()
 
 
@@ -174,27 +217,34 @@ def scan_count(client: Any, match: str, progress: Progress) -> None:
 
 
 def drain_tag(client: Any, ns: Namespace, tag: str, max_ttl: int, progress: Progress) -> None:
-    """UNLINK every entry recorded under ``tag``; each batch also leaves its operations' indexes
-    (in one MULTI), so per-operation counts stay exact. An entry under several drained tags
-    counts once: UNLINK counts only what existed."""
-    _drain(
-        client, ns, ns.tag_index(tag), ns.tag_drain(uuid.uuid4().hex), ns.tag_drains(tag), max_ttl, progress
-    )
+    """UNLINK every entry that still carries ``tag``; each batch also leaves its operations'
+    indexes (one script), so per-operation counts stay exact. An entry under several drained tags
+    counts once: UNLINK counts only what existed. A key rewritten without the tag survives."""
+    script = client.register_script(TAG_BATCH_LUA)
+
+    def batch(members: list[bytes], drain: str) -> None:
+        if progress.keys is not None:
+            progress.keys.extend(members)
+        progress.removed += script(keys=members, args=[tag, ns.prefix, drain, "unlink"], client=client)
+
+    drain = ns.tag_drain(uuid.uuid4().hex)
+    _drain(client, ns, ns.tag_index(tag), drain, ns.tag_drains(tag), max_ttl, progress, batch)
 
 
 def live_tagged(client: Any, ns: Namespace, tags: tuple[str, ...]) -> int:
-    """Distinct unexpired keys recorded under any of ``tags`` that still exist."""
+    """Distinct live entries that still carry any of ``tags`` (checked against their frames)."""
+    script = client.register_script(TAG_BATCH_LUA)
     now_ms = int(time.time() * 1000)
-    keys: set[bytes] = set()
+    carrying: set[bytes] = set()
     for tag in tags:
-        keys.update(client.zrangebyscore(ns.tag_index(tag), now_ms, "+inf"))
-    if not keys:
-        return 0
-    ordered = list(keys)
-    pipe = client.pipeline(transaction=False)
-    for start in range(0, len(ordered), UNLINK_BATCH):
-        pipe.exists(*ordered[start : start + UNLINK_BATCH])
-    return sum(pipe.execute())
+        start = 0
+        while True:
+            members = client.zrangebyscore(ns.tag_index(tag), now_ms, "+inf", start=start, num=UNLINK_BATCH)
+            if not members:
+                break
+            carrying.update(script(keys=members, args=[tag, ns.prefix, "", "list"], client=client))
+            start += len(members)
+    return len(carrying)
 
 
 def drain_index(client: Any, ns: Namespace, operation: str, max_ttl: int, progress: Progress) -> None:
@@ -204,14 +254,26 @@ def drain_index(client: Any, ns: Namespace, operation: str, max_ttl: int, progre
 
 
 def _drain(
-    client: Any, ns: Namespace, index: str, drain: str, registry: str, max_ttl: int, progress: Progress
+    client: Any,
+    ns: Namespace,
+    index: str,
+    drain: str,
+    registry: str,
+    max_ttl: int,
+    progress: Progress,
+    batch: Any = None,
 ) -> None:
     """Finish any drain a fault interrupted earlier, then RENAME the live index to ``drain``
     (writes landing meanwhile start a fresh index and survive) and remove its members in batches.
     Members leave the drain only in the MULTI that UNLINKs them, so a fault midway orphans
     nothing: the drain stays named in ``registry`` and the next invalidation finishes it."""
+    if batch is None:
+
+        def batch(members: list[bytes], drain: str) -> None:
+            _unlink_batch(client, ns, members, progress, drain)
+
     for leftover in sorted(client.smembers(registry)):
-        _drain_members(client, ns, leftover.decode(), registry, progress)
+        _drain_members(client, leftover.decode(), registry, batch)
     try:
         client.rename(index, drain)
     except ResponseError as exc:
@@ -223,15 +285,15 @@ def _drain(
     pipe.sadd(registry, drain)
     pipe.expire(registry, max_ttl)
     pipe.execute()
-    _drain_members(client, ns, drain, registry, progress)
+    _drain_members(client, drain, registry, batch)
 
 
-def _drain_members(client: Any, ns: Namespace, drain: str, registry: str, progress: Progress) -> None:
+def _drain_members(client: Any, drain: str, registry: str, batch: Any) -> None:
     while True:
         members = client.zrange(drain, 0, UNLINK_BATCH - 1)
         if not members:
             break
-        _unlink_batch(client, ns, members, progress, drain)
+        batch(members, drain)
     client.srem(registry, drain)
 
 

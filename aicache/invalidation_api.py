@@ -177,7 +177,7 @@ class InvalidationMixin:
         wanted = check_tags(tags, allow_empty=False)
         check_context(operation_context)
         self._begin_invalidation()
-        self.guarded("fence", None, invalidation.bump, self.redis, self.ns, [], wanted)  # type: ignore[attr-defined]
+        self.guarded("fence", None, invalidation.bump, self.redis, self.ns, [], wanted, self._max_ttl)  # type: ignore[attr-defined]
         chosen = set(wanted)
         tier = self._state.coherence
 

@@ -73,15 +73,26 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
+def _first_count(usage: Mapping[str, Any], *names: str) -> int | None:
+    for name in names:
+        value = _count(usage.get(name))
+        if value is not None:
+            return value
+    return None
+
+
 def default_usage(response: Mapping[str, Any]) -> Usage | None:
     """``usage`` as OpenAI (prompt/completion_tokens) or Anthropic (input/output_tokens) shape it."""
     usage = response.get("usage")
     if not isinstance(usage, Mapping):
         return None
-    prompt = _count(usage.get("prompt_tokens", usage.get("input_tokens")))
-    completion = _count(usage.get("completion_tokens", usage.get("output_tokens")))
+    prompt = _first_count(usage, "prompt_tokens", "input_tokens")
+    completion = _first_count(usage, "completion_tokens", "output_tokens")
     if prompt is None and completion is None:
-        return None
+        total = _count(usage.get("total_tokens"))
+        if total is None:
+            return None
+        prompt = total  # no split given: counted as prompt tokens (documented in README)
     model = response.get("model")
     return Usage(prompt or 0, completion or 0, model if isinstance(model, str) else "")
 
@@ -105,7 +116,8 @@ def measure_cost(
         usage = None
     if usage is None:
         return Cost(seconds)
-    return Cost(seconds, usage.prompt_tokens, usage.completion_tokens, str(usage.model)[:MAX_MODEL_LENGTH])
+    model = usage.model if isinstance(usage.model, str) else ""
+    return Cost(seconds, usage.prompt_tokens, usage.completion_tokens, model[:MAX_MODEL_LENGTH])
 
 
 def price(

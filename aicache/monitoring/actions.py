@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from aicache.conf import OPERATION_RE
+from aicache.exceptions import CacheUnavailable
 from aicache.request import check_tags
 
 Kind = Literal["operation", "pattern", "all", "memory", "tags"]
@@ -108,7 +109,12 @@ def context(inv: Invalidation, *, actor: str, via: str) -> str:
 
 
 def count(cache: Any, inv: Invalidation) -> int:
-    """How many entries ``inv`` would remove now (nothing is removed)."""
+    """How many entries ``inv`` would remove now (nothing is removed). ``CacheUnavailable`` when
+    Redis failed while counting: an operator must not read 0 as "nothing there"."""
+    return _checked(cache, "counting", lambda: _count(cache, inv))
+
+
+def _count(cache: Any, inv: Invalidation) -> int:
     if inv.kind == "operation":
         return int(cache.count_by_operation(inv.value))
     if inv.kind == "pattern":
@@ -120,11 +126,29 @@ def count(cache: Any, inv: Invalidation) -> int:
     return len(cache.memory)
 
 
+def _checked(cache: Any, what: str, fn: Any) -> int:
+    """Run ``fn``; if the cache met a Redis fault meanwhile (the library API fails open and
+    returns what it managed), raise ``CacheUnavailable`` so every surface reports the failure."""
+    state = cache._state
+    before = state.thread_faults()
+    result = fn()
+    if state.thread_faults() != before:
+        raise CacheUnavailable(
+            f"Redis failed while {what} ({state.thread_last_fault()}); "
+            f"{result} entries were handled before it did. Retry when Redis answers."
+        )
+    return result
+
+
 def perform(cache: Any, inv: Invalidation, *, actor: str, via: str) -> int:
     """Run ``inv`` on ``cache`` and return the number of entries removed (for "memory", the
     entries dropped from this process's tier). The recorded invalidation event's context names
     ``actor``, ``via`` and the reason."""
     ctx = context(inv, actor=actor, via=via)
+    return _checked(cache, "invalidating", lambda: _perform(cache, inv, ctx))
+
+
+def _perform(cache: Any, inv: Invalidation, ctx: str) -> int:
     if inv.kind == "operation":
         return int(cache.invalidate_by_operation(inv.value, operation_context=ctx))
     if inv.kind == "pattern":

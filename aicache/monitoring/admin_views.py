@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from aicache.checks import aicache_aliases
 from aicache.conf import OPERATION_RE, merged
+from aicache.exceptions import CacheUnavailable
 from aicache.monitoring import actions, dashboard, entries, stats
 
 PERMISSION = "aicache_monitoring.invalidate_cache"
@@ -130,7 +131,11 @@ def _bad_request(request: HttpRequest, title: str, form: forms.Form) -> HttpResp
 
 def _redis_down(request: HttpRequest, title: str, exc: Exception) -> HttpResponse:
     context = _context(
-        request, title, error=f"Redis did not answer ({type(exc).__name__}): nothing was changed."
+        request,
+        title,
+        error=str(exc)
+        if isinstance(exc, CacheUnavailable)
+        else f"Redis did not answer ({type(exc).__name__}): nothing was changed.",
     )
     return render(request, "aicache_monitoring/unavailable.html", context, status=503)
 
@@ -235,16 +240,20 @@ def invalidate_view(request: HttpRequest) -> HttpResponse:
     inv, alias = form.cleaned_data["invalidation"], form.cleaned_data["cache"]
     cache = caches[alias]
     back = _safe_next(request, form.cleaned_data["next"], reverse("aicache_admin:dashboard"))
-    if request.method == "POST":
-        removed = actions.perform(cache, inv, actor=request.user.get_username(), via="admin")
-        messages.success(request, f"Invalidated {inv.describe()}: {removed} entries removed.")
-        return HttpResponseRedirect(back)
+    try:
+        if request.method == "POST":
+            removed = actions.perform(cache, inv, actor=request.user.get_username(), via="admin")
+            messages.success(request, f"Invalidated {inv.describe()}: {removed} entries removed.")
+            return HttpResponseRedirect(back)
+        n = actions.count(cache, inv)
+    except CacheUnavailable as exc:
+        return _redis_down(request, "Invalidate", exc)
     context = _context(
         request,
         "Confirm invalidation",
         form=form,
         invalidation=inv,
-        count=actions.count(cache, inv),
+        count=n,
         alias=alias,
         back=back,
     )

@@ -285,6 +285,15 @@ def _line_charts(w: stats.Window, series: list[dict[str, Any]], interval: str) -
             {"invalidations": counts("invalidations")},
             count,
         ),
+        charts.line_chart(
+            "saved",
+            "Compute time saved (net)",
+            w.since,
+            w.until,
+            times,
+            {"seconds saved": counts("saved_seconds")},
+            seconds_text,
+        ),
     ]
 
 

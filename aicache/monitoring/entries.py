@@ -141,6 +141,8 @@ def page(
                 break
         next_token = str(cursor) if cursor else ""
     entries = describe(cache, keys, preview_chars=preview_chars)
+    if tag:  # the index may name a key rewritten without the tag since
+        entries = [e for e in entries if tag in e.tags]
     if tier:
         entries = [e for e in entries if e.storage_tier == tier]
     return Page(entries, next_token, scanned)

@@ -204,7 +204,16 @@ class CachePerformanceMonitor(Folding, Readings):
         self, duration: float, text_length: int, operation_type: str = "", additional_data: dict | None = None
     ) -> None:
         self._enqueue(
-            (self._fold_keygen, time.time(), duration, text_length, operation_type, additional_data)
+            # Coerced here, where a wrong type is one dropped record (logged by never_raises), not a
+            # poisoned batch that makes the next drain raise.
+            (
+                self._fold_keygen,
+                time.time(),
+                float(duration),
+                int(text_length),
+                str(operation_type),
+                additional_data,
+            )
         )
 
     @never_raises
@@ -227,13 +236,13 @@ class CachePerformanceMonitor(Folding, Readings):
             (
                 self._fold_op,
                 time.time(),
-                operation,
-                duration,
+                str(operation),
+                float(duration),
                 bool(cache_hit),
-                text_length,
-                operation_type,
-                tier,
-                source,
+                int(text_length),
+                str(operation_type),
+                str(tier),
+                str(source),
                 additional_data,
                 bool(success),
             )
@@ -247,10 +256,10 @@ class CachePerformanceMonitor(Folding, Readings):
             (
                 self._fold_compression,
                 time.time(),
-                original_size,
-                compressed_size,
-                compression_time,
-                operation_type,
+                int(original_size),
+                int(compressed_size),
+                float(compression_time),
+                str(operation_type),
             )
         )
 
@@ -316,12 +325,12 @@ class CachePerformanceMonitor(Folding, Readings):
             (
                 self._fold_saving,
                 time.time(),
-                operation_type,
-                model,
-                compute_seconds,
-                prompt_tokens,
-                completion_tokens,
-                hit_seconds,
+                str(operation_type),
+                str(model),
+                float(compute_seconds),
+                int(prompt_tokens),
+                int(completion_tokens),
+                float(hit_seconds),
             )
         )
 

@@ -381,7 +381,7 @@ def ingestion(w: Window, groups: list[dict] | None = None) -> dict[str, int]:
 
 def time_series(w: Window, interval: str = "hour") -> list[dict[str, Any]]:
     """Per period: operations, hits, misses, hit rate, get latency p50/p95/p99 by tier,
-    compression bytes saved, invalidations."""
+    compression bytes saved, invalidations, net compute seconds and tokens that hits saved."""
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {list(INTERVALS)}, got {interval!r}")
     res = INTERVALS[interval]
@@ -400,6 +400,8 @@ def time_series(w: Window, interval: str = "hour") -> list[dict[str, Any]]:
                 "misses": 0,
                 "compression_bytes_saved": 0,
                 "invalidations": 0,
+                "saved_seconds": 0.0,
+                "saved_tokens": 0,
                 "_lat": {},
             },
         )
@@ -407,7 +409,7 @@ def time_series(w: Window, interval: str = "hour") -> list[dict[str, Any]]:
     rows = (
         qs.values("period_start", "kind", "tier", "outcome")
         .order_by()
-        .annotate(n=Sum("count"), b_in=Sum("bytes_in"), b_out=Sum("bytes_out"))
+        .annotate(n=Sum("count"), total=Sum("total_duration"), b_in=Sum("bytes_in"), b_out=Sum("bytes_out"))
     )
     for r in rows:
         p = point(r["period_start"])
@@ -420,6 +422,11 @@ def time_series(w: Window, interval: str = "hour") -> list[dict[str, Any]]:
             p["compression_bytes_saved"] += r["b_in"] - r["b_out"]
         elif kind == "invalidate":
             p["invalidations"] += r["n"]
+        elif kind == "saved":  # net compute time saved: what the hits saved less what they took
+            p["saved_seconds"] += r["total"] or 0.0
+            p["saved_tokens"] += (r["b_in"] or 0) + (r["b_out"] or 0)
+        elif kind == "hit_cost":
+            p["saved_seconds"] -= r["total"] or 0.0
     for at, tier, buckets in qs.filter(kind="get").values_list("period_start", "tier", "sketch"):
         sketch.merge(point(at)["_lat"].setdefault(tier, {}), buckets)
     out = []

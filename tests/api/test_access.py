@@ -84,3 +84,10 @@ def test_inactive_staff_is_refused(django_user_model, client_for):
     client = client_for("staff", token=False)
     django_user_model.objects.filter(username="staff").update(is_active=False)
     assert client.get("/api/aicache/stats/").status_code in (401, 403)
+
+
+@pytest.mark.parametrize("url", ["/api/aicache/schema/", "/api/aicache/docs/", "/api/aicache/redoc/"])
+def test_schema_and_its_viewers_need_staff(client_for, url):
+    assert client_for("anonymous").get(url).status_code in (401, 403)
+    assert client_for("authenticated").get(url).status_code == 403
+    assert client_for("staff").get(url).status_code == 200

@@ -138,3 +138,37 @@ def test_process_is_throttled_per_user(client_for, ai_cache, settings):
     body = {"text": TEXT, "operation": "sentiment"}
     codes = [client.post("/api/aicache/process/", body, format="json").status_code for _ in range(3)]
     assert codes == [200, 200, 429]
+
+
+@pytest.fixture
+def redis_down(ai_cache, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    def down(*args, **kwargs):
+        raise RedisConnectionError("Redis is down")
+
+    for name in ("rename", "smembers", "scan_iter", "zcount", "pipeline", "register_script", "zrangebyscore"):
+        monkeypatch.setattr(ai_cache.redis, name, down)
+    return ai_cache
+
+
+@pytest.mark.parametrize(
+    "body", [{"operation": "summarize"}, {"all": True}, {"tags": ["t"]}, {"pattern": "s*"}]
+)
+def test_invalidate_with_redis_down_is_a_503_not_a_zero(admin_client_api, redis_down, body):
+    for dry_run in (True, False):
+        response = admin_client_api.post(
+            "/api/aicache/invalidate/", {**body, "dry_run": dry_run}, format="json"
+        )
+        assert response.status_code == 503 and "Redis failed" in response.json()["detail"]
+
+
+def test_command_and_admin_report_redis_down(redis_down, admin_client):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="Redis failed"):
+        call_command("aicache_invalidate", "--all", "--yes", stdout=StringIO(), stderr=StringIO())
+    page = admin_client.get("/admin/aicache/invalidate/", {"kind": "all", "cache": "ai"})
+    assert page.status_code == 503 and b"Redis failed" in page.content

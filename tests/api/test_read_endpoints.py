@@ -245,3 +245,11 @@ def test_memory_latest_per_process_and_redis_with_warnings(staff, settings):
     assert (redis["cache"], redis["live_entries"], redis["used_bytes"]) == ("ai", 42, 5_000)
     assert data["usage"]["total_samples"] == 3
     assert [w["type"] for w in data["warnings"]] == ["high_memory_bytes"]
+
+
+def test_invalidations_filter_by_the_newer_types(staff, db):
+    InvalidationEventFactory(invalidation_type="tags")
+    InvalidationEventFactory(invalidation_type="keys")
+    for kind in ("tags", "keys"):
+        data = staff.get("/api/aicache/invalidations/", {"type": kind, "last": "24h"}).json()
+        assert [e["invalidation_type"] for e in data["results"]] == [kind]

@@ -113,3 +113,23 @@ def test_async_twin(real_cache):
     real_cache.cache_response(TEXT, "qa", None, {"v": 1}, tags=["t"])
     assert asyncio.run(real_cache.ainvalidate_tags(["t"])) == 1
     assert real_cache.get_cached_response(TEXT, "qa") is None
+
+
+def test_a_key_rewritten_without_a_tag_is_not_removed_by_it(real_cache):
+    """Review finding: stale index memberships removed the rewritten entry."""
+    real_cache.cache_response(TEXT, "qa", None, {"v": "v3 answer"}, tags=["prompt:v3"])
+    real_cache.cache_response(TEXT, "qa", None, {"v": "v4 answer"}, tags=["prompt:v4"])
+    real_cache.get_or_compute(f"{TEXT} b", "qa", lambda: {"v": 1}, tags=["prompt:v3"])
+    real_cache.get_or_compute(f"{TEXT} b", "qa", lambda: {"v": 2}, cache="refresh")  # no tags now
+    assert real_cache.count_tags(["prompt:v3"]) == 0
+    assert real_cache.invalidate_tags(["prompt:v3"]) == 0
+    assert real_cache.get_cached_response(TEXT, "qa")["v"] == "v4 answer"
+    assert real_cache.get_cached_response(f"{TEXT} b", "qa")["v"] == 2
+    assert real_cache.count_by_operation("qa") == 2
+    assert real_cache.invalidate_tags(["prompt:v4"]) == 1
+
+
+def test_tag_generations_expire(real_cache):
+    real_cache.invalidate_tags(["doc:1234"])
+    ttl = real_cache.redis.ttl(real_cache.ns.tag_generation("doc:1234"))
+    assert 0 < ttl <= real_cache._max_ttl

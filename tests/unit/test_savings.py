@@ -21,7 +21,6 @@ def test_usage_from_both_common_shapes():
     assert default_usage(openai_shape()) == Usage(120, 30, "gpt-4o")
     anthropic = {"content": "x", "usage": {"input_tokens": 7, "output_tokens": 9}, "model": "claude"}
     assert default_usage(anthropic) == Usage(7, 9, "claude")
-    assert default_usage({"usage": {"total_tokens": 5}}) is None
     assert default_usage({"usage": {"prompt_tokens": -1}}) is None
     assert default_usage({"usage": "lots"}) is None
     assert default_usage({"answer": 1}) is None
@@ -142,3 +141,50 @@ def test_usage_extractor_setting_takes_effect(make_cache):
     cache.get_or_compute(SMALL, "qa", lambda: pytest.fail("computed again"))
     ((key, totals),) = _savings(cache.monitor).items()
     assert key == ("qa", "e") and totals[3:] == [5, 6]
+
+
+def test_usage_edge_shapes():
+    assert default_usage({"usage": {"total_tokens": 40}}) == Usage(40, 0, "")
+    assert default_usage({"usage": {"prompt_tokens": None, "input_tokens": 5, "output_tokens": 2}}) == Usage(
+        5, 2, ""
+    )
+    assert measure_cost({}, 0.1, lambda r: Usage(1, 2, None)) == Cost(0.1, 1, 2, "")
+
+
+def test_prometheus_saved_counters(settings):
+    from prometheus_client import REGISTRY
+
+    from aicache.monitoring import CachePerformanceMonitor, prometheus
+
+    settings.AICACHE = {
+        **settings.AICACHE,
+        "MODEL_PRICES": {"priced-model": {"prompt_per_1k": 2.0, "completion_per_1k": 4.0, "currency": "EUR"}},
+    }
+
+    def sample(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    labels = {"operation": "prom_qa", "model": "priced-model"}
+    before = (
+        sample("aicache_saved_seconds_total", **labels),
+        sample("aicache_saved_tokens_total", **labels, kind="prompt"),
+        sample("aicache_saved_tokens_total", **labels, kind="completion"),
+        sample("aicache_saved_cost_total", **labels, currency="EUR"),
+        sample("aicache_saved_cost_total", operation="prom_qa", model="free-model", currency="EUR"),
+    )
+    monitor = CachePerformanceMonitor()
+    for _ in range(3):
+        monitor.record_saving("prom_qa", "priced-model", 0.5, 100, 50, 0.001)
+    monitor.record_saving("prom_qa", "free-model", 0.5, 100, 50, 0.001)
+    prometheus.apply(monitor, monitor.drain())
+    after = (
+        sample("aicache_saved_seconds_total", **labels),
+        sample("aicache_saved_tokens_total", **labels, kind="prompt"),
+        sample("aicache_saved_tokens_total", **labels, kind="completion"),
+        sample("aicache_saved_cost_total", **labels, currency="EUR"),
+        sample("aicache_saved_cost_total", operation="prom_qa", model="free-model", currency="EUR"),
+    )
+    deltas = [a - b for a, b in zip(after, before, strict=True)]
+    assert deltas[0] == pytest.approx(1.5) and deltas[1:3] == [300, 150]
+    assert deltas[3] == pytest.approx(3 * (100 * 2.0 + 50 * 4.0) / 1000)
+    assert deltas[4] == 0  # no price: no money, never a made-up zero series either

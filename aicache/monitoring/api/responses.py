@@ -197,6 +197,8 @@ class PointOut(serializers.Serializer):
     hit_rate = serializers.FloatField()
     compression_bytes_saved = serializers.IntegerField()
     invalidations = serializers.IntegerField()
+    saved_seconds = serializers.FloatField(help_text="Net compute time that hits saved, seconds.")
+    saved_tokens = serializers.IntegerField(help_text="Tokens that hits saved.")
     latency_by_tier = serializers.DictField(child=PercentilesOut())
 
 

@@ -27,7 +27,7 @@ MAX_WINDOW = dt.timedelta(days=400)
 MAX_CONTEXT_FILTER = 100
 MAX_PAGE_SIZE = 500
 MAX_PAGE = 1_000_000
-INVALIDATION_TYPES = ("operation", "pattern", "all", "memory", "manual")
+INVALIDATION_TYPES = ("operation", "pattern", "all", "memory", "tags", "keys", "manual")
 INVALIDATION_STATUSES = ("success", "failed")
 
 # JSON bodies are typed: DRF would turn 5 into "5" and "true" into True; these refuse instead.

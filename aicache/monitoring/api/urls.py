@@ -9,6 +9,9 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from aicache.monitoring.api import views
+from aicache.monitoring.api.permissions import IsStaff
+
+STAFF = {"permission_classes": [IsStaff], "authentication_classes": views._authentication()}
 
 app_name = "aicache_api"
 
@@ -28,7 +31,8 @@ urlpatterns = [
     path("health/", views.HealthView.as_view(), name="health"),
     path("invalidate/", views.InvalidateView.as_view(), name="invalidate"),
     path("reset/", views.ResetView.as_view(), name="reset"),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="aicache_api:schema"), name="docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="aicache_api:schema"), name="redoc"),
+    # The schema and its viewers are reads like the rest: staff only (session or token).
+    path("schema/", SpectacularAPIView.as_view(**STAFF), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="aicache_api:schema", **STAFF), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="aicache_api:schema", **STAFF), name="redoc"),
 ]

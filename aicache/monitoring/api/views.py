@@ -28,6 +28,7 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
 from aicache.checks import aicache_aliases
+from aicache.exceptions import CacheUnavailable
 from aicache.monitoring import actions, export, health, stats
 from aicache.monitoring.api import responses as r
 from aicache.monitoring.api import serializers as s
@@ -283,12 +284,15 @@ class InvalidateView(MonitoringAPIView):
         inv: actions.Invalidation = serializer.validated_data["invalidation"]
         cache = caches[default_alias()]
         dry_run = serializer.validated_data["dry_run"]
-        if dry_run:
-            n, context = actions.count(cache, inv), ""
-        else:
-            actor = request.user.get_username()
-            context = actions.context(inv, actor=actor, via="api")
-            n = actions.perform(cache, inv, actor=actor, via="api")
+        try:
+            if dry_run:
+                n, context = actions.count(cache, inv), ""
+            else:
+                actor = request.user.get_username()
+                context = actions.context(inv, actor=actor, via="api")
+                n = actions.perform(cache, inv, actor=actor, via="api")
+        except CacheUnavailable as exc:
+            return Response({"detail": str(exc)}, status=503)
         out = {
             "kind": inv.kind,
             "value": inv.value,

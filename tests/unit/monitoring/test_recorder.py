@@ -287,3 +287,18 @@ def test_defaults_come_from_settings(settings):
     m = CachePerformanceMonitor()
     assert m.retention_hours == 6 and m.cache_operation_threshold == 0.2
     assert CachePerformanceMonitor(retention_hours=2).retention_hours == 2
+
+
+def test_a_wrongly_typed_record_is_dropped_not_poisoning_the_drain(caplog):
+    """Review finding: record_compression_ratio(1000, 300, "oops") made drain() raise and lose
+    every other record of that drain."""
+    from aicache.monitoring import CachePerformanceMonitor
+
+    monitor = CachePerformanceMonitor()
+    monitor.record_cache_operation_time("get", 0.001, True, 10)
+    monitor.record_compression_ratio(1000, 300, "oops")
+    monitor.record_key_generation_time("slow", 10)
+    monitor.record_cache_operation_time("get", 0.002, False, 10)
+    drained = monitor.drain()
+    assert sum(r.count for key, r in drained.rollups.items() if key[1] == "get") == 2
+    assert monitor.cache_hits == 1 and monitor.cache_misses == 1

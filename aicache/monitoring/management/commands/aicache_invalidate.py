@@ -9,6 +9,7 @@ from django.core.cache import caches
 from django.core.management.base import BaseCommand, CommandError
 
 from aicache.checks import aicache_aliases
+from aicache.exceptions import CacheUnavailable
 from aicache.monitoring import actions
 from aicache.monitoring.management.commands._common import glob, token
 
@@ -61,7 +62,10 @@ class Command(BaseCommand):
                 f"--cache must name an aicache cache: {', '.join(aliases) or 'none configured'}"
             )
         cache = caches[alias]
-        n = actions.count(cache, inv)
+        try:
+            n = actions.count(cache, inv)
+        except CacheUnavailable as exc:
+            raise CommandError(str(exc)) from exc
         self.stdout.write(f"{inv.describe()}: {n} entries now")
         if options["dry_run"]:
             self.stdout.write("dry run: nothing removed")
@@ -73,5 +77,8 @@ class Command(BaseCommand):
                 answer = ""
             if answer.strip().lower() not in ("y", "yes"):
                 raise CommandError("aborted: nothing removed (use --yes to skip the question)")
-        removed = actions.perform(cache, inv, actor=getpass.getuser(), via="command")
+        try:
+            removed = actions.perform(cache, inv, actor=getpass.getuser(), via="command")
+        except CacheUnavailable as exc:
+            raise CommandError(str(exc)) from exc
         self.stdout.write(self.style.SUCCESS(f"removed {removed}"))
