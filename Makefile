@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench deps redis chromium lint format clean
+.PHONY: run stop manage superuser test test-install bench deps redis chromium lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +24,31 @@ chromium:
 run: deps redis
 	@scripts/run.sh
 
-# The whole suite on SQLite, then the monitoring-history tests again on a throwaway PostgreSQL.
+# For a `make run` in the background or another terminal: stop it; run manage.py in its environment
+# (its secret key, Redis and database), e.g. `make manage ARGS="createsuperuser"`.
+stop:
+	@scripts/stop.sh
+
+ARGS ?=
+manage: deps
+	@scripts/manage.sh $(ARGS)
+
+superuser: deps
+	@scripts/manage.sh createsuperuser $(ARGS)
+
+# The whole suite on SQLite, then the monitoring-history tests again on a throwaway PostgreSQL, then
+# the install tests (test-install).
 test: deps redis chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 	scripts/with-postgres.sh $(BIN)/pytest -m history $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-install
+
+# As a user would: build the wheel and sdist, install them into a fresh virtualenv from PyPI (pip's
+# cache makes a rerun quick), follow README's "Install in your project"; and `make run` as printed.
+test-install: deps redis
+	$(BIN)/pytest -m install tests/install $(PYTEST_ARGS)
 
 # Benchmarks: client and the redis-server it starts pinned to one vCPU (see ../shared/PERFORMANCE.md);
 # BENCH_PIN= runs them unpinned.

@@ -254,7 +254,10 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
         try:
             compressor_class(algorithm)
         except CodecError as exc:
-            bad(E_COMPRESSION, "COMPRESSION_ALGORITHM", str(exc), '"zlib", "zstd", "none" or a dotted path.')
+            hint = '"zlib", "zstd", "none" or a dotted path.'
+            if algorithm == "zstd":
+                hint = f'{install_hint("zstd")} (or use "zlib", which needs nothing).'
+            bad(E_COMPRESSION, "COMPRESSION_ALGORITHM", str(exc), hint)
         level = raw["COMPRESSION_LEVEL"]
         low, high = COMPRESSION_LEVELS.get(algorithm, (-(2**31), 2**31))
         if not _is_int(level) or not low <= level <= high:
@@ -495,6 +498,35 @@ def validate_monitoring(raw: Mapping[str, Any]) -> list[Problem]:
     if not isinstance(raw["METRICS_PUBLIC"], bool):
         bad("METRICS_PUBLIC", "must be True or False.", "False: /metrics needs the token or a staff user.")
     return problems
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs an optional part of aicache (pyproject's extras)."""
+    return f'pip install "aicache[{extra}]"'
+
+
+# Imported by aicache.monitoring whatever the configuration: /metrics, the Celery history and the
+# API that aicache.urls includes.
+MONITORING_REQUIRES = ("prometheus_client", "celery", "kombu", "rest_framework", "drf_spectacular")
+
+
+def require_modules(modules: tuple[str, ...], extra: str, what: str) -> None:
+    """Raise ``ImproperlyConfigured`` naming the extra to install when a module is missing, rather
+    than the bare ``ModuleNotFoundError`` its first import would raise."""
+    from importlib import import_module
+
+    missing = []
+    for name in modules:
+        try:
+            import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"{what} needs {', '.join(missing)} (not installed): {install_hint(extra)}"
+        )
 
 
 def unknown_keys(user: Mapping[str, Any]) -> list[str]:

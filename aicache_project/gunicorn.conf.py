@@ -1,7 +1,11 @@
-"""gunicorn settings for the reference project: several workers, Prometheus multiprocess mode.
+"""gunicorn settings for the reference project in production: several workers, Prometheus
+multiprocess mode, each worker's coherence listeners started at boot.
 
-Run: PROMETHEUS_MULTIPROC_DIR=.run/prometheus gunicorn -c aicache_project/gunicorn.conf.py
-(`make run` does this). Each worker writes its metrics to files in that directory and /metrics
+    PROMETHEUS_MULTIPROC_DIR=/run/aicache/prometheus gunicorn -c aicache_project/gunicorn.conf.py
+
+(`make run` does not use this file: it serves with Django's runserver. The gunicorn integration
+test, tests/integration/test_gunicorn_metrics.py, runs it with two workers; docs/deploy.md has the
+full deployment.) Each worker writes its metrics to files in PROMETHEUS_MULTIPROC_DIR and /metrics
 sums them; a dead worker's live gauges are dropped here.
 """
 
@@ -23,16 +27,22 @@ def on_starting(server):
     os.makedirs(directory, exist_ok=True)
 
 
-def post_fork(server, worker):
-    # Start each cache's coherence listener now rather than on the first request.
-    from django.conf import settings
+def post_worker_init(worker):
+    """Start each aicache cache's coherence listener as soon as the worker has loaded the app.
+
+    Until a process's listener is live, its reads skip the memory tier; started lazily, that would
+    be on the worker's first cache call. This hook runs in each worker after the application (and
+    so Django) is loaded. ``post_fork`` would be too early: it runs before the worker imports the
+    app, when Django is not set up (unless ``preload_app``). With ``preload_app = True`` this hook
+    is still the one to use: listener threads never survive a fork, and each worker's process state
+    starts fresh. Proven by test_each_worker_starts_coherence_at_boot.
+    """
     from django.core.cache import caches
 
     from aicache.checks import aicache_aliases
 
-    if settings.configured:
-        for alias, _ in aicache_aliases():
-            caches[alias].start_coherence()
+    for alias, _ in aicache_aliases():
+        caches[alias].start_coherence()
 
 
 def child_exit(server, worker):

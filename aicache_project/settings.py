@@ -10,6 +10,7 @@
 | CELERY_BROKER_URL | REDIS_URL with database 1              |
 | CELERY_RESULT_BACKEND | REDIS_URL with database 2          |
 | METRICS_TOKEN  | "" (then /metrics needs a staff session)  |
+| STATIC_ROOT    | <repo>/.run/static (collectstatic)        |
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import os
 from pathlib import Path
 
 import dj_database_url
-from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+
+from aicache.monitoring.celery import BEAT_SCHEDULE, TASK_ROUTES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 RUN_DIR = BASE_DIR / ".run"
@@ -162,12 +164,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 5,
     "visibility_timeout": 3600,
 }
-CELERY_TASK_ROUTES = {"aicache.monitoring.*": {"queue": "aicache_monitoring"}}
-CELERY_BEAT_SCHEDULE = {
-    "aicache-snapshot-redis": {"task": "aicache.monitoring.snapshot_redis", "schedule": 60.0},
-    "aicache-compact": {"task": "aicache.monitoring.compact", "schedule": crontab(minute=7)},
-    "aicache-cleanup": {"task": "aicache.monitoring.cleanup", "schedule": crontab(minute=17)},
-}
+CELERY_TASK_ROUTES = {**TASK_ROUTES}  # the same dicts a library user merges (README)
+CELERY_BEAT_SCHEDULE = {**BEAT_SCHEDULE}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -182,7 +180,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = RUN_DIR / "static"
+STATIC_ROOT = os.environ.get("STATIC_ROOT", str(RUN_DIR / "static"))  # collectstatic writes here
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGGING = {

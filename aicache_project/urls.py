@@ -6,9 +6,8 @@ from aicache_project import api, views
 urlpatterns = [
     path("", views.home, name="home"),
     path("health/", views.health, name="health"),
-    path("admin/aicache/", include("aicache.monitoring.admin_urls")),
+    # /admin/aicache/ (dashboard, entries), /api/aicache/, /metrics; before admin/ and its catch-all
+    path("", include("aicache.urls")),
     path("admin/", admin.site.urls),
     path("api/aicache/process/", api.process, name="process"),
-    path("api/aicache/", include("aicache.monitoring.api.urls")),
-    path("", include("aicache.monitoring.urls")),
 ]

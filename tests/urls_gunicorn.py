@@ -14,7 +14,13 @@ def cache_hit(request):
     return JsonResponse({"pid": os.getpid(), "hit": result["cache_hit"]})
 
 
+def coherence(request):
+    """This worker's coherence status, without touching the cache (which would start it)."""
+    return JsonResponse({"pid": os.getpid(), "status": caches["ai"]._state.coherence.status})
+
+
 urlpatterns = [
     path("test/cache-hit", cache_hit),
+    path("test/coherence", coherence),
     path("", include("aicache_project.urls")),
 ]

@@ -8,6 +8,9 @@ class MonitoringConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from aicache.conf import MONITORING_REQUIRES, require_modules
+
+        require_modules(MONITORING_REQUIRES, "monitoring", "INSTALLED_APPS 'aicache.monitoring'")
         from aicache.monitoring import checks, prometheus  # noqa: F401 - checks register themselves
         from aicache.monitoring.exporter import get_exporter
 

@@ -9,9 +9,8 @@ from celery import shared_task
 from django.db import DatabaseError, IntegrityError
 
 from aicache.monitoring import maintenance
+from aicache.monitoring.celery import QUEUE  # noqa: F401  (routed there by TASK_ROUTES)
 from aicache.monitoring.ingest import ingest
-
-QUEUE = "aicache_monitoring"  # routed there by CELERY_TASK_ROUTES ("aicache.monitoring.*")
 
 
 @shared_task(

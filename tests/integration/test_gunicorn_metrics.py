@@ -94,3 +94,16 @@ def test_metrics_sum_all_workers(gunicorn, redis_server):
         == reads
     )
     assert "aicache_memory_tier_entries" in body
+
+
+def test_each_worker_starts_coherence_at_boot(gunicorn):
+    """gunicorn.conf.py's post_worker_init starts the listener; no request ever uses the cache here."""
+    statuses: dict[str, str] = {}
+    deadline = time.monotonic() + 20
+    with ThreadPoolExecutor(4) as pool:
+        while not (len(statuses) == 2 and set(statuses.values()) == {"live"}):
+            assert time.monotonic() < deadline, f"coherence not live in both workers: {statuses}"
+            for reply in pool.map(lambda _: get(f"{gunicorn}/test/coherence"), range(8)):
+                pid, status = re.search(r'"pid": (\d+), "status": "(\w+)"', reply).groups()
+                statuses[pid] = status
+            time.sleep(0.1)
