@@ -27,13 +27,11 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, NamedTuple, TypeVar
 
 import orjson
-from asgiref.sync import async_to_sync, sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 from django_redis.cache import RedisCache
@@ -41,6 +39,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from aicache import conf, invalidation, singleflight, state
+from aicache.aio import AsyncMixin
 from aicache.codec import Codec, CodecError, Encoded, ForgedEntry
 from aicache.guard import MIN_REDIS_VERSION, GuardMixin, _versions, too_old_message
 from aicache.instrument import NullMonitor, build_monitor, timed_lookup, timed_store
@@ -49,6 +48,7 @@ from aicache.keys import CacheKeyGenerator
 from aicache.listener import WAKE_PREFIX
 from aicache.memory import MISSING
 from aicache.namespace import Namespace
+from aicache.plain import PlainAPIMixin
 from aicache.request import META_KEYS, CacheRequest, RequestBuilder, call_compute, computed_metadata, seconds
 from aicache.savings import Cost, measure_cost
 from aicache.state import ProcessState
@@ -59,7 +59,6 @@ T = TypeVar("T")
 
 __all__ = ["META_KEYS", "AIResponseCache", "CacheRequest"]
 
-_MISSING_PLAIN = object()  # a sentinel: a cached None is a hit
 CACHE_CONTROLS = ("default", "no-store", "refresh", "only-if-cached")
 
 
@@ -78,29 +77,7 @@ class MemoryEntry(NamedTuple):
     tags: tuple[str, ...] = ()
 
 
-# The async twins run the sync methods on aicache's own threads, not the event loop's default
-# executor: a follower blocked on a flight must never hold a thread the leader's async compute
-# needs (asyncio.to_thread uses that executor), or 12 concurrent calls deadlock on 2 cores
-# (test_backend.py::test_async_compute_using_to_thread_never_deadlocks).
-_EXECUTOR = ThreadPoolExecutor(max_workers=64, thread_name_prefix="aicache-async")
-
-
-def _in_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return sync_to_async(fn, thread_sensitive=False, executor=_EXECUTOR)
-
-
-def _async_twin(name: str) -> Callable[..., Any]:
-    """``a<name>``: the sync method run in one of aicache's threads."""
-
-    async def twin(self: AIResponseCache, *args: Any, **kwargs: Any) -> Any:
-        return await _in_thread(getattr(self, name))(*args, **kwargs)
-
-    twin.__name__ = twin.__qualname__ = f"a{name}"
-    twin.__doc__ = f"Async twin of :meth:`{name}`."
-    return twin
-
-
-class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
+class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, RedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         params = dict(params)
         options = dict(params.get("OPTIONS") or {})
@@ -479,28 +456,6 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
                 st.listener.wait_live(wait)
         return st.coherence.status
 
-    # ----------------------------------------------------------------- plain API
-    def get(self, key: Any, default: Any = None, version: Any = None, client: Any = None) -> Any:
-        try:
-            return super().get(key, default=default, version=version, client=client)
-        except CodecError as exc:
-            if self.config is not None:
-                self._fault("corrupt_entry", "get", exc)
-            return default
-
-    def get_many(self, keys: Any, version: Any = None, client: Any = None) -> dict[Any, Any]:
-        """As Django's, but one corrupt value is a miss for that key, not an error for all."""
-        keys = list(keys)
-        try:
-            return super().get_many(keys, version=version, client=client)
-        except CodecError:
-            found = {}
-            for key in keys:
-                value = self.get(key, _MISSING_PLAIN, version=version, client=client)
-                if value is not _MISSING_PLAIN:
-                    found[key] = value
-            return found
-
     def get_performance_summary(self) -> dict[str, Any]:
         """A short view of this process's figures for this cache, every one from the same window
         (since the monitor started or was reset; errors too). With monitoring off: zeros, and the
@@ -522,39 +477,3 @@ class AIResponseCache(GuardMixin, InvalidationMixin, RedisCache):
     def error_counts(self) -> dict[str, int]:
         """Faults counted in this process: unreachable, redis_error, corrupt_entry, circuit_open."""
         return self._state.error_snapshot()
-
-    aget_cached_response = _async_twin("get_cached_response")
-    acache_response = _async_twin("cache_response")
-    ainvalidate_pattern = _async_twin("invalidate_pattern")
-    ainvalidate_by_operation = _async_twin("invalidate_by_operation")
-    ainvalidate_all = _async_twin("invalidate_all")
-    ainvalidate_memory_cache = _async_twin("invalidate_memory_cache")
-    ainvalidate_tags = _async_twin("invalidate_tags")
-
-    async def aget_or_compute(
-        self,
-        text: str,
-        operation: str,
-        compute: Callable[[], Any],
-        options: Mapping[str, Any] | None = None,
-        question: str | None = None,
-        ttl: int | None = None,
-        **controls: Any,
-    ) -> dict[str, Any] | None:
-        """Async twin of :meth:`get_or_compute`; ``compute`` may be sync or async."""
-        if not callable(compute):
-            raise TypeError(f"compute must be callable, got {type(compute).__name__}")
-
-        def sync_compute() -> Any:
-            result = compute()
-            if inspect.isawaitable(result):
-                return async_to_sync(_await)(result)
-            return result
-
-        return await _in_thread(self.get_or_compute)(
-            text, operation, sync_compute, options, question, ttl, **controls
-        )
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable

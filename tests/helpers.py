@@ -186,3 +186,18 @@ def tcp_proxy(host: str, port: int) -> Iterator[TcpProxy]:
         yield proxy
     finally:
         proxy.stop()
+
+
+def write_and_settle(cache, key: str, write: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Run ``write`` (a write of ``key``, a small-tier entry, in a cache with a live listener) and
+    wait until the write's own invalidation message has been applied here: the key's version moves
+    once before the SET, once after it, and once for the message, in whatever order they come."""
+    epoch, version = cache.coherence.token(key)
+    result = write()
+
+    def settled() -> bool:
+        now_epoch, now_version = cache.coherence.token(key)
+        return now_epoch != epoch or now_version >= version + 3
+
+    wait_for(settled, timeout, what="the write's own invalidation message")
+    return result

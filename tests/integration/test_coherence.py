@@ -9,7 +9,7 @@ import pytest
 from django.core.cache import caches
 
 from aicache.bench.scenarios import populate
-from tests.helpers import run_threads, tcp_proxy, wait_for
+from tests.helpers import run_threads, tcp_proxy, wait_for, write_and_settle
 from tests.integration.processes import Worker
 
 pytestmark = pytest.mark.integration
@@ -100,10 +100,8 @@ def test_propagation_delay_within_the_contract(workers):
 
 def _write(cache, response, operation="summarize", **kwargs) -> None:
     """cache_response, then wait for the write's own invalidation message to be applied."""
-    listener = cache._state.listener
-    before = listener.messages
-    cache.cache_response(TEXT, operation, None, response, **kwargs)
-    wait_for(lambda: listener.messages > before, what="the write's own invalidation message")
+    key = cache.key_generator.generate(TEXT, operation, None, kwargs.get("question"))
+    write_and_settle(cache, key, lambda: cache.cache_response(TEXT, operation, None, response, **kwargs))
 
 
 def test_own_write_then_reads_fill_from_redis_then_serve_from_memory(real_cache):

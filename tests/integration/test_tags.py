@@ -3,7 +3,7 @@
 import pytest
 
 from aicache.decorators import ai_cached
-from tests.helpers import run_threads, wait_for
+from tests.helpers import run_threads, write_and_settle
 
 pytestmark = pytest.mark.integration
 
@@ -71,10 +71,12 @@ def test_tag_index_expires_with_its_entries(real_cache):
 
 def test_memory_tier_here_and_in_another_process(real_cache, workers):
     (other,) = workers(1)
-    listener = real_cache._state.listener
-    before = listener.messages
-    real_cache.cache_response(TEXT, "summarize", None, {"summary": "tagged"}, tags=["model:x"])
-    wait_for(lambda: listener.messages > before, what="the write's own message")
+    key = real_cache.key_generator.generate(TEXT, "summarize")
+    write_and_settle(
+        real_cache,
+        key,
+        lambda: real_cache.cache_response(TEXT, "summarize", None, {"summary": "tagged"}, tags=["model:x"]),
+    )
     real_cache.get_cached_response(TEXT, "summarize")  # fills this process's tier from Redis
     assert real_cache.get_cached_response(TEXT, "summarize")["cache_source"] == "memory"
     got = other.call("get", text=TEXT, operation="summarize")

@@ -31,14 +31,16 @@ def op_status(msg: dict) -> dict:
 
 
 def op_cache(msg: dict) -> dict:
-    """cache_response, then wait (bounded) for the write's own invalidation message: every
-    message evicts, so a read filled before it arrived would be dropped again."""
-    listener = cache._state.listener
-    before = listener.messages if listener else 0
-    cache.cache_response(**_args(msg), options=None, response=msg["response"])
-    deadline = time.monotonic() + 2
-    while listener and listener.messages == before and time.monotonic() < deadline:
-        time.sleep(0.001)
+    """cache_response, then wait for the write's own invalidation message: every message evicts,
+    so a read filled before it arrived would be dropped again."""
+    from tests.helpers import write_and_settle
+
+    key = cache.key_generator.generate(msg["text"], msg["operation"], None, msg.get("question"))
+    write = lambda: cache.cache_response(**_args(msg), options=None, response=msg["response"])  # noqa: E731
+    if cache._state.listener is None:
+        write()
+    else:
+        write_and_settle(cache, key, write, timeout=5)
     return {}
 
 
