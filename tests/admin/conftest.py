@@ -5,48 +5,13 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from aicache.monitoring import sketch
-from aicache.monitoring.ingest import aligned
-from aicache.monitoring.models import Resolution, Rollup
 from tests.factories import (
     IngestionBatchFactory,
     InvalidationEventFactory,
     MemorySnapshotFactory,
-    RollupFactory,
     SlowOperationFactory,
+    rollup_everywhere,
 )
-
-
-def rollup_everywhere(period_start, **fields) -> list[Rollup]:
-    """One minute of traffic written into its minute, hour and day rows, merged into rows that
-    already exist (as ingestion does), so several minutes may share an hour or a day."""
-    rows = []
-    for res in (Resolution.MINUTE, Resolution.HOUR, Resolution.DAY):
-        at = aligned(period_start.timestamp(), int(res))
-        row = RollupFactory.build(period_start=at, resolution=res, **fields)
-        existing = Rollup.objects.filter(
-            period_start=at,
-            resolution=res,
-            kind=row.kind,
-            operation=row.operation,
-            tier=row.tier,
-            outcome=row.outcome,
-        ).first()
-        if existing is None:
-            row.save()
-            rows.append(row)
-            continue
-        existing.count += row.count
-        existing.total_duration += row.total_duration
-        existing.min_duration = min(existing.min_duration, row.min_duration)
-        existing.max_duration = max(existing.max_duration, row.max_duration)
-        existing.bytes_in += row.bytes_in
-        existing.bytes_out += row.bytes_out
-        for field in ("sketch", "ratio_sketch"):
-            merged = sketch.merge(sketch.merge({}, getattr(existing, field)), getattr(row, field))
-            setattr(existing, field, {str(k): v for k, v in merged.items()})
-        existing.save()
-        rows.append(existing)
-    return rows
 
 
 def view_permissions() -> list[Permission]:

@@ -22,9 +22,8 @@ from tests.factories import (
     InvalidationEventFactory,
     MemorySnapshotFactory,
     SlowOperationFactory,
+    rollup_everywhere,
 )
-
-from .conftest import rollup_everywhere
 
 pytestmark = pytest.mark.django_db
 MODELS = (Rollup, SlowOperation, InvalidationEvent, MemorySnapshot, IngestionBatch)
