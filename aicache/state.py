@@ -20,6 +20,9 @@ from aicache.memory import MemoryTier
 from aicache.namespace import Namespace
 from aicache.singleflight import Flights
 
+#: The faults ``error_counts()`` always reports (README's API table).
+ERROR_KINDS = ("unreachable", "redis_error", "corrupt_entry", "forged_entry", "circuit_open")
+
 
 class CircuitBreaker:
     """Stops calling a dead Redis: opens after ``failures`` consecutive unreachable errors, for
@@ -131,8 +134,9 @@ class ProcessState:
         return getattr(self._local, "last", "")
 
     def error_snapshot(self) -> dict[str, int]:
+        """Every fault kind, zero when none happened, so callers can index any of them."""
         with self._lock:
-            return dict(self._errors)
+            return {**dict.fromkeys(ERROR_KINDS, 0), **self._errors}
 
     def count(self, kind: str, n: int = 1, report: bool = True) -> None:
         """Count in this process; ``report`` also tells the monitor (unless it counts it itself)."""

@@ -24,7 +24,11 @@ PLACES = [
         "Dashboard",
         "hit rate, latency, savings and invalidations over time (staff)",
     ),
-    ("/api/aicache/docs/", "API docs", "the monitoring REST API, browsable (OpenAPI)"),
+    (
+        "/api/aicache/docs/",
+        "API docs",
+        "the monitoring REST API, browsable (OpenAPI; staff: log in to the admin first)",
+    ),
     ("/metrics", "/metrics", "Prometheus metrics (staff login, or Authorization: Bearer METRICS_TOKEN)"),
     ("/health/", "/health/", "JSON health of the database and each cache"),
     ("/admin/", "Admin", "Django admin: monitoring history rows and users"),

@@ -25,6 +25,7 @@ from aicache.monitoring.events import (
     PerformanceMetric,
     as_dict,
 )
+from aicache.state import ERROR_KINDS
 
 
 def iso(ts: float) -> str:
@@ -146,7 +147,7 @@ class Readings:
             op_seconds = self._op_seconds
             processed, stored = self._compressed
             since = self._reset_at
-            errors: dict[str, int] = {}
+            errors: dict[str, int] = dict.fromkeys(ERROR_KINDS, 0)
             for name, n in self.counters.items():  # "error:<kind>:<action>", reset with the rest
                 if name.startswith("error:"):
                     kind = name.split(":", 2)[1]

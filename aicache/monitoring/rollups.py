@@ -173,13 +173,16 @@ class Folding:
             agg[0] += 1
             agg[1] += duration
             _add(rollups, (minute, "get", op_type, tier, outcome), duration, text_length, 0, 0)
-            if duration > op_threshold and self._keep_slow(now, "get"):
+            # A coalesced caller's duration is its wait for another caller's compute (an LLM call),
+            # not a slow cache: it is measured in the rollups, never reported as a slow operation.
+            slow = duration > op_threshold and source != "coalesced"
+            if slow and self._keep_slow(now, "get"):
                 self._pending_slow.append(
                     CacheOperationRecord(
                         now, "get", duration, bool(source), text_length, op_type, tier, source
                     )
                 )
-            if (duration > op_threshold) != slow_logged["cache_operation"]:
+            if slow != slow_logged["cache_operation"] and source != "coalesced":
                 self._note_slow("cache_operation", duration, op_threshold, "cache get")
         self._hits += hits
         self._misses += misses

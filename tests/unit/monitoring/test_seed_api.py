@@ -302,10 +302,11 @@ def test_summary_errors_come_from_the_same_window(ai_cache, monkeypatch):
 
     monkeypatch.setattr(ai_cache.redis, "get", refuse)
     ai_cache.get_cached_response("a text for the error window", "qa")
-    assert ai_cache.get_performance_summary()["errors"] == {"redis_error": 1}
+    zero = dict.fromkeys(("unreachable", "redis_error", "corrupt_entry", "forged_entry", "circuit_open"), 0)
+    assert ai_cache.get_performance_summary()["errors"] == {**zero, "redis_error": 1}
     ai_cache.monitor.reset_stats()
-    assert ai_cache.get_performance_summary()["errors"] == {}
-    assert ai_cache.error_counts() == {"redis_error": 1}  # the process-lifetime count stays
+    assert ai_cache.get_performance_summary()["errors"] == zero
+    assert ai_cache.error_counts() == {**zero, "redis_error": 1}  # the process-lifetime count stays
 
 
 def test_record_memory_usage_takes_the_original_memory_cache_dict():
