@@ -41,7 +41,7 @@ superuser: deps
 test: deps redis chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --cov=aicache --cov-branch --cov-report=term:skip-covered --cov-fail-under=90 $(PYTEST_ARGS)
 	scripts/with-postgres.sh $(BIN)/pytest -m history $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-install
 
