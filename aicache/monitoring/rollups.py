@@ -21,6 +21,7 @@ SLOW_EVENTS_PER_MINUTE = 20  # slow operations kept for the database, per minute
 MEMORY_CHANGE_RATIO = 0.05  # a memory sample is shipped when a figure moved more than this...
 MEMORY_HEARTBEAT_SECONDS = 300.0  # ...or this long after the last shipped one
 ROLLUP_PRUNE_AT = 2048  # undrained rollups beyond this: minutes older than the retention go
+MAX_UNDRAINED_ROLLUPS = 20_000  # and beyond this, the oldest series go (counted as dropped)
 MODEL_COLUMN = 128  # Rollup.tier holds the model name on "saved" rows
 
 _INV_LOG_GAMMA = 1 / math.log(GAMMA)
@@ -116,6 +117,13 @@ class Folding:
             cutoff = time.time() - self.retention_hours * 3600
             old = [key for key in self._rollups if key[0] < cutoff]
             for key in old:
+                lost += self._rollups.pop(key).count
+        if len(self._rollups) > MAX_UNDRAINED_ROLLUPS:
+            # Many distinct operation names inside the retention: keep the newest series only, so
+            # memory follows the cap, not the variety of names (nobody drains this monitor).
+            for key in sorted(self._rollups, key=lambda k: k[0])[
+                : len(self._rollups) - MAX_UNDRAINED_ROLLUPS
+            ]:
                 lost += self._rollups.pop(key).count
         if lost:
             self._fold_count("dropped_pending", lost)

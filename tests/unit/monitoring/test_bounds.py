@@ -149,3 +149,18 @@ def test_five_identical_calls_on_a_cold_key_recorder_figures():
     assert sample("redis_cache_misses_total", operation="five", tier="small") - before["misses"] == 1
     assert sample("aicache_single_flight_total", event="coalesced") - before["coalesced"] == 4
     assert sample("redis_cache_operation_duration_seconds_count", action="get", source="coalesced") >= 4
+
+
+def test_standalone_monitor_bounded_by_distinct_operation_names(monkeypatch):
+    """Review finding: distinct operation names inside the retention grew the undrained rollups
+    without bound (200k names: 600k rollups, 379 MB)."""
+    from aicache.monitoring import CachePerformanceMonitor, rollups
+
+    monkeypatch.setattr(rollups, "MAX_UNDRAINED_ROLLUPS", 500)
+    monitor = CachePerformanceMonitor()
+    for i in range(3000):
+        monitor.record_lookup(f"op{i}", "small", "redis", 0.001, None, 10)
+    monitor.get_performance_stats()
+    assert len(monitor._rollups) <= 500
+    assert monitor.counters.get("dropped_pending", 0) > 0  # counted, not silently lost
+    assert monitor.cache_hits == 3000  # the totals are exact all the same
