@@ -88,7 +88,8 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         options.setdefault("SERIALIZER", "aicache.codec.SafeSerializer")
         options.setdefault("IGNORE_EXCEPTIONS", True)
         # redis-py retries a timed-out command 3 times with backoff by default: a hung Redis would
-        # hold a request ~9 s instead of one socket timeout (test_faults.py::test_hung_redis_*).
+        # hold a request ~9 s instead of one socket timeout
+        # (test_faults.py::test_default_socket_timeout_bounds_a_hung_call).
         pool_kwargs = dict(options.get("CONNECTION_POOL_KWARGS") or {})
         pool_kwargs.setdefault("retry", Retry(NoBackoff(), 0))
         options["CONNECTION_POOL_KWARGS"] = pool_kwargs

@@ -54,7 +54,6 @@ class CoherentTier:
         self._waiters_lock = threading.Lock()
         self.usable_until = math.inf if mode == LOCAL else 0.0
         self.status = LOCAL if mode == LOCAL else STARTING
-        self.listener: Any = None  # aicache.listener.Listener, set by the process state
 
     # ------------------------------------------------------------------ reading side
     @property

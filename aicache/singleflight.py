@@ -39,12 +39,11 @@ POLL_WITH_SIGNALS = 0.5  # only a safety net: wake-ups normally come from the li
 class Flight:
     """One in-process attempt at a key: its leader's outcome, shared with every follower."""
 
-    __slots__ = ("cost", "done", "error", "result", "source")
+    __slots__ = ("cost", "done", "error", "result")
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.result: dict[str, Any] | None = None
-        self.source = ""
+        self.result: bytes | None = None  # the leader's response, serialized: each follower decodes a copy
         self.cost: Any = None  # what the shared result cost to compute (aicache.savings.Cost)
         self.error: BaseException | None = None
 

@@ -28,7 +28,8 @@ class CircuitBreaker:
     """Stops calling a dead Redis: opens after ``failures`` consecutive unreachable errors, for
     ``reset`` seconds; then admits exactly one probe call (half-open) while every other caller is
     refused, and closes on the probe's success or re-opens on its failure
-    (test_faults.py::test_half_open_breaker_admits_one_probe)."""
+    (test_single_flight.py::test_half_open_breaker_admits_one_probe,
+    test_memory.py::test_circuit_breaker_opens_at_the_threshold_and_probes_once)."""
 
     def __init__(self, failures: int, reset: float) -> None:
         self.threshold = failures
@@ -186,7 +187,6 @@ def get_process_state(identity: tuple[Any, ...], config: Any, monitor_factory: A
                         config.coherence_probe_seconds,
                         config.coherence_liveness_seconds,
                     )
-                    tier.listener = listener
                 state = ProcessState(
                     memory,
                     CircuitBreaker(config.circuit_breaker_failures, config.circuit_breaker_reset_seconds),
