@@ -185,13 +185,13 @@ def scan_unlink(client: Any, ns: Namespace, match: str, progress: Progress) -> N
     for key in client.scan_iter(match=match, count=SCAN_COUNT):
         batch.append(key)
         if len(batch) >= UNLINK_BATCH:
-            _unlink_batch(client, ns, batch, progress)
+            unlink_entries(client, ns, batch, progress)
             batch = []
     if batch:
-        _unlink_batch(client, ns, batch, progress)
+        unlink_entries(client, ns, batch, progress)
 
 
-def _unlink_batch(
+def unlink_entries(
     client: Any, ns: Namespace, batch: list[bytes], progress: Progress, drain: str | None = None
 ) -> None:
     """UNLINK ``batch`` and remove it from its operations' indexes (and from ``drain``) in one
@@ -270,7 +270,7 @@ def _drain(
     if batch is None:
 
         def batch(members: list[bytes], drain: str) -> None:
-            _unlink_batch(client, ns, members, progress, drain)
+            unlink_entries(client, ns, members, progress, drain)
 
     for leftover in sorted(client.smembers(registry)):
         _drain_members(client, leftover.decode(), registry, batch)

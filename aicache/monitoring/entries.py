@@ -24,6 +24,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from aicache import invalidation
 from aicache.codec import (
     BUILTIN_COMPRESSORS,
     HEADER,
@@ -230,34 +231,31 @@ def delete(cache: Any, keys: list[str], *, actor: str, reason: str = "") -> int:
         raise ValueError("select at least one entry")
     if len(keys) > MAX_PAGE_SIZE:
         raise ValueError(f"at most {MAX_PAGE_SIZE} entries at once")
-    by_operation: dict[str, list[str]] = {}
     for key in keys:
-        parsed = parse_key(prefix, key) if isinstance(key, str) else None
-        if parsed is None:
+        if not isinstance(key, str) or parse_key(prefix, key) is None:
             raise ValueError(f"not an aicache entry key: {str(key)[:120]!r}")
-        by_operation.setdefault(parsed[0], []).append(key)
     # The same context format as every other action (the reason is validated there too).
     ctx = actions.context(actions.Invalidation("all", reason=reason), actor=actor, via="admin")
     started = perf_counter()
-    cache.memory.delete_many(list(keys))
-    pipe = cache.redis.pipeline(transaction=False)
-    pipe.unlink(*keys)
-    for operation, members in by_operation.items():
-        pipe.zrem(ns.index(operation), *members)
-    status, fault, removed = "success", "", 0
+    tier = cache.coherence
+    tier.delete_keys(list(keys))
+    progress = invalidation.Progress()
+    status, fault = "success", ""
     try:
-        removed = int(pipe.execute()[0])
+        # The same batch the invalidations use: UNLINK and the index members in one MULTI.
+        invalidation.unlink_entries(cache.redis, ns, [k.encode() for k in keys], progress)
+        tier.delete_keys(list(keys))  # again: a read that raced the removal fills nothing
     except RedisError as exc:  # recorded as failed, then the view says Redis did not answer
         status, fault = "failed", type(exc).__name__
         raise
     finally:
         cache.monitor.record_invalidation_event(
             f"{len(keys)} selected entries",
-            removed,
+            progress.removed,
             perf_counter() - started,
             "keys",
             ctx,
             status=status,
             reason=fault,
         )
-    return removed
+    return progress.removed

@@ -149,7 +149,7 @@ def test_a_fault_midway_through_a_drain_orphans_nothing(real_cache, monkeypatch)
 
     for i in range(1200):
         real_cache.cache_response(f"{TEXT} {i}", "summarize", None, {"v": i})
-    original = invalidation._unlink_batch
+    original = invalidation.unlink_entries
     calls = []
 
     def fail_on_second(*args, **kwargs):
@@ -158,7 +158,7 @@ def test_a_fault_midway_through_a_drain_orphans_nothing(real_cache, monkeypatch)
             raise RedisConnectionError("Redis went away")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(invalidation, "_unlink_batch", fail_on_second)
+    monkeypatch.setattr(invalidation, "unlink_entries", fail_on_second)
     assert real_cache.invalidate_by_operation("summarize") == 500  # the first batch, exactly
     monkeypatch.undo()
     real_cache._state.breaker.success()
