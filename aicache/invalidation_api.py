@@ -22,7 +22,7 @@ from aicache.request import check_tags
 
 MAX_PATTERN_LENGTH = 256
 MAX_CONTEXT_LENGTH = 1000
-_OPERATION_GLOB_RE = re.compile(rf"[a-z0-9_\-*?\[\]^]{{1,{MAX_PATTERN_LENGTH}}}")
+OPERATION_GLOB_RE = re.compile(rf"[a-z0-9_\-*?\[\]^]{{1,{MAX_PATTERN_LENGTH}}}")
 
 
 def operation_glob(pattern: Any) -> str:
@@ -30,7 +30,7 @@ def operation_glob(pattern: Any) -> str:
     if not isinstance(pattern, str):
         raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
     glob = pattern[:-1] if pattern.endswith(":") else pattern
-    if not _OPERATION_GLOB_RE.fullmatch(glob):
+    if not OPERATION_GLOB_RE.fullmatch(glob):
         raise ValueError(
             f"pattern must be a glob over operation names: 1-{MAX_PATTERN_LENGTH} characters of "
             f"[a-z0-9_-] and * ? [ ] ^, got {pattern!r}; use invalidate_all() for everything"

@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 
 from aicache.conf import OPERATION_RE
 from aicache.exceptions import CacheUnavailable
+from aicache.invalidation_api import MAX_PATTERN_LENGTH, OPERATION_GLOB_RE
 from aicache.request import check_tags
 
 Kind = Literal["operation", "pattern", "all", "memory", "tags"]
@@ -22,16 +23,14 @@ Via = Literal["api", "command", "admin"]
 KINDS: tuple[str, ...] = get_args(Kind)
 VIAS: tuple[str, ...] = get_args(Via)
 
-#: Longest accepted pattern (the backend's own bound).
-MAX_PATTERN_LENGTH = 256
 #: Longest accepted reason; with the actor and surface it fits the event's 300-character context.
 MAX_REASON_LENGTH = 120
 #: Longest actor name written into the context (Django usernames are at most 150 characters).
 MAX_ACTOR_LENGTH = 150
 
-# A glob over operation names, as ``AIResponseCache.invalidate_pattern`` accepts it: the operation
-# alphabet [a-z0-9_-] plus ``* ? [ ] ^``; one trailing ``:`` (the seed's ``"summarize:"``) is allowed.
-PATTERN_RE = re.compile(rf"[a-z0-9_\-*?\[\]^]{{1,{MAX_PATTERN_LENGTH}}}:?")
+# A glob over operation names exactly as ``AIResponseCache.invalidate_pattern`` accepts it (one
+# definition, in the backend), plus the one trailing ``:`` it ignores (the seed's ``"summarize:"``).
+PATTERN_RE = re.compile(rf"(?:{OPERATION_GLOB_RE.pattern}):?")
 _UNPRINTABLE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
