@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run stop manage superuser test test-install bench deps redis chromium lint format clean
+.PHONY: run stop manage superuser test test-install bench mutation deps redis chromium lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,12 @@ bench: deps redis
 	@echo "Concurrency runs unpinned: threads and processes need both vCPUs."
 	DEBUG=1 $(BIN)/python manage.py aicache_benchmark --json .run/benchmark-concurrency.json $(BENCH_ARGS) \
 		--only concurrency | tee .run/benchmark-concurrency.md
+
+# Mutation testing of the core and the monitor (mutmut, module by module, about 30 minutes; not part of
+# `make test`). `make mutation MODULES="keys codec"` for some; the summary lands in .run/mutation/summary.md.
+MODULES ?=
+mutation: deps redis
+	$(BIN)/python scripts/mutation.py --fail-under 85 $(MODULES)
 
 lint: deps
 	$(BIN)/ruff check .
