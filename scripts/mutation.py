@@ -51,11 +51,17 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/integration/test_redis_backend.py",
         ],
     ),
-    "backend": ("aicache/backend.py", ["tests/unit/test_backend.py", "tests/integration/test_redis_backend.py"]),
+    "backend": (
+        "aicache/backend.py",
+        ["tests/unit/test_backend.py", "tests/integration/test_redis_backend.py"],
+    ),
     "recorder": ("aicache/monitoring/recorder.py", ["tests/unit/monitoring"]),
     "readings": ("aicache/monitoring/readings.py", ["tests/unit/monitoring"]),
     "rollups": ("aicache/monitoring/rollups.py", ["tests/unit/monitoring"]),
-    "ingest": ("aicache/monitoring/ingest.py", ["tests/history/test_ingest.py", "tests/history/test_flusher.py"]),
+    "ingest": (
+        "aicache/monitoring/ingest.py",
+        ["tests/history/test_ingest.py", "tests/history/test_flusher.py"],
+    ),
 }
 
 CONFIG = """
@@ -142,7 +148,9 @@ def run(name: str, children: int) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("modules", nargs="*", help=f"some of: {' '.join(MODULES)} (default: all)")
     parser.add_argument("--children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--fail-under", type=float, default=0.0, help="minimum killed %% per module")
@@ -161,7 +169,10 @@ def main() -> int:
             f"{result['counts']} in {result['seconds']} s",
             flush=True,
         )
-    lines = ["| module | mutants | killed | timeout | survived | detected | seconds |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| module | mutants | killed | timeout | survived | detected | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         c = r["counts"]
         lines.append(

@@ -14,7 +14,9 @@ from aicache.keys import CacheKeyGenerator
 GEN = CacheKeyGenerator("ai_cache", "sha256")
 # `make mutation` runs each covering test once per mutant: fewer examples there, the full 150 here.
 SETTINGS = settings(
-    max_examples=int(os.environ.get("AICACHE_HYPOTHESIS_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("AICACHE_HYPOTHESIS_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 OPS = st.from_regex(r"[a-z0-9_-]{1,12}", fullmatch=True)
 JSON_SCALARS = (

@@ -192,7 +192,9 @@ def test_memory_sample_seconds_spaces_the_samples(make_cache, fresh_exporter, mo
     monitor = cache.monitor  # registers with the exporter
     sampled = []
     record = monitor.record_memory_usage
-    monkeypatch.setattr(monitor, "record_memory_usage", lambda *a, **k: sampled.append(clock.now) or record(*a))
+    monkeypatch.setattr(
+        monitor, "record_memory_usage", lambda *a, **k: sampled.append(clock.now) or record(*a)
+    )
     for now in (1000.0, 1010.0, 1041.9, 1042.0, 1083.9, 1084.0):
         clock.now = now
         fresh_exporter.flush_now()
