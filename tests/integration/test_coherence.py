@@ -81,8 +81,8 @@ def test_foreign_delete_and_expiry_reach_a(workers, real_cache):
     real_cache.redis.pexpire(key, 50)  # Redis expires it
     a.send("watch", text=TEXT, operation="summarize", timeout=5)
     a.read()
-    time.sleep(0.1)
-    real_cache.redis.get(key)  # make Redis notice the expiry now rather than on its next sweep
+    # EXISTS makes Redis notice the expiry now rather than on its next sweep.
+    wait_for(lambda: real_cache.redis.exists(key) == 0, timeout=5, what="Redis expiring the key")
     assert a.read()["gone_at"] is not None
 
 
