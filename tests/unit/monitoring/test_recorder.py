@@ -379,3 +379,43 @@ def test_an_invalidation_exactly_one_hour_old_no_longer_counts_towards_the_rate(
         clock["now"] += 1  # two within the hour: the warning, once
         m.record_invalidation_event("c", 1, 0.001, "operation")
     assert len([r for r in caplog.records if "invalidation rate" in r.message.lower()]) == 1
+
+
+RECORD_CALLS = {
+    "record_lookup": ("qa", "small", "memory", 1e-6, None, 10),
+    "record_key_generation_time": (0.0001, 10),
+    "record_cache_operation_time": ("get", 0.001, True),
+    "record_compression_ratio": (1000, 400, 0.001),
+    "record_memory_usage": (1, 100, 10, 1000),
+    "record_invalidation_event": ("qa", 3, 0.001, "operation"),
+    "record_saving": ("qa", "gpt-4o", 1.5, 100, 20, 0.001),
+    "count": ("single_flight_waits",),
+}
+
+
+def test_every_record_method_survives_a_broken_recorder(caplog, monkeypatch):
+    """README: a broken recorder logs once and never raises, for every record method."""
+    m = CachePerformanceMonitor()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("recorder bug")
+
+    monkeypatch.setattr(m, "_enqueue", broken)
+    with caplog.at_level(logging.ERROR, logger="aicache.monitoring"):
+        for name, args in RECORD_CALLS.items():
+            getattr(m, name)(*args)  # raises nothing
+    assert m.failures == len(RECORD_CALLS) == 8
+    assert len([r for r in caplog.records if "failed to record" in r.message]) == 1
+
+
+def test_the_cache_keeps_answering_with_a_broken_recorder(ai_cache, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("recorder bug")
+
+    monkeypatch.setattr(ai_cache.monitor, "_enqueue", broken)
+    text = "A broken recorder never breaks the caller's request. " * 3
+    ai_cache.cache_response(text, "qa", None, {"a": 1})
+    assert ai_cache.get_cached_response(text, "qa")["a"] == 1
+    assert ai_cache.get_or_compute(text + "?", "qa", lambda: {"b": 2})["b"] == 2
+    assert ai_cache.invalidate_by_operation("qa") == 2
+    assert ai_cache.monitor.failures >= 4
