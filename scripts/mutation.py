@@ -57,7 +57,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "recorder": ("aicache/monitoring/recorder.py", ["tests/unit/monitoring"]),
     "readings": ("aicache/monitoring/readings.py", ["tests/unit/monitoring"]),
-    "rollups": ("aicache/monitoring/rollups.py", ["tests/unit/monitoring"]),
+    "rollups": (
+        "aicache/monitoring/rollups.py",
+        ["tests/unit/monitoring", "tests/history/test_flusher.py", "tests/history/test_bounds.py"],
+    ),
     "ingest": (
         "aicache/monitoring/ingest.py",
         ["tests/history/test_ingest.py", "tests/history/test_flusher.py"],
