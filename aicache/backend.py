@@ -283,7 +283,7 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         fence = None
         if fenced:
             fence = self.guarded(
-                "fence", None, invalidation.read_fence, self.redis, self.ns, req.operation, req.tags
+                "fence", None, invalidation.read_fence, self.redis, self.ns, req.operation, req.tags, req.key
             )
         started = perf_counter()
         result = call_compute(compute)

@@ -219,7 +219,7 @@ class InvalidationMixin:
 
         def count() -> int:
             live = invalidation.live_entries(self.redis, self.ns, [operation])
-            return live + invalidation.pending_drained(self.redis, self.ns.drains(operation))
+            return live + invalidation.pending_drained(self.redis, self.ns, operation)
 
         return int(self.guarded("count", 0, count))  # type: ignore[attr-defined]
 
