@@ -40,6 +40,7 @@ from redis.retry import Retry
 
 from aicache import conf, invalidation, singleflight, state
 from aicache.aio import AsyncMixin
+from aicache.cluster import ClusterClient
 from aicache.codec import Codec, CodecError, Encoded, ForgedEntry
 from aicache.guard import MIN_REDIS_VERSION, GuardMixin, _versions, too_old_message
 from aicache.instrument import NullMonitor, build_monitor, timed_lookup, timed_store
@@ -105,8 +106,9 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
             self.config = None
             return
         self.config = cfg = conf.parse(raw)
-        self.ns = Namespace(cfg.key_prefix)
-        self.key_generator = CacheKeyGenerator(cfg.key_prefix, cfg.hash_algorithm)
+        clustered = issubclass(self._client_cls, ClusterClient)  # names share slots by hash tags
+        self.ns = Namespace(cfg.key_prefix, clustered)
+        self.key_generator = CacheKeyGenerator(cfg.key_prefix, cfg.hash_algorithm, clustered)
         self.codec = Codec(
             cfg.compression_algorithm, cfg.compression_level, cfg.compression_threshold, cfg.signing_keys
         )
@@ -181,7 +183,7 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         st = self._state
         st.begin_call()
         if req.use_memory and st.listener is not None and not st.listener.connected_once:
-            st.listener.ensure_started(self.redis.connection_pool)
+            st.listener.ensure_started(self.redis)
         return req
 
     @staticmethod
@@ -452,7 +454,7 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         self._check_config()
         st = self._state
         if st.listener is not None:
-            st.listener.ensure_started(self.redis.connection_pool)
+            st.listener.ensure_started(self.redis)
             if wait > 0:
                 st.listener.wait_live(wait)
         return st.coherence.status
