@@ -176,6 +176,7 @@ class ClusterWatch:
                 listener.liveness_seconds,
                 process=f"{{{probe_tag(node_ranges)}}}{listener.process}",
             )
+            node_listener.parent = listener
             started[node] = (node_listener, redis_node.redis_connection.connection_pool)
         with self.lock:
             self.nodes = {node: pair[0] for node, pair in started.items()}

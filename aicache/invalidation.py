@@ -267,18 +267,16 @@ def drain_tag(client: Any, ns: Namespace, tag: str, max_ttl: int, progress: Prog
     counts once: UNLINK counts only what existed. A key rewritten without the tag survives."""
     script = _script(client, TAG_BATCH_LUA)
     token = uuid.uuid4().hex
-    for b in ns.buckets:
-        suffix = ns.bucket_suffix(b)
 
-        def batch(members: list[bytes], drain: str, suffix: str = suffix) -> None:
-            if progress.keys is not None:
-                progress.keys.extend(members)
-            progress.removed += script(
-                keys=members, args=[tag, ns.prefix, drain, "unlink", suffix], client=client
-            )
+    def batch(members: list[bytes], drain: str, b: str) -> None:
+        if progress.keys is not None:
+            progress.keys.extend(members)
+        progress.removed += script(
+            keys=members, args=[tag, ns.prefix, drain, "unlink", ns.bucket_suffix(b)], client=client
+        )
 
-        drain = ns.tag_drain(token, b)
-        _drain(client, ns, ns.tag_index(tag, b), drain, ns.tag_drains(tag, b), max_ttl, progress, batch)
+    parts = [(b, ns.tag_index(tag, b), ns.tag_drain(token, b), ns.tag_drains(tag, b)) for b in ns.buckets]
+    _drain(client, ns, parts, max_ttl, progress, batch)
 
 
 def live_tagged(client: Any, ns: Namespace, tags: tuple[str, ...]) -> int:
@@ -303,52 +301,58 @@ def live_tagged(client: Any, ns: Namespace, tags: tuple[str, ...]) -> int:
 def drain_index(client: Any, ns: Namespace, operation: str, max_ttl: int, progress: Progress) -> None:
     """UNLINK every key recorded in the operation's index (members already gone count 0)."""
     token = uuid.uuid4().hex
-    for b in ns.buckets:
-        drain = ns.drain(operation, token, b)
-        _drain(client, ns, ns.index(operation, b), drain, ns.drains(operation, b), max_ttl, progress)
+    parts = [
+        (b, ns.index(operation, b), ns.drain(operation, token, b), ns.drains(operation, b))
+        for b in ns.buckets
+    ]
+    _drain(client, ns, parts, max_ttl, progress)
 
 
 def _drain(
     client: Any,
     ns: Namespace,
-    index: str,
-    drain: str,
-    registry: str,
+    parts: list[tuple[str, str, str, str]],
     max_ttl: int,
     progress: Progress,
     batch: Any = None,
 ) -> None:
-    """Finish any drain a fault interrupted earlier, then RENAME the live index to ``drain``
-    (writes landing meanwhile start a fresh index and survive) and remove its members in batches.
-    Members leave the drain only in the MULTI that UNLINKs them, so a fault midway orphans
-    nothing: the drain stays named in ``registry`` and the next invalidation finishes it."""
+    """For each bucket's ``(bucket, index, drain, registry)``: finish any drain a fault interrupted
+    earlier; then RENAME every bucket's live index to its drain (writes landing meanwhile start
+    fresh indexes and survive) and only then remove the drains' members in batches. Members leave
+    a drain only in the script that UNLINKs them, so a fault midway orphans nothing: the drain
+    stays named in its registry and the next invalidation finishes it."""
     if batch is None:
 
-        def batch(members: list[bytes], drain: str) -> None:
+        def batch(members: list[bytes], drain: str, b: str) -> None:
             unlink_entries(client, ns, members, progress, drain)
 
-    for leftover in sorted(client.smembers(registry)):
-        _drain_members(client, leftover.decode(), registry, batch)
-    try:
-        client.rename(index, drain)
-    except ResponseError as exc:
-        if "no such key" in str(exc).lower():
-            return  # nothing indexed
-        raise
-    pipe = client.pipeline(transaction=False)
-    pipe.expire(drain, max_ttl)  # if nobody ever finishes it, it still goes
-    pipe.sadd(registry, drain)
-    pipe.expire(registry, max_ttl)
-    pipe.execute()
-    _drain_members(client, drain, registry, batch)
+    for b, _, _, registry in parts:
+        for leftover in sorted(client.smembers(registry)):
+            _drain_members(client, leftover.decode(), registry, b, batch)
+    renamed = []
+    for b, index, drain, registry in parts:
+        try:
+            client.rename(index, drain)
+        except ResponseError as exc:
+            if "no such key" in str(exc).lower():
+                continue  # nothing indexed in this bucket
+            raise
+        pipe = client.pipeline(transaction=False)
+        pipe.expire(drain, max_ttl)  # if nobody ever finishes it, it still goes
+        pipe.sadd(registry, drain)
+        pipe.expire(registry, max_ttl)
+        pipe.execute()
+        renamed.append((b, drain, registry))
+    for b, drain, registry in renamed:
+        _drain_members(client, drain, registry, b, batch)
 
 
-def _drain_members(client: Any, drain: str, registry: str, batch: Any) -> None:
+def _drain_members(client: Any, drain: str, registry: str, b: str, batch: Any) -> None:
     while True:
         members = client.zrange(drain, 0, UNLINK_BATCH - 1)
         if not members:
             break
-        batch(members, drain)
+        batch(members, drain, b)
     client.srem(registry, drain)
 
 

@@ -83,6 +83,7 @@ class Listener:
         self.connected_once = False
         self.sockets: tuple[Any, Any] | None = None  # (listener, tracker) local addresses, for tests
         self.watch: Any = None  # a cluster's per-primary listeners (aicache.cluster_coherence)
+        self.parent: Listener | None = None  # a cluster node's listener counts into its cache's too
 
     def ensure_started(self, source: Any) -> None:
         """Start the thread once (lazily, from the first cache call that needs it). ``source`` is
@@ -143,6 +144,8 @@ class Listener:
                 return
             except LivenessLapsed:
                 self.lapses += 1
+                if self.parent is not None:
+                    self.parent.lapses += 1
                 self._lost(f"no invalidation probe came back within {self.liveness_seconds:.1f} s")
             except (RedisConnectionError, RedisTimeoutError, OSError, RedisError) as exc:
                 self._lost(str(exc))
@@ -179,6 +182,8 @@ class Listener:
         self.sockets = (listener._sock.getsockname(), tracker._sock.getsockname())
         if self.connected_once:
             self.reconnects += 1
+            if self.parent is not None:
+                self.parent.reconnects += 1
         self.connected_once = True
         # Whatever happened while we were not listening is unknown: start from an empty tier,
         # bypassed until the first probe comes back.
@@ -209,6 +214,8 @@ class Listener:
         if not isinstance(message, list) or len(message) != 3 or message[0] != b"message":
             return
         self.messages += 1
+        if self.parent is not None:
+            self.parent.messages += 1
         channel, payload = message[1], message[2]
         if channel == INVALIDATE_CHANNEL:
             if payload is None:
