@@ -151,6 +151,15 @@ class SentinelSetup(_Processes):
             demoted.close()
         return new
 
+    def kill_master(self, timeout: float = 30) -> tuple[str, int]:
+        """Kill the master's process; once the sentinels have promoted the replica, restart the
+        dead one as its replica (so the setup has two nodes again). Returns the new master."""
+        old = self.master_address()
+        self.kill(old[1])
+        new = _wait(lambda: (a := self.master_address()) != old and a, timeout, "the sentinels' failover")
+        self.spawn(old[1], "--replicaof", new[0], str(new[1]))
+        return new
+
 
 def cluster_port() -> int:
     """A free port whose cluster bus port (+10000) is free too."""

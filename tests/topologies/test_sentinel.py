@@ -25,7 +25,8 @@ def sentinel_cache(settings, sentinel_setup):
     return cache
 
 
-def test_failover_during_a_read_loop(sentinel_cache, sentinel_setup):
+@pytest.mark.parametrize("how", ["sentinel-failover", "master-killed"])
+def test_failover_during_a_read_loop(sentinel_cache, sentinel_setup, how):
     cache = sentinel_cache
     listener = cache._state.listener
     key = cache.key_generator.generate(TEXT, "summarize")
@@ -57,11 +58,11 @@ def test_failover_during_a_read_loop(sentinel_cache, sentinel_setup):
     thread.start()
     wait_for(lambda: sum(served.values()) > 50, 10, "the read loop")
     old = sentinel_setup.master_address()
-    new = sentinel_setup.failover()
+    new = sentinel_setup.failover() if how == "sentinel-failover" else sentinel_setup.kill_master()
     assert new != old
 
     # The listener reconnected to the new master, cleared the tier and proved it live again.
-    wait_for(lambda: listener.reconnects >= 1 and cache.coherence.status == "live", 20, "the listener")
+    wait_for(lambda: listener.reconnects >= 1 and cache.coherence.status == "live", 30, "the listener")
     assert cache.coherence.token(key)[0] > epoch_before  # the tier was cleared
     assert key not in cache.memory
     assert listener.sockets is not None
