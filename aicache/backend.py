@@ -100,6 +100,7 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         params["OPTIONS"] = options
         super().__init__(server, params)
         self._raw_client: Any = None
+        self._replica_client: Any = None
         if not valid:
             # Never raise here: Django instantiates every cache during `manage.py check`, which
             # must be able to report the aicache.E0xx errors. Use of the AI API raises instead.
@@ -175,6 +176,13 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
             raise ImproperlyConfigured(too_old_message(self._identity[0], version))
         return self._raw_client
 
+    @property
+    def replica_redis(self) -> Any:
+        """django-redis's read client (a replica under Sentinel), for READ_FROM_REPLICAS."""
+        if self._replica_client is None:
+            self._replica_client = self.client.get_client(write=False)
+        return self._replica_client
+
     def _request(
         self, text: Any, operation: Any, options: Any, question: Any, ttl: Any = None, tags: Any = None
     ) -> CacheRequest:
@@ -214,8 +222,12 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
     def read_redis(self, req: CacheRequest) -> dict[str, Any] | None:
         """GET, decode, and fill the memory tier if nothing touched the key since the GET began."""
         tier = self._state.coherence
-        token = tier.token(req.key) if req.use_memory else None
-        data = self.guarded("get", None, self.redis.get, req.key)
+        if self.config.read_from_replicas:  # possibly stale: read, never fill the memory tier
+            token = None
+            data = self.guarded("get", None, self.replica_redis.get, req.key)
+        else:
+            token = tier.token(req.key) if req.use_memory else None
+            data = self.guarded("get", None, self.redis.get, req.key)
         if data is None:
             return None
         try:

@@ -105,6 +105,10 @@ class SentinelSetup(_Processes):
                 sentinel.close()
         return True
 
+    def nodes(self) -> list[tuple[str, int]]:
+        """The master's and the replica's addresses (whichever is master now)."""
+        return [("127.0.0.1", port) for port in (self.master_port, self.replica_port)]
+
     @property
     def sentinels(self) -> list[tuple[str, int]]:
         return [("127.0.0.1", port) for port in self.sentinel_ports]

@@ -86,3 +86,31 @@ def test_failover_during_a_read_loop(sentinel_cache, sentinel_setup, how):
     wait_for(lambda: cache.ping(), 5, "Redis through the new master")
     assert cache._state.breaker.state == "closed"
     assert cache.get_or_compute(f"{TEXT}loop 0", "qa", lambda: {"answer": "y"})["answer"] == "x"
+
+
+def _replica_gets(setup) -> int:
+    replica = redis.Redis(*next(a for a in setup.nodes() if a != setup.master_address()))
+    try:
+        return int(replica.info("commandstats").get("cmdstat_get", {}).get("calls", 0))
+    finally:
+        replica.close()
+
+
+@pytest.mark.parametrize("replica_reads", [False, True])
+def test_replica_reads_only_when_asked_and_never_fill_the_tier(settings, sentinel_setup, replica_reads):
+    options = {"READ_FROM_REPLICAS": True} if replica_reads else {}
+    settings.CACHES = {**settings.CACHES, "ai": sentinel_cache_settings(sentinel_setup, **options)}
+    cache = caches["ai"]
+    cache.redis.flushdb()
+    assert cache.start_coherence(wait=10) == "live"
+    key = cache.key_generator.generate(TEXT, "qa")
+    write_and_settle(cache, key, lambda: cache.cache_response(TEXT, "qa", None, {"v": 1}))
+    cache.redis.execute_command("WAIT", 1, 5000)
+    before = _replica_gets(sentinel_setup)
+    sources = [cache.get_cached_response(TEXT, "qa")["cache_source"] for _ in range(3)]
+    if replica_reads:
+        assert sources == ["redis"] * 3  # a replica's answer may be stale: never kept in memory
+        assert _replica_gets(sentinel_setup) == before + 3
+    else:
+        assert sources == ["redis", "memory", "memory"]
+        assert _replica_gets(sentinel_setup) == before
