@@ -28,6 +28,14 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
+class Cluster(RedisCluster):
+    """``RedisCluster`` whose MGET splits keys by slot (django-redis's ``get_many`` sends one MGET
+    of keys that hash anywhere); keys of one slot still go in one MGET."""
+
+    def mget(self, keys: Any, *args: Any) -> list[Any]:
+        return self.mget_nonatomic(keys, *args)
+
+
 _clusters: dict[str, RedisCluster] = {}
 _lock = threading.Lock()
 
@@ -67,7 +75,7 @@ class ClusterClient(DefaultClient):
                 client = _clusters.get(identity)
                 if client is None:
                     nodes, auth = startup_nodes(list(self._server))
-                    client = RedisCluster(
+                    client = Cluster(
                         startup_nodes=nodes,
                         socket_timeout=options.get("SOCKET_TIMEOUT"),
                         socket_connect_timeout=options.get("SOCKET_CONNECT_TIMEOUT"),

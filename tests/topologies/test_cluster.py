@@ -186,3 +186,15 @@ def test_slot_migration_during_reads_and_invalidations(cluster_cache, cluster_se
     foreign.delete(key)
     wait_for(lambda: key not in cache.memory, 5, "the moved bucket's eviction")
     assert isinstance(foreign, redis.RedisCluster)
+
+
+def test_plain_django_api_on_the_cluster(cluster_cache):
+    """django-redis's own methods on the cluster client: multi-key calls span slots."""
+    values = {f"plain-{i}": {"n": i} for i in range(40)}
+    cluster_cache.set_many(values, timeout=60)
+    assert cluster_cache.get_many(list(values)) == values
+    assert cluster_cache.get("plain-3") == {"n": 3}
+    cluster_cache.delete_many([f"plain-{i}" for i in range(20)])
+    assert len(cluster_cache.get_many(list(values))) == 20
+    assert cluster_cache.delete_pattern("plain-*") == 20
+    assert cluster_cache.get_many(list(values)) == {}
