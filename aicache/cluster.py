@@ -28,6 +28,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
+
 class Cluster(RedisCluster):
     """``RedisCluster`` whose MGET splits keys by slot (django-redis's ``get_many`` sends one MGET
     of keys that hash anywhere); keys of one slot still go in one MGET."""
