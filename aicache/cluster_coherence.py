@@ -61,6 +61,7 @@ class NodeTier:
     def __init__(self, watch: ClusterWatch, node: tuple[str, int]) -> None:
         self.watch = watch
         self.node = node
+        self.owner: Any = None  # its listener: a retired one's late proof must not count
 
     @property
     def status(self) -> str:
@@ -68,7 +69,7 @@ class NodeTier:
 
     @status.setter
     def status(self, value: str) -> None:
-        self.watch.node_unproven(self.node, value)
+        self.watch.node_unproven(self, value)
 
     def clear(self) -> int:
         return self.watch.tier.clear()
@@ -80,10 +81,10 @@ class NodeTier:
         self.watch.tier.wake(keys)
 
     def set_proven(self, until: float) -> None:
-        self.watch.node_proven(self.node, until)
+        self.watch.node_proven(self, until)
 
     def lapse(self, status: str) -> None:
-        self.watch.node_lapsed(self.node, status)
+        self.watch.node_lapsed(self, status)
 
 
 class ClusterWatch:
@@ -98,27 +99,32 @@ class ClusterWatch:
         self.changes = 0
 
     # ------------------------------------------------------------------ node callbacks
-    def node_proven(self, node: tuple[str, int], until: float) -> None:
+    def _current(self, view: NodeTier) -> bool:
+        return self.nodes.get(view.node) is view.owner
+
+    def node_proven(self, view: NodeTier, until: float) -> None:
         with self.lock:
-            if node not in self.nodes:
-                return
-            self.proofs[node] = until
+            if not self._current(view):
+                return  # a retired listener's proof is about a map we no longer trust
+            self.proofs[view.node] = until
             if len(self.proofs) == len(self.nodes):
                 self.tier.set_proven(min(self.proofs.values()))
                 self.listener._live.set()
 
-    def node_unproven(self, node: tuple[str, int], status: str) -> None:
+    def node_unproven(self, view: NodeTier, status: str) -> None:
         with self.lock:
-            self.proofs.pop(node, None)
+            if not self._current(view):
+                return
+            self.proofs.pop(view.node, None)
             self.tier.usable_until = 0.0
             self.tier.status = status
             self.listener._live.clear()
 
-    def node_lapsed(self, node: tuple[str, int], status: str) -> None:
+    def node_lapsed(self, view: NodeTier, status: str) -> None:
         with self.lock:
-            if node not in self.nodes:
+            if not self._current(view):
                 return  # a retired node's listener stopping
-            self.proofs.pop(node, None)
+            self.proofs.pop(view.node, None)
             self.listener._live.clear()
             if status == STOPPED:
                 status = DISCONNECTED
@@ -169,13 +175,15 @@ class ClusterWatch:
             if redis_node is None or redis_node.redis_connection is None:
                 self.topology = None  # redis-py has not met this node yet: look again next round
                 continue
+            view = NodeTier(self, node)
             node_listener = Listener(
-                NodeTier(self, node),  # type: ignore[arg-type]
+                view,  # type: ignore[arg-type]
                 listener.ns,
                 listener.probe_seconds,
                 listener.liveness_seconds,
                 process=f"{{{probe_tag(node_ranges)}}}{listener.process}",
             )
+            view.owner = node_listener
             node_listener.parent = listener
             started[node] = (node_listener, redis_node.redis_connection.connection_pool)
         with self.lock:

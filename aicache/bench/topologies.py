@@ -184,20 +184,39 @@ class ClusterSetup(_Processes):
     def start(self) -> None:
         self.ports = [cluster_port() for _ in range(6)]
         for port in self.ports:
-            self.spawn(
-                port,
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                f"nodes-{port}.conf",
-                "--cluster-node-timeout",
-                "2000",
-            )
+            self.restart(port)
         self.cli(
             "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports), "--cluster-replicas", "1",
             "--cluster-yes",
         )  # fmt: skip
         _wait(self._ready, 30, "cluster_state:ok on every node")
+
+    def restart(self, port: int) -> None:
+        """(Re)start the node on ``port``; its nodes file brings it back into the cluster (a
+        failed-over primary rejoins as a replica)."""
+        self.spawn(
+            port,
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            f"nodes-{port}.conf",
+            "--cluster-node-timeout",
+            "2000",
+        )
+
+    def slot_map(self) -> list[tuple[int, int, int]]:
+        """(first slot, last slot, primary port) as a live node sees it."""
+        for port in self.ports:
+            if port not in self.processes:
+                continue
+            client = redis.Redis(port=port, socket_timeout=2)
+            try:
+                return sorted((r[0], r[1], int(r[2][1])) for r in client.execute_command("CLUSTER", "SLOTS"))
+            except (redis.RedisError, OSError):
+                continue
+            finally:
+                client.close()
+        return []
 
     def cli(self, *args: str) -> str:
         binary = shutil.which("redis-cli")

@@ -201,3 +201,50 @@ def test_plain_django_api_on_the_cluster(cluster_cache):
     assert len(cluster_cache.get_many(list(values))) == 20
     assert cluster_cache.delete_pattern("plain-*") == 20
     assert cluster_cache.get_many(list(values)) == {}
+
+
+def test_a_primary_killed_fails_over_and_the_listener_follows(cluster_cache, cluster_setup):
+    """A primary dies; its replica takes over its slots. Requests keep succeeding (fail-open
+    while the cluster decides), the listener clears the tier and tracks the new primary, and the
+    buckets that moved serve again from Redis and the memory tier."""
+    cache = cluster_cache
+    listener = cache._state.listener
+    victim = cluster_setup.slot_map()[-1][2]
+    texts = texts_per_bucket(cache)
+    for text in texts.values():
+        cache.cache_response(text, "summarize", None, {"v": 1})
+    changes = listener.watch.changes
+    epoch = cache.coherence.token("x")[0]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def read_loop():
+        while not stop.is_set():
+            for text in texts.values():
+                try:
+                    got = cache.get_or_compute(text, "summarize", lambda: {"v": 1})
+                    assert got["v"] == 1
+                except BaseException as exc:  # reported below: no request may fail
+                    errors.append(exc)
+                    return
+
+    thread = threading.Thread(target=read_loop, daemon=True)
+    thread.start()
+    cluster_setup.kill(victim)
+    try:
+        wait_for(lambda: victim not in {p for *_, p in cluster_setup.slot_map()}, 30, "the cluster failover")
+        wait_for(lambda: listener.watch.changes > changes, 15, "the listener to see the new map")
+        wait_for(lambda: cache.coherence.status == "live", 30, "every primary proven again")
+        assert cache.coherence.token("x")[0] > epoch  # the tier was cleared
+        for text in texts.values():  # every bucket, the moved ones too, is served by Redis again
+            key = cache.key_generator.generate(text, "summarize")
+            write_and_settle(
+                cache, key, lambda text=text: cache.cache_response(text, "summarize", None, {"v": 1})
+            )
+            wait_for(lambda text=text: cache.get_cached_response(text, "summarize"), 10, "a hit")
+    finally:
+        stop.set()
+        thread.join(10)
+        cluster_setup.restart(victim)  # rejoins as a replica of the promoted node
+    assert not errors, errors
+    assert cache._state.breaker.state == "closed"
