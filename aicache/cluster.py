@@ -69,7 +69,10 @@ class ClusterClient(DefaultClient):
 
     def connect(self, index: int = 0) -> RedisCluster:
         options = self._options
-        identity = repr((sorted(self._server), sorted((k, repr(v)) for k, v in options.items())))
+        # Only what shapes the client: options also hold objects whose repr differs per backend
+        # instance (a Retry), and Django builds a backend per thread.
+        timeouts = (options.get("SOCKET_TIMEOUT"), options.get("SOCKET_CONNECT_TIMEOUT"))
+        identity = repr((sorted(self._server), timeouts))
         client = _clusters.get(identity)
         if client is None:
             with _lock:

@@ -11,7 +11,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
 from aicache.cluster_coherence import topology
-from tests.helpers import wait_for, write_and_settle
+from tests.helpers import run_threads, wait_for, write_and_settle
 from tests.topologies.conftest import cluster_cache_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -248,3 +248,9 @@ def test_a_primary_killed_fails_over_and_the_listener_follows(cluster_cache, clu
         cluster_setup.restart(victim)  # rejoins as a replica of the promoted node
     assert not errors, errors
     assert cache._state.breaker.state == "closed"
+
+
+def test_one_cluster_client_per_process_whatever_the_threads(cluster_cache):
+    """Django builds a backend per thread; they all share one RedisCluster (and its pools)."""
+    clients = run_threads(lambda i: caches["ai"].redis, 4)
+    assert all(client is cluster_cache.redis for client in clients)
