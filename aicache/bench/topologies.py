@@ -86,12 +86,17 @@ class SentinelSetup(_Processes):
                 f"sentinel parallel-syncs {SERVICE} 1\n"
             )
             self.spawn(port, "--sentinel", config=str(conf))
+        self._started = False
         _wait(self._ready, 20, "the replica in sync and every sentinel seeing it")
+        self._started = True
 
     def _ready(self) -> bool:
-        replica = redis.Redis(port=self.replica_port)
+        master = self.master_address() if self._started else ("127.0.0.1", self.master_port)
+        replica_port = next(port for port in (self.master_port, self.replica_port) if port != master[1])
+        replica = redis.Redis(port=replica_port)
         try:
-            if replica.info("replication").get("master_link_status") != "up":
+            info = replica.info("replication")
+            if info.get("master_link_status") != "up" or int(info.get("master_port", 0)) != master[1]:
                 return False
         finally:
             replica.close()
@@ -101,9 +106,18 @@ class SentinelSetup(_Processes):
                 fields = sentinel.sentinel_master(SERVICE)
                 if int(fields["num-slaves"]) < 1 or int(fields["num-other-sentinels"]) < 2:
                     return False
+                if int(fields["port"]) != master[1]:
+                    return False
+                replicas = sentinel.sentinel_slaves(SERVICE)
+                if not any(r["port"] == replica_port and "s_down" not in r["flags"] for r in replicas):
+                    return False
             finally:
                 sentinel.close()
         return True
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Until the replica replicates from the current master and every sentinel knows it."""
+        _wait(self._ready, timeout, "the replica in sync and every sentinel seeing it")
 
     def nodes(self) -> list[tuple[str, int]]:
         """The master's and the replica's addresses (whichever is master now)."""

@@ -31,9 +31,8 @@ def test_failover_during_a_read_loop(sentinel_cache, sentinel_setup, how):
     listener = cache._state.listener
     key = cache.key_generator.generate(TEXT, "summarize")
     write_and_settle(cache, key, lambda: cache.cache_response(TEXT, "summarize", None, {"v": 1}))
-    master = redis.Redis(*sentinel_setup.master_address())
-    assert master.execute_command("WAIT", 1, 5000) == 1  # v1 is on the replica too
-    master.close()
+    sentinel_setup.wait_ready()
+    _on_the_replica(sentinel_setup, key)
     assert cache.get_cached_response(TEXT, "summarize")["cache_source"] == "redis"
     assert cache.get_cached_response(TEXT, "summarize")["cache_source"] == "memory"
     epoch_before = cache.coherence.token(key)[0]
@@ -88,6 +87,14 @@ def test_failover_during_a_read_loop(sentinel_cache, sentinel_setup, how):
     assert cache.get_or_compute(f"{TEXT}loop 0", "qa", lambda: {"answer": "y"})["answer"] == "x"
 
 
+def _on_the_replica(setup, key: str) -> None:
+    replica = redis.Redis(*next(a for a in setup.nodes() if a != setup.master_address()))
+    try:
+        wait_for(lambda: replica.exists(key), 10, "the entry on the replica")
+    finally:
+        replica.close()
+
+
 def _replica_gets(setup) -> int:
     replica = redis.Redis(*next(a for a in setup.nodes() if a != setup.master_address()))
     try:
@@ -98,6 +105,7 @@ def _replica_gets(setup) -> int:
 
 @pytest.mark.parametrize("replica_reads", [False, True])
 def test_replica_reads_only_when_asked_and_never_fill_the_tier(settings, sentinel_setup, replica_reads):
+    sentinel_setup.wait_ready()  # an earlier failover's old master may still be resyncing
     options = {"READ_FROM_REPLICAS": True} if replica_reads else {}
     settings.CACHES = {**settings.CACHES, "ai": sentinel_cache_settings(sentinel_setup, **options)}
     cache = caches["ai"]
@@ -105,7 +113,7 @@ def test_replica_reads_only_when_asked_and_never_fill_the_tier(settings, sentine
     assert cache.start_coherence(wait=10) == "live"
     key = cache.key_generator.generate(TEXT, "qa")
     write_and_settle(cache, key, lambda: cache.cache_response(TEXT, "qa", None, {"v": 1}))
-    cache.redis.execute_command("WAIT", 1, 5000)
+    _on_the_replica(sentinel_setup, key)
     before = _replica_gets(sentinel_setup)
     sources = [cache.get_cached_response(TEXT, "qa")["cache_source"] for _ in range(3)]
     if replica_reads:
