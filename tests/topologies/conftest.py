@@ -5,10 +5,13 @@ loopback, started once per session by the tests that need them and stopped at it
 ``cluster``), so the integration tests imported by this package run against both:
 ``pytest -m cluster`` or ``pytest -m sentinel`` runs one topology alone."""
 
+import json
+
 import pytest
 from django.core.cache import caches
 
 from aicache.bench.topologies import SERVICE, ClusterSetup, SentinelSetup
+from tests.integration.processes import Worker
 
 FAST = {"CIRCUIT_BREAKER_RESET_SECONDS": 0.5, "SOCKET_TIMEOUT": 0.5, "SOCKET_CONNECT_TIMEOUT": 0.5}
 
@@ -81,3 +84,22 @@ def real_cache(settings, topology, topology_setup):
     cache.redis.flushdb()
     assert cache.start_coherence(wait=10) == "live"
     return cache
+
+
+@pytest.fixture
+def workers(real_cache, topology, topology_setup):
+    """Start n worker processes on the topology, each with a live coherence listener."""
+    config = SETTINGS[topology](topology_setup)
+    options = {k: v for k, v in config["OPTIONS"].items() if k not in FAST}
+    started: list[Worker] = []
+
+    def start(n: int) -> list[Worker]:
+        for _ in range(n):
+            worker = Worker(config["LOCATION"], AICACHE_TEST_OPTIONS=json.dumps(options))
+            assert worker.call("status")["status"] == "live"
+            started.append(worker)
+        return started[-n:]
+
+    yield start
+    for worker in started:
+        worker.close()

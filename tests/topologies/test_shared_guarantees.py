@@ -1,6 +1,9 @@
 """The single-node integration tests of coherence, invalidation, tags, single flight and fencing,
-collected again here so that they run against Sentinel and Redis Cluster (``real_cache`` of
-tests/topologies/conftest.py)."""
+collected again here so that they run against Sentinel and Redis Cluster (``real_cache`` and
+``workers`` of tests/topologies/conftest.py). Of the multi-process tests only the stampede runs
+here (a worker process costs seconds to start); other processes' tiers are covered in-process by
+test_cluster.py (a foreign delete on each primary) and test_sentinel.py (a foreign write on the
+new master)."""
 
 import pytest
 
@@ -28,6 +31,7 @@ from tests.integration.test_single_flight import (  # noqa: F401
     test_failing_compute_shared_in_process_not_retried_by_each_waiter,
     test_five_concurrent_calls_one_miss_four_coalesced,
     test_no_store_never_reads_a_stored_value,
+    test_stampede_32_threads_3_processes_one_compute,
 )
 from tests.integration.test_tags import (  # noqa: F401
     test_a_compute_in_flight_with_the_tag_is_not_cached,
