@@ -254,3 +254,13 @@ def test_one_cluster_client_per_process_whatever_the_threads(cluster_cache):
     """Django builds a backend per thread; they all share one RedisCluster (and its pools)."""
     clients = run_threads(lambda i: caches["ai"].redis, 4)
     assert all(client is cluster_cache.redis for client in clients)
+
+
+def test_health_status_on_the_cluster(cluster_cache):
+    from aicache.monitoring.health import redis_status
+
+    for i in range(20):
+        cluster_cache.cache_response(f"{TEXT}{i}", "qa", None, {"v": i})
+    status = redis_status("ai")
+    assert status["ok"] and status["coherence"] == "live"
+    assert status["live_entries"] == 20 and status["version"].startswith(("6.", "7.", "8."))
