@@ -13,7 +13,10 @@
 Why clear on every topology change: a slot that moves, a primary that fails over or a node that
 is replaced may have taken writes whose invalidation messages went to a connection we did not
 have; what happened there cannot be known, so the tier forgets everything and is bypassed until
-every primary of the new map has proven its path again (test_topologies.py, the reshard test).
+every primary of the new map has proven its path again (tests/topologies/test_cluster.py:
+``test_entries_spread_over_every_primary_and_each_primary_is_tracked``,
+``test_slot_migration_during_reads_and_invalidations``,
+``test_a_primary_killed_fails_over_and_the_listener_follows``).
 """
 
 from __future__ import annotations

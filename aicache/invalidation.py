@@ -22,7 +22,8 @@ cannot say how many entries it removed and leaves dead entries in Redis memory u
 (aicache.namespace) put an entry, its indexes, drains and mirrored generations in one slot, so the
 store script, each RENAME and each batch's removal script stay single-slot; fencing bumps the
 generations of every bucket before removing anything, and removal walks every bucket. SCAN runs on
-every primary (redis-py's ``RedisCluster.scan_iter``). On one node there is one bucket, ``""``.
+every primary (redis-py's ``RedisCluster.scan_iter``); counts stay exact while slots migrate
+(tests/topologies/test_cluster.py). On one node there is one bucket, ``""``.
 """
 
 from __future__ import annotations

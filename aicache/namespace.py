@@ -31,7 +31,9 @@ tag indexes, its lease) end in ``:{3}`` (the lease carries the entry's own tag),
 slot. Entries still spread over 16 slots (and so over the primaries); an invalidation touches each
 bucket (16 small steps, pipelined per node). Generations are mirrored per bucket and every
 invalidation bumps all 16 before removing anything, so the store script still checks its fence
-atomically, in the entry's own slot. On one node ``bucket`` is ``""`` and every name is as above.
+atomically, in the entry's own slot (tests/unit/test_cluster_names.py; on a live cluster,
+tests/topologies/test_cluster.py::test_single_flight_lease_and_fence_in_every_bucket). On one node
+``bucket`` is ``""`` and every name is as above.
 """
 
 from __future__ import annotations
