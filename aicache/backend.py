@@ -40,6 +40,7 @@ from redis.retry import Retry
 
 from aicache import conf, invalidation, singleflight, state
 from aicache.aio import AsyncMixin
+from aicache.cluster import ClusterClient
 from aicache.codec import Codec, CodecError, Encoded, ForgedEntry
 from aicache.guard import MIN_REDIS_VERSION, GuardMixin, _versions, too_old_message
 from aicache.instrument import NullMonitor, build_monitor, timed_lookup, timed_store
@@ -99,14 +100,16 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         params["OPTIONS"] = options
         super().__init__(server, params)
         self._raw_client: Any = None
+        self._replica_client: Any = None
         if not valid:
             # Never raise here: Django instantiates every cache during `manage.py check`, which
             # must be able to report the aicache.E0xx errors. Use of the AI API raises instead.
             self.config = None
             return
         self.config = cfg = conf.parse(raw)
-        self.ns = Namespace(cfg.key_prefix)
-        self.key_generator = CacheKeyGenerator(cfg.key_prefix, cfg.hash_algorithm)
+        clustered = issubclass(self._client_cls, ClusterClient)  # names share slots by hash tags
+        self.ns = Namespace(cfg.key_prefix, clustered)
+        self.key_generator = CacheKeyGenerator(cfg.key_prefix, cfg.hash_algorithm, clustered)
         self.codec = Codec(
             cfg.compression_algorithm, cfg.compression_level, cfg.compression_threshold, cfg.signing_keys
         )
@@ -173,6 +176,13 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
             raise ImproperlyConfigured(too_old_message(self._identity[0], version))
         return self._raw_client
 
+    @property
+    def replica_redis(self) -> Any:
+        """django-redis's read client (a replica under Sentinel), for READ_FROM_REPLICAS."""
+        if self._replica_client is None:
+            self._replica_client = self.client.get_client(write=False)
+        return self._replica_client
+
     def _request(
         self, text: Any, operation: Any, options: Any, question: Any, ttl: Any = None, tags: Any = None
     ) -> CacheRequest:
@@ -181,7 +191,7 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         st = self._state
         st.begin_call()
         if req.use_memory and st.listener is not None and not st.listener.connected_once:
-            st.listener.ensure_started(self.redis.connection_pool)
+            st.listener.ensure_started(self.redis)
         return req
 
     @staticmethod
@@ -212,8 +222,12 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
     def read_redis(self, req: CacheRequest) -> dict[str, Any] | None:
         """GET, decode, and fill the memory tier if nothing touched the key since the GET began."""
         tier = self._state.coherence
-        token = tier.token(req.key) if req.use_memory else None
-        data = self.guarded("get", None, self.redis.get, req.key)
+        if self.config.read_from_replicas:  # possibly stale: read, never fill the memory tier
+            token = None
+            data = self.guarded("get", None, self.replica_redis.get, req.key)
+        else:
+            token = tier.token(req.key) if req.use_memory else None
+            data = self.guarded("get", None, self.redis.get, req.key)
         if data is None:
             return None
         try:
@@ -283,7 +297,7 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         fence = None
         if fenced:
             fence = self.guarded(
-                "fence", None, invalidation.read_fence, self.redis, self.ns, req.operation, req.tags
+                "fence", None, invalidation.read_fence, self.redis, self.ns, req.operation, req.tags, req.key
             )
         started = perf_counter()
         result = call_compute(compute)
@@ -452,7 +466,7 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         self._check_config()
         st = self._state
         if st.listener is not None:
-            st.listener.ensure_started(self.redis.connection_pool)
+            st.listener.ensure_started(self.redis)
             if wait > 0:
                 st.listener.wait_live(wait)
         return st.coherence.status

@@ -60,6 +60,9 @@ DEFAULTS: dict[str, Any] = {
     "CIRCUIT_BREAKER_RESET_SECONDS": 5.0,
     "SOCKET_TIMEOUT": 0.5,
     "SOCKET_CONNECT_TIMEOUT": 0.5,
+    # Sentinel/replication: aicache's reads from a replica (possibly stale, so they never fill the
+    # memory tier); writes, locks and fences always go to the master
+    "READ_FROM_REPLICAS": False,
     "SINGLE_FLIGHT_LOCK_TIMEOUT": 30.0,
     "SINGLE_FLIGHT_WAIT_TIMEOUT": 60.0,
     # coherence listener: a probe every PROBE seconds must come back within LIVENESS seconds, or
@@ -495,6 +498,12 @@ def validate_monitoring(raw: Mapping[str, Any]) -> list[Problem]:
             f"must be an integer from 0 to 10000, got {preview!r}.",
             "0 (the default) never shows cached values in the admin.",
         )
+    if not isinstance(raw["READ_FROM_REPLICAS"], bool):
+        bad(
+            "READ_FROM_REPLICAS",
+            "must be True or False.",
+            "Replica reads can be stale; False is the default.",
+        )
     if not isinstance(raw["METRICS_PUBLIC"], bool):
         bad("METRICS_PUBLIC", "must be True or False.", "False: /metrics needs the token or a staff user.")
     return problems
@@ -566,6 +575,7 @@ class CacheConfig:
     memory_sample_seconds: float
     metrics_export_seconds: float
     history_enabled: bool = True
+    read_from_replicas: bool = False
 
 
 def merged(options: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -603,6 +613,7 @@ def parse(raw: Mapping[str, Any]) -> CacheConfig:
         circuit_breaker_reset_seconds=float(raw["CIRCUIT_BREAKER_RESET_SECONDS"]),
         socket_timeout=float(raw["SOCKET_TIMEOUT"]),
         socket_connect_timeout=float(raw["SOCKET_CONNECT_TIMEOUT"]),
+        read_from_replicas=raw["READ_FROM_REPLICAS"],
         single_flight_lock_timeout=float(raw["SINGLE_FLIGHT_LOCK_TIMEOUT"]),
         single_flight_wait_timeout=float(raw["SINGLE_FLIGHT_WAIT_TIMEOUT"]),
         coherence_probe_seconds=float(raw["COHERENCE_PROBE_SECONDS"]),

@@ -171,7 +171,7 @@ def test_read_invalidate_race_never_fills_stale(real_cache, monkeypatch):
     real_cache.invalidate_memory_cache()
     key = real_cache.key_generator.generate(TEXT, "summarize")
     listener = real_cache._state.listener
-    other = real_cache.redis.__class__(connection_pool=real_cache.redis.connection_pool)
+    other = real_cache.redis  # its own connection from the pool (get is patched, set is not)
 
     def foreign_write():
         before = listener.messages
