@@ -38,9 +38,9 @@ from django_redis.cache import RedisCache
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from aicache import conf, invalidation, singleflight, state
+from aicache import conf, dictionaries, invalidation, singleflight, state
 from aicache.aio import AsyncMixin
-from aicache.codec import Codec, CodecError, Encoded, ForgedEntry
+from aicache.codec import Codec, CodecError, Encoded, ForgedEntry, UnknownDictionary
 from aicache.guard import MIN_REDIS_VERSION, GuardMixin, _versions, too_old_message
 from aicache.instrument import NullMonitor, build_monitor, timed_lookup, timed_store
 from aicache.invalidation_api import InvalidationMixin
@@ -107,13 +107,22 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         self.config = cfg = conf.parse(raw)
         self.ns = Namespace(cfg.key_prefix)
         self.key_generator = CacheKeyGenerator(cfg.key_prefix, cfg.hash_algorithm)
-        self.codec = Codec(
-            cfg.compression_algorithm, cfg.compression_level, cfg.compression_threshold, cfg.signing_keys
-        )
         # Caches on the same Redis and prefix share one process state only if configured alike:
         # another alias's memory size, breaker or history setting must never be used silently.
         fingerprint = hashlib.sha256(repr(cfg).encode()).hexdigest()[:16]
         self._identity = (str(server), cfg.key_prefix, fingerprint)
+        self.dictionaries = dictionaries.DictionaryClient(
+            self._identity, cfg.key_prefix, cfg.dictionary_refresh_seconds, self._fetch_dictionary
+        )
+        # Writers use a trained dictionary only with zstd (readers decode dictionary frames always).
+        self._write_dictionaries = cfg.compression_dictionaries and cfg.compression_algorithm == "zstd"
+        self.codec = Codec(
+            cfg.compression_algorithm,
+            cfg.compression_level,
+            cfg.compression_threshold,
+            cfg.signing_keys,
+            self.dictionaries,
+        )
         memory_on = cfg.memory_cache_size > 0 and cfg.memory_cache_max_bytes > 0
         self.requests = RequestBuilder(
             cfg, self.key_generator, cfg.memory_tiers if memory_on else frozenset()
@@ -224,6 +233,9 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         except ForgedEntry as exc:
             self._fault("forged_entry", "decode", exc)
             return None
+        except UnknownDictionary as exc:
+            self._fault("unknown_dictionary", "decode", exc)
+            return None
         except CodecError as exc:
             self._fault("corrupt_entry", "decode", exc)
             return None
@@ -254,7 +266,8 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         meta = cost.to_meta() if cost is not None else {}
         if req.tags:
             meta["t"] = list(req.tags)
-        encoded = self.codec.encode(payload, req.ttl, meta=meta or None)
+        dictionary = self.dictionaries.for_write(req.operation) if self._write_dictionaries else None
+        encoded = self.codec.encode(payload, req.ttl, meta=meta or None, dictionary=dictionary)
         tier = self._state.coherence
         token = tier.begin_write(req.key) if req.use_memory else None
         written = self.guarded("set", False, self._write, req, encoded.data, req.fence)
@@ -296,6 +309,10 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
             req.fence = fence
             entry = self._store(req, payload)
         return self._respond(dict(result), req, entry, "compute") | {"cache_hit": False}
+
+    def _fetch_dictionary(self, key: str) -> bytes | None:
+        """One dictionary key or pointer (fail-open: None when Redis cannot answer)."""
+        return self.guarded("dictionary", None, self.redis.get, key)
 
     def announce_abandoned(self, key: str) -> None:
         self.guarded("publish", None, self.redis.publish, self.ns.events, WAKE_PREFIX + key.encode())
