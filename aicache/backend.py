@@ -38,7 +38,7 @@ from django_redis.cache import RedisCache
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from aicache import conf, dictionaries, invalidation, singleflight, state
+from aicache import conf, dictionaries, invalidation, lean, singleflight, state
 from aicache.aio import AsyncMixin
 from aicache.codec import Codec, CodecError, Encoded, ForgedEntry, UnknownDictionary
 from aicache.guard import MIN_REDIS_VERSION, GuardMixin, _versions, too_old_message
@@ -99,6 +99,7 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         params["OPTIONS"] = options
         super().__init__(server, params)
         self._raw_client: Any = None
+        self._getter: Callable[[str], bytes | None] | None = None
         if not valid:
             # Never raise here: Django instantiates every cache during `manage.py check`, which
             # must be able to report the aicache.E0xx errors. Use of the AI API raises instead.
@@ -222,7 +223,8 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         """GET, decode, and fill the memory tier if nothing touched the key since the GET began."""
         tier = self._state.coherence
         token = tier.token(req.key) if req.use_memory else None
-        data = self.guarded("get", None, self.redis.get, req.key)
+        getter = self._getter or self._lean_getter()
+        data = self.guarded("get", None, getter, req.key)
         if data is None:
             return None
         try:
@@ -309,6 +311,11 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
             req.fence = fence
             entry = self._store(req, payload)
         return self._respond(dict(result), req, entry, "compute") | {"cache_hit": False}
+
+    def _lean_getter(self) -> Callable[[str], bytes | None]:
+        """GET without redis-py's per-command overhead where that is safe (aicache.lean)."""
+        self._getter = lean.lean_get(self.redis)
+        return self._getter
 
     def _fetch_dictionary(self, key: str) -> bytes | None:
         """One dictionary key or pointer (fail-open: None when Redis cannot answer)."""
