@@ -110,6 +110,8 @@ class ZstdCompressor(BaseCompressor):
         self._zstd = zstandard
         self._level = 3 if level is None else level
         self._local = threading.local()
+        self._precompute_lock = threading.Lock()
+        self._precomputed: set[int] = set()
 
     # zstandard (de)compressor objects are not thread-safe: one pair per thread (and, with
     # dictionaries, one pair per thread and dictionary id).
@@ -128,6 +130,13 @@ class ZstdCompressor(BaseCompressor):
         if pair is None or pair[2] is not dictionary:
             if len(pairs) >= 64:  # retrained dictionaries come and go: keep a bounded set
                 pairs.clear()
+            with self._precompute_lock:
+                if id(dictionary) not in self._precomputed:
+                    # The digested dictionary, built once: without it zstd re-digests the whole
+                    # dictionary per call (a 50 KB write took 558 us with a 16 KB dictionary, 313
+                    # without one; 800 B: 4.4 us). Mutates the shared dict: once, under the lock.
+                    dictionary.precompute_compress(level=self._level)
+                    self._precomputed.add(id(dictionary))
             # The frame names its dictionary itself (DICT_ID): zstd's own copy would be 4 bytes more.
             pair = (
                 self._zstd.ZstdCompressor(level=self._level, dict_data=dictionary, write_dict_id=False),

@@ -12,12 +12,35 @@ shape in Russian: two bytes per letter in UTF-8).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import os
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+# Which half of each corpus prose is drawn from: None (all of it), 0 or 1. Dictionaries are
+# trained on responses from one half and measured on the other (corpus_half), so a dictionary
+# never holds the very sentences it is judged on.
+_half: list[int | None] = [None]
+
+
+@contextlib.contextmanager
+def corpus_half(which: int) -> Iterator[None]:
+    previous, _half[0] = _half[0], which
+    try:
+        yield
+    finally:
+        _half[0] = previous
+
+
+def _part(text: str) -> str:
+    half = _half[0]
+    if half is None:
+        return text
+    middle = text.find(". ", len(text) // 2) + 2
+    return text[:middle] if half == 0 else text[middle:]
 
 
 @functools.cache
@@ -38,7 +61,7 @@ def corpus() -> str:
 
 def prose(chars: int, seed: int = 0) -> str:
     """Exactly ``chars`` characters of English prose, starting at a sentence chosen by ``seed``."""
-    text = corpus()
+    text = _part(corpus())
     rng = random.Random(seed)
     out = ""
     while len(out) < chars:
@@ -86,7 +109,7 @@ def russian(chars: int, seed: int = 0) -> str:
     """Exactly ``chars`` characters of Russian: sentences drawn at random by ``seed``. The corpus
     holds about 6,400 distinct characters, so past that sentences repeat (a 50 KB answer compresses
     better than real Russian would; the 0.5-5 KB sizes are the ones to judge)."""
-    sentences = russian_corpus().split(". ")
+    sentences = _part(russian_corpus()).split(". ")
     rng = random.Random(seed)
     parts: list[str] = []
     total = 0
