@@ -110,3 +110,11 @@ def test_training_never_runs_on_the_request_path(make_cache, monkeypatch):
         cache.get_or_compute(text, "qa", compute=lambda i=i: llm_response(800, seed=i))
         cache.cache_response(text, "qa", None, llm_response(800, seed=i + 1))
         assert cache.get_cached_response(text, "qa")["cache_hit"] is True
+
+
+def test_large_payloads_are_compressed_without_the_dictionary():
+    zdict = trained(80)
+    big = orjson.dumps(llm_response(50_000, seed=3))
+    assert Codec().encode(big, 60, dictionary=(80, zdict)).data[1] == 2  # plain zstd
+    small = Codec().encode(PAYLOAD, 60, dictionary=(80, zdict)).data
+    assert small[1] == ZSTD_DICT_FLAG
