@@ -96,12 +96,13 @@ def _targets(url: str, quick: bool | float) -> list[dict[str, Any]]:
                 "LocMemCache.get": (lambda t=text, m=local: m.get(text_key(t)), 3000),
                 "aicache Redis hit": (lambda c=redis_only, t=text: c.get_cached_response(t, OPERATION), 300),
                 "raw GET + orjson.loads": (lambda t=text, r=raw: orjson.loads(r.get(text_key(t))), 300),
+                # writes go to another key: overwriting the read key would evict it from the tier
                 "aicache write": (
-                    lambda c=redis_only, t=text, r=response: c.cache_response(t, OPERATION, None, r),
+                    lambda c=redis_only, t=text + " w", r=response: c.cache_response(t, OPERATION, None, r),
                     200,
                 ),
                 "raw SET of orjson.dumps": (
-                    lambda t=text, r=response, c=raw: c.set(text_key(t), orjson.dumps(r), ex=3600),
+                    lambda t=text + " w", r=response, c=raw: c.set(text_key(t), orjson.dumps(r), ex=3600),
                     200,
                 ),
             }
