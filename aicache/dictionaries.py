@@ -69,6 +69,8 @@ class DictionaryRegistry:
             return None
         raw = fetch(namespace.dictionary_key(self.prefix, dict_id))
         if not raw:
+            if len(self._missing) >= MAX_LOADED:  # frames naming many gone ids: stay bounded
+                self._missing.clear()
             self._missing[dict_id] = time.monotonic() + MISSING_RETRY_SECONDS
             return None
         import zstandard
@@ -284,8 +286,13 @@ def aicache_caches(alias: str | None = None) -> list[tuple[str, Any]]:
 
 def train_configured(alias: str | None = None) -> list[str]:
     """Train every configured aicache cache whose COMPRESSION_DICTIONARIES is on (the beat task)."""
+    import redis
+
     lines = []
     for name, backend in aicache_caches(alias):
         if backend.config.compression_dictionaries and backend.ping():
-            lines.extend(f"{name} {describe(r)}" for r in train_all(backend))
+            try:
+                lines.extend(f"{name} {describe(r)}" for r in train_all(backend))
+            except redis.RedisError as exc:  # this cache's Redis failed midway: the others still train
+                lines.append(f"{name}: failed ({exc})")
     return lines

@@ -120,3 +120,13 @@ def test_a_frame_whose_dictionary_is_gone_is_a_counted_miss(cache, redis_server)
     assert fresh.monitor.get_performance_stats()["cache_misses"] == 1
     seen = other_process(redis_server, [text(4000)])
     assert seen["answers"] == [None] and seen["errors"]["unknown_dictionary"] == 1
+
+
+def test_the_beat_task_trains_every_configured_cache(cache, settings):
+    from aicache.monitoring.tasks import train_dictionaries
+
+    settings.CACHES = {"dict": settings.CACHES["dict"], "default": settings.CACHES["default"]}
+    fill(cache, 0, 60)
+    lines = train_dictionaries()
+    assert len(lines) == 1 and lines[0].startswith("dict summarize: trained")
+    assert cache.dictionaries.for_write("summarize") is not None
