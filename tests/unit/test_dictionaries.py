@@ -118,3 +118,23 @@ def test_large_payloads_are_compressed_without_the_dictionary():
     assert Codec().encode(big, 60, dictionary=(80, zdict)).data[1] == 2  # plain zstd
     small = Codec().encode(PAYLOAD, 60, dictionary=(80, zdict)).data
     assert small[1] == ZSTD_DICT_FLAG
+
+
+def test_signed_dictionary_frames_verify_before_any_dictionary_is_looked_up():
+    from aicache.codec import ForgedEntry
+
+    zdict = trained(90)
+    looked_up = []
+
+    class Spy(dict):
+        def get(self, dict_id):
+            looked_up.append(dict_id)
+            return super().get(dict_id)
+
+    signed = Codec(signing_keys=(b"k" * 32,), dictionaries=Spy({90: zdict}))
+    data = signed.encode(PAYLOAD, 60, dictionary=(90, zdict)).data
+    assert bytes(signed.decode(data).payload) == PAYLOAD and looked_up == [90]
+    tampered = data[:20] + bytes([data[20] ^ 1]) + data[21:]
+    with pytest.raises(ForgedEntry):
+        signed.decode(tampered)
+    assert looked_up == [90]  # a forged frame never reaches the dictionary lookup
