@@ -62,7 +62,7 @@ bench: deps redis
 		--benchmark-columns=min,median,mean,rounds $(PYTEST_ARGS)
 	mkdir -p .run
 	DEBUG=1 $(BENCH_PIN) $(BIN)/python manage.py aicache_benchmark --json .run/benchmark.json $(BENCH_ARGS) \
-		--only reads writes keys compression monitoring seed invalidation | tee .run/benchmark.md
+		--only reads writes keys compression monitoring seed invalidation shapes dictionaries | tee .run/benchmark.md
 	@echo "Concurrency runs unpinned: threads and processes need both vCPUs."
 	DEBUG=1 $(BIN)/python manage.py aicache_benchmark --json .run/benchmark-concurrency.json $(BENCH_ARGS) \
 		--only concurrency | tee .run/benchmark-concurrency.md

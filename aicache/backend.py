@@ -38,10 +38,10 @@ from django_redis.cache import RedisCache
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from aicache import conf, invalidation, singleflight, state
+from aicache import conf, dictionaries, invalidation, lean, singleflight, state
 from aicache.aio import AsyncMixin
 from aicache.cluster import ClusterClient
-from aicache.codec import Codec, CodecError, Encoded, ForgedEntry
+from aicache.codec import Codec, CodecError, Encoded, ForgedEntry, UnknownDictionary
 from aicache.guard import MIN_REDIS_VERSION, GuardMixin, _versions, too_old_message
 from aicache.instrument import NullMonitor, build_monitor, timed_lookup, timed_store
 from aicache.invalidation_api import InvalidationMixin
@@ -101,6 +101,7 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         super().__init__(server, params)
         self._raw_client: Any = None
         self._replica_client: Any = None
+        self._getter: Callable[[str], bytes | None] | None = None
         if not valid:
             # Never raise here: Django instantiates every cache during `manage.py check`, which
             # must be able to report the aicache.E0xx errors. Use of the AI API raises instead.
@@ -110,13 +111,22 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         clustered = issubclass(self._client_cls, ClusterClient)  # names share slots by hash tags
         self.ns = Namespace(cfg.key_prefix, clustered)
         self.key_generator = CacheKeyGenerator(cfg.key_prefix, cfg.hash_algorithm, clustered)
-        self.codec = Codec(
-            cfg.compression_algorithm, cfg.compression_level, cfg.compression_threshold, cfg.signing_keys
-        )
         # Caches on the same Redis and prefix share one process state only if configured alike:
         # another alias's memory size, breaker or history setting must never be used silently.
         fingerprint = hashlib.sha256(repr(cfg).encode()).hexdigest()[:16]
         self._identity = (str(server), cfg.key_prefix, fingerprint)
+        self.dictionaries = dictionaries.DictionaryClient(
+            self._identity, cfg.key_prefix, cfg.dictionary_refresh_seconds, self._fetch_dictionary
+        )
+        # Writers use a trained dictionary only with zstd (readers decode dictionary frames always).
+        self._write_dictionaries = cfg.compression_dictionaries and cfg.compression_algorithm == "zstd"
+        self.codec = Codec(
+            cfg.compression_algorithm,
+            cfg.compression_level,
+            cfg.compression_threshold,
+            cfg.signing_keys,
+            self.dictionaries,
+        )
         memory_on = cfg.memory_cache_size > 0 and cfg.memory_cache_max_bytes > 0
         self.requests = RequestBuilder(
             cfg, self.key_generator, cfg.memory_tiers if memory_on else frozenset()
@@ -227,7 +237,8 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
             data = self.guarded("get", None, self.replica_redis.get, req.key)
         else:
             token = tier.token(req.key) if req.use_memory else None
-            data = self.guarded("get", None, self.redis.get, req.key)
+            getter = self._getter or self._lean_getter()
+            data = self.guarded("get", None, getter, req.key)
         if data is None:
             return None
         try:
@@ -237,6 +248,9 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
                 raise CodecError(f"entry holds a {type(value).__name__}, not a response dict")
         except ForgedEntry as exc:
             self._fault("forged_entry", "decode", exc)
+            return None
+        except UnknownDictionary as exc:
+            self._fault("unknown_dictionary", "decode", exc)
             return None
         except CodecError as exc:
             self._fault("corrupt_entry", "decode", exc)
@@ -268,7 +282,8 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         meta = cost.to_meta() if cost is not None else {}
         if req.tags:
             meta["t"] = list(req.tags)
-        encoded = self.codec.encode(payload, req.ttl, meta=meta or None)
+        dictionary = self.dictionaries.for_write(req.operation) if self._write_dictionaries else None
+        encoded = self.codec.encode(payload, req.ttl, meta=meta or None, dictionary=dictionary)
         tier = self._state.coherence
         token = tier.begin_write(req.key) if req.use_memory else None
         written = self.guarded("set", False, self._write, req, encoded.data, req.fence)
@@ -310,6 +325,15 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
             req.fence = fence
             entry = self._store(req, payload)
         return self._respond(dict(result), req, entry, "compute") | {"cache_hit": False}
+
+    def _lean_getter(self) -> Callable[[str], bytes | None]:
+        """GET without redis-py's per-command overhead where that is safe (aicache.lean)."""
+        self._getter = lean.lean_get(self.redis)
+        return self._getter
+
+    def _fetch_dictionary(self, key: str) -> bytes | None:
+        """One dictionary key or pointer (fail-open: None when Redis cannot answer)."""
+        return self.guarded("dictionary", None, self.redis.get, key)
 
     def announce_abandoned(self, key: str) -> None:
         self.guarded("publish", None, self.redis.publish, self.ns.events, WAKE_PREFIX + key.encode())

@@ -41,9 +41,18 @@ DEFAULTS: dict[str, Any] = {
     # "tracking": Redis client tracking keeps every process's tier coherent; "local": no
     # cross-process coherence (one process only, or tests on fakeredis)
     "MEMORY_COHERENCE": "tracking",
-    "COMPRESSION_THRESHOLD": 1000,
-    "COMPRESSION_LEVEL": 6,
-    "COMPRESSION_ALGORITHM": "zlib",
+    # zstd by default; None: the algorithm's own default level (zlib 6, zstd 3). A 256 B response
+    # already shrinks by half with a trained dictionary (docs/performance.md, "Dictionaries").
+    "COMPRESSION_THRESHOLD": 256,
+    "COMPRESSION_LEVEL": None,
+    "COMPRESSION_ALGORITHM": "zstd",
+    # trained zstd dictionaries per operation (aicache.dictionaries): writers use the published
+    # one; the train_dictionaries task or command trains an operation once it has MIN_SAMPLES
+    # entries; every process re-reads an operation's current dictionary every REFRESH seconds
+    "COMPRESSION_DICTIONARIES": True,
+    "DICTIONARY_MIN_SAMPLES": 200,
+    "DICTIONARY_SIZE": 16384,
+    "DICTIONARY_REFRESH_SECONDS": 60.0,
     "HASH_ALGORITHM": "sha256",
     "DEFAULT_TTL": 3600,
     "OPERATION_TTLS": {
@@ -263,12 +272,12 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
             bad(E_COMPRESSION, "COMPRESSION_ALGORITHM", str(exc), hint)
         level = raw["COMPRESSION_LEVEL"]
         low, high = COMPRESSION_LEVELS.get(algorithm, (-(2**31), 2**31))
-        if not _is_int(level) or not low <= level <= high:
+        if level is not None and (not _is_int(level) or not low <= level <= high):
             bad(
                 E_COMPRESSION,
                 "COMPRESSION_LEVEL",
                 f"must be an integer in [{low}, {high}] for {algorithm}, got {level!r}.",
-                "zlib takes 0-9, zstd 1-22.",
+                "zlib takes 0-9, zstd 1-22; None picks the algorithm's default (zlib 6, zstd 3).",
             )
     if not _is_int(raw["COMPRESSION_THRESHOLD"]) or raw["COMPRESSION_THRESHOLD"] < 0:
         bad(
@@ -277,6 +286,7 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
             f"must be a non-negative integer (bytes), got {raw['COMPRESSION_THRESHOLD']!r}.",
             "Entries at least this many bytes long are compressed.",
         )
+    problems.extend(validate_dictionaries(raw))
 
     if raw["HASH_ALGORITHM"] not in HASH_ALGORITHMS:
         bad(
@@ -357,6 +367,40 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
     problems.extend(validate_signing(raw))
     problems.extend(validate_savings(raw))
     problems.extend(validate_monitoring(raw))
+    return problems
+
+
+def validate_dictionaries(raw: Mapping[str, Any]) -> list[Problem]:
+    problems = []
+    checks = (
+        ("COMPRESSION_DICTIONARIES", isinstance(raw["COMPRESSION_DICTIONARIES"], bool), "True or False"),
+        (
+            "DICTIONARY_MIN_SAMPLES",
+            _is_int(raw["DICTIONARY_MIN_SAMPLES"]) and raw["DICTIONARY_MIN_SAMPLES"] >= 10,
+            "an integer of at least 10",
+        ),
+        (
+            "DICTIONARY_SIZE",
+            _is_int(raw["DICTIONARY_SIZE"]) and 1024 <= raw["DICTIONARY_SIZE"] <= 1 << 20,
+            "an integer from 1024 to 1048576 (bytes)",
+        ),
+        (
+            "DICTIONARY_REFRESH_SECONDS",
+            _is_number(raw["DICTIONARY_REFRESH_SECONDS"])
+            and 0 < raw["DICTIONARY_REFRESH_SECONDS"] <= MAX_SECONDS,
+            f"a number of seconds in (0, {MAX_SECONDS}]",
+        ),
+    )
+    for name, ok, expected in checks:
+        if not ok:
+            problems.append(
+                Problem(
+                    E_COMPRESSION,
+                    name,
+                    f"AICACHE {name}: must be {expected}, got {raw[name]!r}.",
+                    "See README, Configuration (trained dictionaries).",
+                )
+            )
     return problems
 
 
@@ -576,6 +620,10 @@ class CacheConfig:
     metrics_export_seconds: float
     history_enabled: bool = True
     read_from_replicas: bool = False
+    compression_dictionaries: bool = True
+    dictionary_min_samples: int = 200
+    dictionary_size: int = 16384
+    dictionary_refresh_seconds: float = 60.0
 
 
 def merged(options: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -633,6 +681,10 @@ def parse(raw: Mapping[str, Any]) -> CacheConfig:
         memory_sample_seconds=float(raw["MEMORY_SAMPLE_SECONDS"]),
         metrics_export_seconds=float(raw["METRICS_EXPORT_SECONDS"]),
         history_enabled=raw["HISTORY_ENABLED"],
+        compression_dictionaries=raw["COMPRESSION_DICTIONARIES"],
+        dictionary_min_samples=raw["DICTIONARY_MIN_SAMPLES"],
+        dictionary_size=raw["DICTIONARY_SIZE"],
+        dictionary_refresh_seconds=float(raw["DICTIONARY_REFRESH_SECONDS"]),
     )
 
 

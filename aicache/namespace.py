@@ -145,3 +145,23 @@ class Namespace:
 
     def tag_drains(self, tag: str, bucket: str = "") -> str:
         return f"{self.prefix}!drains!tag:{tag}{_tag(bucket)}"
+
+
+
+# ---------------------------------------------------------------------- trained dictionaries
+# Kept apart from Namespace (a small, separate addition): aicache.dictionaries only. Outside the
+# tracked ``{prefix}:`` space, so invalidation never scans or removes them and no listener hears
+# them; every command on them names one key.
+#     {prefix}!zdict:{id}              a trained zstd dictionary (raw bytes), never rewritten
+#     {prefix}!zdict!op:{operation}    the id of the dictionary the operation's writers use now
+#     {prefix}!zdict!seq               INCR source of dictionary ids
+def dictionary_key(prefix: str, dict_id: int) -> str:
+    return f"{prefix}!zdict:{dict_id}"
+
+
+def dictionary_pointer(prefix: str, operation: str) -> str:
+    return f"{prefix}!zdict!op:{operation}"
+
+
+def dictionary_sequence(prefix: str) -> str:
+    return f"{prefix}!zdict!seq"
