@@ -147,7 +147,6 @@ class Namespace:
         return f"{self.prefix}!drains!tag:{tag}{_tag(bucket)}"
 
 
-
 # ---------------------------------------------------------------------- trained dictionaries
 # Kept apart from Namespace (a small, separate addition): aicache.dictionaries only. Outside the
 # tracked ``{prefix}:`` space, so invalidation never scans or removes them and no listener hears
