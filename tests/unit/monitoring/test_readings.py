@@ -209,6 +209,8 @@ def test_memory_statistics_edges():
     assert empty["thresholds"] == {"warning_threshold_reached": False, "critical_threshold_reached": False}
     at = memory_usage_stats([_sample(1, 2 * MIB)], warning_bytes=MIB, critical_bytes=2 * MIB)
     assert at["thresholds"]["warning_threshold_reached"] and at["thresholds"]["critical_threshold_reached"]
+    exactly = memory_usage_stats([_sample(1, MIB)], warning_bytes=MIB)
+    assert exactly["thresholds"]["warning_threshold_reached"]  # at the threshold counts
     below = memory_usage_stats([_sample(1, MIB - 1)], warning_bytes=MIB)
     assert not below["thresholds"]["warning_threshold_reached"]
 

@@ -233,3 +233,35 @@ def test_memory_samples_ship_when_moved_or_on_the_heartbeat(monitor, clock):
         (20 + MEMORY_HEARTBEAT_SECONDS, 200),
     ]
     assert monitor.get_memory_usage_stats()["total_samples"] == 5
+
+
+def test_records_beyond_the_pending_bound_are_dropped_and_counted(monitor, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(recorder, "MAX_PENDING", 10)
+    holding, release = threading.Event(), threading.Event()
+
+    def reader():  # another thread is folding: the recording thread cannot fold itself
+        with monitor._state_lock:
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    assert holding.wait(10)
+    try:
+        for _ in range(15):
+            monitor.record_lookup("qa", "small", "redis", 0.5, None, 7)
+    finally:
+        release.set()
+        thread.join(10)
+    drained = monitor.drain()
+    assert drained.counters == {"dropped_pending": 5}
+    assert drained.rollups[(T0, "get", "qa", "small", "hit_redis")].count == 10
+
+
+def test_equal_compression_ratios_share_a_bucket(monitor):
+    monitor.record_compression_ratio(1000, 500, 0.5, "qa")
+    monitor.record_compression_ratio(2000, 1000, 0.5, "qa")
+    rolled = monitor.drain().rollups[(T0, "compress", "qa", "", "ok")]
+    assert rolled.ratio_sketch == {bucket_of(0.5): 2}
