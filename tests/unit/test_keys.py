@@ -189,3 +189,13 @@ def test_a_dataclass_option_is_refused():
     with pytest.raises(TypeError) as info:
         canonical_options([("a", 1)])
     assert str(info.value) == "options must be a mapping or None, got list"
+
+
+def test_a_cluster_key_carries_its_bucket_as_a_hash_tag():
+    """On Redis Cluster the first hex digit of the digest is the hash tag (16 buckets): the whole
+    digest is still there, one character of it inside the braces."""
+    flat, clustered = CacheKeyGenerator("p"), CacheKeyGenerator("p", clustered=True)
+    assert (flat.clustered, clustered.clustered) == (False, True)
+    for text in ("a", "b", "c", "hello"):
+        digest = flat.generate(text, "qa").rsplit(":", 1)[1]
+        assert clustered.generate(text, "qa") == f"p:qa:{{{digest[0]}}}{digest[1:]}"
