@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run stop manage superuser test test-install bench deps redis chromium lint format clean
+.PHONY: run stop manage superuser test test-install bench deps redis chromium lint format clean \
+	prod-like prod-like-stop soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,19 @@ run: deps redis
 # (its secret key, Redis and database), e.g. `make manage ARGS="createsuperuser"`.
 stop:
 	@scripts/stop.sh
+
+# Production-shaped: gunicorn x3, Celery worker + beat, Redis, a throwaway PostgreSQL, DEBUG off,
+# WhiteNoise, JSON logs on stdout (docs/reliability.md). Ctrl-C or `make prod-like-stop` stops it.
+prod-like: deps redis
+	@scripts/prod-like.sh
+
+prod-like-stop:
+	@scripts/prod-like-stop.sh
+
+# Load and faults against prod-like (tests/load): locust for DURATION, then the long fault runs.
+DURATION ?= 5m
+soak: deps redis
+	AICACHE_SOAK_DURATION=$(DURATION) $(BIN)/pytest -m soak tests/load $(PYTEST_ARGS)
 
 ARGS ?=
 manage: deps
