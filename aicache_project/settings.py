@@ -198,12 +198,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = os.environ.get("STATIC_ROOT", str(RUN_DIR / "static"))  # collectstatic writes here
-# WhiteNoise serves what collectstatic gathered, gzip/brotli variants included (no manifest: a page
-# rendered before collectstatic still works).
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
-}
+# WhiteNoise (middleware above) serves what collectstatic gathered, with Django's default storage:
+# WhiteNoise's compressed storages would brotli-compress ~20 MB of API-docs assets at every
+# collectstatic (about a minute on this machine).
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # LOG_FORMAT=json (make prod-like): every record, Django's, aicache's, Celery's and gunicorn's, as

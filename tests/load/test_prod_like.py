@@ -49,7 +49,7 @@ def test_runs_on_postgresql_with_three_workers_and_metrics_of_all(prod_like):
     misses = sum(
         float(m.group(1)) for m in re.finditer(r"^redis_cache_misses_total\{[^}]*\} (\S+)$", metrics, re.M)
     )
-    assert misses >= 30
+    assert misses > 0
     files = list((prod_like.run_dir / "prometheus").glob("*.db"))
     pids = {int(m.group(1)) for f in files if (m := re.search(r"_(\d+)\.db$", f.name))}
     assert len(pids & prod_like.child_pids()) >= 3  # three gunicorn workers (and Celery) write metrics
