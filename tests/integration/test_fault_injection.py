@@ -16,8 +16,11 @@ import os
 import pickle
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -297,3 +300,94 @@ def test_planted_payloads_under_live_keys_are_counted_misses(real_cache, redis_s
         assert result["summary"] == "recomputed", name
     assert real_cache.error_counts()["corrupt_entry"] - before >= len(payloads)
     assert not marker.exists()  # nothing was unpickled, in this process or the other
+
+
+def database_url() -> str:
+    """The test database, for a worker process to write to the same one."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    return f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+def start_celery(broker, tmp_path: Path, stall: Path | None = None) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "AICACHE_TEST_DATABASE_URL": database_url(),
+        "AICACHE_TEST_BROKER_URL": f"{broker.url}/0",
+    }
+    if stall is not None:
+        env["AICACHE_TEST_STALL"] = str(stall)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.stalling_worker"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "celery.log", "a"),
+        start_new_session=True,  # its own process group: SIGKILL takes the whole worker
+    )
+
+
+@pytest.fixture
+def publisher(broker):
+    """This process publishes ingestion batches to the test broker (no worker of its own)."""
+    from aicache_project.celery import app
+
+    if broker.process is None:
+        broker.start()
+    broker.client().flushdb()
+    app._pool = None
+    app.amqp._producer_pool = None
+    app.conf.update(broker_url=f"{broker.url}/0", task_always_eager=False, result_backend=None)
+    yield app
+    app._pool = None
+    app.amqp._producer_pool = None
+    app.conf.update(task_always_eager=True, broker_url="memory://")
+
+
+@pytest.mark.history
+@pytest.mark.django_db(transaction=True)
+def test_worker_sigkilled_mid_ingestion_then_restarted_totals_exact(publisher, broker, tmp_path):
+    from aicache.monitoring.models import IngestionBatch, Rollup
+    from aicache.monitoring.tasks import ingest_batch
+
+    now = time.time()
+    batches = [
+        {
+            "batch_id": uuid.uuid4().hex,
+            "process": "faults:1",
+            "rollups": [
+                [now, "get", "qa", "small", "miss", 7, 0.07, 0.005, 0.02, {"-500": 7}, 70, 10, 0, 0, {}]
+            ],
+        }
+        for _ in range(5)
+    ]
+    stall = tmp_path / "stalled"
+    first = start_celery(broker, tmp_path, stall=stall)
+    second = None
+    try:
+        for batch in batches:
+            ingest_batch.apply_async(args=[batch])  # acknowledged by the broker: must not be lost
+        wait_for(stall.exists, timeout=60, what="the worker to stall inside an ingestion")
+        os.killpg(first.pid, signal.SIGKILL)  # mid-transaction, message not yet acknowledged
+        first.wait(10)
+        # nothing half-written: the batch row written before the stall died with its transaction
+        assert IngestionBatch.objects.count() == 0
+        second = start_celery(broker, tmp_path)
+        ids = [b["batch_id"] for b in batches]
+        wait_for(
+            lambda: IngestionBatch.objects.filter(batch_id__in=ids).count() == len(ids),
+            timeout=60,
+            what="every batch, the interrupted one redelivered",
+        )
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(20)
+    assert IngestionBatch.objects.count() == len(batches)  # each once
+    rows = Rollup.objects.filter(resolution=60, kind="get", operation="qa")
+    assert sum(rows.values_list("count", flat=True)) == 7 * len(batches)  # none lost, none doubled
