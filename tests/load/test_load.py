@@ -23,24 +23,31 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCUST = Path(sys.executable).parent / "locust"
 
 
-def stats(prod_like) -> dict:
+def stats(prod_like) -> dict | None:
     status, _, body = prod_like.request("GET", "/api/aicache/stats/?last=1h", role="staff")
+    if status == 503:  # the database is down or just back: ask again
+        return None
     assert status == 200, body[:300]
     return json.loads(body)
 
 
-def settled(prod_like) -> tuple[int, int]:
-    """The history's (hits, misses) once every process has shipped what it held."""
+def settled(prod_like, at_least: int = 0) -> tuple[int, int]:
+    """The history's (hits, misses) once it holds at least ``at_least`` reads and two readings a
+    flush interval apart agree: every process has shipped what it held, and the worker ingested it
+    (retries included)."""
     last: list = [None]
 
-    def same_twice() -> bool:
+    def steady() -> bool:
         s = stats(prod_like)
+        if s is None:
+            return False
         now = (s["cache_hits"], s["cache_misses"])
-        steady, last[0] = now == last[0], now
-        return steady
+        done, last[0] = now == last[0] and sum(now) >= at_least, now
+        if not done:
+            time.sleep(2.5)
+        return done
 
-    # two readings a flush interval apart that agree: nothing was still on its way
-    wait_for(lambda: same_twice() or time.sleep(2.5), timeout=60, what="the history to settle")
+    wait_for(steady, timeout=180, what="the history to settle")
     return last[0]
 
 
@@ -85,7 +92,7 @@ def run_locust(prod_like, seconds: str, users: int = 8) -> dict:
 def check_run(prod_like, seconds: str, users: int = 8) -> dict:
     before = settled(prod_like)
     figures = run_locust(prod_like, seconds, users)
-    after = settled(prod_like)
+    after = settled(prod_like, sum(before) + figures.get("processed", 0))
     assert figures["failures"] == 0 and figures["exit_code"] == 0, figures["summary"]
     assert figures["processed"] > 0 and figures["stats_reads"] > 0
     hits, misses = after[0] - before[0], after[1] - before[1]
