@@ -66,6 +66,29 @@ def test_logs_are_json_lines(prod_like):
     assert all({"time", "level", "message", "pid"} <= set(r) for r in records)
 
 
+PERMITTED = """
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from rest_framework.authtoken.models import Token
+user = get_user_model().objects.create_user("throttled", is_staff=True)
+user.user_permissions.add(Permission.objects.get(codename="invalidate_cache"))
+print(Token.objects.create(user=user).key)
+"""
+
+
+def test_throttle_holds_across_the_three_workers(prod_like):
+    """10/minute for invalidate/ per user, counted in Redis (DEFAULT_CACHE_URL): three gunicorn
+    workers with a per-process cache would let 30 through."""
+    prod_like.tokens["permitted"] = prod_like.manage("shell", "-c", PERMITTED).strip().splitlines()[-1]
+    statuses = [
+        prod_like.request(
+            "POST", "/api/aicache/invalidate/", {"operation": "qa", "dry_run": True}, "permitted"
+        )[0]
+        for _ in range(30)
+    ]
+    assert statuses == [200] * 10 + [429] * 20
+
+
 def test_stop_leaves_nothing_running(prod_like):
     children = prod_like.child_pids()
     pgdir = Path((prod_like.run_dir / "pgdir").read_text().strip())
