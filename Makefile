@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: run stop manage superuser test test-install bench deps redis chromium lint format clean \
-	prod-like prod-like-stop soak
+	prod-like prod-like-stop soak postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,11 @@ stop:
 
 # Production-shaped: gunicorn x3, Celery worker + beat, Redis, a throwaway PostgreSQL, DEBUG off,
 # WhiteNoise, JSON logs on stdout (docs/reliability.md). Ctrl-C or `make prod-like-stop` stops it.
-prod-like: deps redis
+# Debian's postgresql when root and missing (scripts/with-postgres.sh installs it, starts and stops a cluster).
+postgres:
+	@[ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || scripts/with-postgres.sh true
+
+prod-like: deps redis postgres
 	@scripts/prod-like.sh
 
 prod-like-stop:
@@ -40,7 +44,7 @@ prod-like-stop:
 
 # Load and faults against prod-like (tests/load): locust for DURATION, then the long fault runs.
 DURATION ?= 5m
-soak: deps redis
+soak: deps redis postgres
 	AICACHE_SOAK_DURATION=$(DURATION) $(BIN)/pytest -m soak tests/load $(PYTEST_ARGS)
 
 ARGS ?=
@@ -52,7 +56,7 @@ superuser: deps
 
 # The whole suite on SQLite, then the monitoring-history tests again on a throwaway PostgreSQL, then
 # the install tests (test-install).
-test: deps redis chromium
+test: deps redis chromium postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest --cov=aicache --cov-branch --cov-report=term:skip-covered --cov-fail-under=90 $(PYTEST_ARGS)

@@ -114,9 +114,15 @@ def test_redis_killed_under_load_keeps_answering_then_recovers(real_cache, redis
         errors = real_cache.error_counts()
         assert errors["unreachable"] > errors_before["unreachable"]
         assert errors["circuit_open"] > errors_before["circuit_open"]
+        down_answers = load.answers
+        restarted = time.monotonic()
         redis_server.start()
         wait_for(lambda: real_cache.coherence.status == "live", timeout=15, what="the listener to reconnect")
         wait_for(lambda: client.get("/health/").json()["status"] == "ok", timeout=15, what="health ok")
+        print(
+            f"redis kill: {down_answers} answers so far; recovered "
+            f"{time.monotonic() - restarted:.2f} s after the restart"
+        )
         computes_at_recovery = sum(load.computes.values())
         load.reach(300)
     assert not load.errors and not load.wrong, (load.errors[:3], load.wrong[:3])
@@ -182,6 +188,7 @@ def test_slow_redis_bounded_breaker_opens_and_closes_one_compute_per_key(slow_ca
         assert result["summary"] == f"answer for {i}"
         # a caller waits at most: lookup timeout + the compute + a store timeout, never 2 s replies
         assert elapsed < 1.8, elapsed
+    print(f"slow redis: slowest caller {max(e for _, e, _ in results):.3f} s")
     assert breaker.state == "open"
     started = time.monotonic()
     assert cache.get_cached_response(text(5), "qa", question="why?") is None  # refused at once
@@ -239,6 +246,7 @@ def test_maxmemory_volatile_lru_no_stale_no_crash(real_cache, evicting):
             assert value.split(":", 1)[0] == str(i)  # never another key's answer
             if i % 97 == 0:
                 assert value == f"{i}:v2"
+    print(f"volatile-lru: {evicting.info('stats')['evicted_keys']} evicted, {hits}/{reads} reads hit")
     assert 0 < hits < reads
     errors = real_cache.error_counts()
     assert errors["corrupt_entry"] == 0 and errors["unreachable"] == 0  # eviction is not an error
@@ -254,6 +262,7 @@ def test_maxmemory_volatile_lru_no_stale_no_crash(real_cache, evicting):
 def test_invalidation_after_the_index_was_evicted_leaves_nothing_readable(real_cache, evicting):
     real_cache.invalidate_by_operation("summarize")
     leftovers = [i for i in range(EVICTION_ENTRIES) if real_cache.get_cached_response(text(i), "summarize")]
+    print(f"index evicted: {len(leftovers)} entries still readable after invalidate_by_operation")
     assert leftovers == []
 
 
