@@ -80,7 +80,7 @@ def run_locust(prod_like, seconds: str, users: int = 8) -> dict:
         env=env,
         capture_output=True,
         text=True,
-        timeout=3600,
+        timeout=soak_seconds() + 3600,
     )
     assert report.exists(), out.stderr[-3000:]
     figures = json.loads(report.read_text())
@@ -111,7 +111,15 @@ def test_short_load_no_error_history_exact(prod_like):
     check_run(prod_like, os.environ.get("LOAD_SECONDS", "15s"), users=6)
 
 
+def soak_seconds() -> int:
+    """AICACHE_SOAK_DURATION as locust reads it (``90``, ``90s``, ``10m``, ``1h``), in seconds."""
+    value = os.environ.get("AICACHE_SOAK_DURATION", "5m")
+    number, unit = (value[:-1], value[-1]) if value[-1] in "smh" else (value, "s")
+    return int(float(number) * {"s": 1, "m": 60, "h": 3600}[unit])
+
+
 @pytest.mark.soak
+@pytest.mark.timeout(soak_seconds() + 600)
 def test_soak(prod_like):
     figures = check_run(prod_like, os.environ.get("AICACHE_SOAK_DURATION", "5m"), users=16)
     assert figures["hit_rate"] > 0.5  # a Zipf pattern over 15,000 requests repeats most of them
