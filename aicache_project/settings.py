@@ -125,8 +125,10 @@ CACHES = {
 # in, on Redis, so that a rate holds across all web processes and not once per gunicorn worker.
 if os.environ.get("DEFAULT_CACHE_URL"):
     CACHES["default"] = {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "django_redis.cache.RedisCache",  # pooled (Django's own builds a client per call)
         "LOCATION": os.environ["DEFAULT_CACHE_URL"],
+        # JSON, not pickle: nothing read from Redis is unpickled (throttles store lists of floats)
+        "OPTIONS": {"SERIALIZER": "django_redis.serializers.json.JSONSerializer"},
     }
 
 # The monitoring API (aicache.monitoring.api): OpenAPI by drf-spectacular, UI assets from the

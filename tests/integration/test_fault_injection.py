@@ -28,6 +28,7 @@ import pytest
 import zstandard
 from django.core.cache import caches
 from django.test import Client
+from rest_framework.test import APIClient
 
 from aicache.codec import HEADER, MAGIC
 from tests.helpers import tcp_proxy, wait_for
@@ -93,8 +94,15 @@ class Load:
 
 
 @pytest.mark.django_db
-def test_redis_killed_under_load_keeps_answering_then_recovers(real_cache, redis_server, workers):
+def test_redis_killed_under_load_keeps_answering_then_recovers(
+    real_cache, redis_server, workers, django_user_model
+):
     client = Client()
+    staff = APIClient()
+    staff.force_authenticate(
+        django_user_model.objects.create_superuser("ops", "ops@example.com", "pw-123456")
+    )
+    assert staff.get("/api/aicache/health/").status_code == 200
     (other,) = workers(1)
     stale = text(10_001)
     real_cache.cache_response(stale, "summarize", None, {"summary": "before the crash"})
@@ -111,6 +119,10 @@ def test_redis_killed_under_load_keeps_answering_then_recovers(real_cache, redis
         load.reach(200)  # callers answered while Redis is gone (computed, since nothing can be read)
         health = client.get("/health/").json()
         assert health["caches"] == {"ai": "unreachable"} and health["status"] == "degraded"
+        api_health = staff.get("/api/aicache/health/")
+        assert api_health.status_code == 503 and any(
+            "redis" in r.lower() for r in api_health.json()["reasons"]
+        )
         errors = real_cache.error_counts()
         assert errors["unreachable"] > errors_before["unreachable"]
         assert errors["circuit_open"] > errors_before["circuit_open"]
@@ -119,6 +131,7 @@ def test_redis_killed_under_load_keeps_answering_then_recovers(real_cache, redis
         redis_server.start()
         wait_for(lambda: real_cache.coherence.status == "live", timeout=15, what="the listener to reconnect")
         wait_for(lambda: client.get("/health/").json()["status"] == "ok", timeout=15, what="health ok")
+        wait_for(lambda: staff.get("/api/aicache/health/").status_code == 200, timeout=15, what="API health")
         print(
             f"redis kill: {down_answers} answers so far; recovered "
             f"{time.monotonic() - restarted:.2f} s after the restart"
