@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run stop manage superuser test test-install bench deps redis chromium lint format clean \
+.PHONY: run stop manage superuser test test-install bench mutation deps redis chromium lint format clean \
 	prod-like prod-like-stop soak postgres
 
 $(BIN)/python:
@@ -30,19 +30,19 @@ run: deps redis
 stop:
 	@scripts/stop.sh
 
-# Production-shaped: gunicorn x3, Celery worker + beat, Redis, a throwaway PostgreSQL, DEBUG off,
-# WhiteNoise, JSON logs on stdout (docs/reliability.md). Ctrl-C or `make prod-like-stop` stops it.
 # Debian's postgresql when root and missing (scripts/with-postgres.sh installs it, starts and stops a cluster).
 postgres:
 	@[ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || scripts/with-postgres.sh true
 
+# Production-shaped: gunicorn x3, Celery worker + beat, Redis, a throwaway PostgreSQL, DEBUG off,
+# WhiteNoise, JSON logs on stdout (docs/reliability.md). Ctrl-C or `make prod-like-stop` stops it.
 prod-like: deps redis postgres
 	@scripts/prod-like.sh
 
 prod-like-stop:
 	@scripts/prod-like-stop.sh
 
-# Load and faults against prod-like (tests/load): locust for DURATION, then the long fault runs.
+# The long load run against prod-like (tests/load, -m soak): locust for DURATION.
 DURATION ?= 5m
 soak: deps redis postgres
 	AICACHE_SOAK_DURATION=$(DURATION) $(BIN)/pytest -m soak tests/load $(PYTEST_ARGS)
@@ -80,10 +80,16 @@ bench: deps redis
 		--benchmark-columns=min,median,mean,rounds $(PYTEST_ARGS)
 	mkdir -p .run
 	DEBUG=1 $(BENCH_PIN) $(BIN)/python manage.py aicache_benchmark --json .run/benchmark.json $(BENCH_ARGS) \
-		--only reads writes keys compression monitoring seed invalidation | tee .run/benchmark.md
+		--only reads writes keys compression monitoring seed invalidation shapes dictionaries | tee .run/benchmark.md
 	@echo "Concurrency runs unpinned: threads and processes need both vCPUs."
 	DEBUG=1 $(BIN)/python manage.py aicache_benchmark --json .run/benchmark-concurrency.json $(BENCH_ARGS) \
 		--only concurrency | tee .run/benchmark-concurrency.md
+
+# Mutation testing of the core and the monitor (mutmut, module by module, about 30 minutes; not part of
+# `make test`). `make mutation MODULES="keys codec"` for some; the summary lands in .run/mutation/summary.md.
+MODULES ?=
+mutation: deps redis
+	$(BIN)/python scripts/mutation.py --fail-under 85 $(MODULES)
 
 lint: deps
 	$(BIN)/ruff check .

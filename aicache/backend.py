@@ -38,9 +38,10 @@ from django_redis.cache import RedisCache
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from aicache import conf, invalidation, singleflight, state
+from aicache import conf, dictionaries, invalidation, lean, singleflight, state
 from aicache.aio import AsyncMixin
-from aicache.codec import Codec, CodecError, Encoded, ForgedEntry
+from aicache.cluster import ClusterClient
+from aicache.codec import Codec, CodecError, Encoded, ForgedEntry, UnknownDictionary
 from aicache.guard import MIN_REDIS_VERSION, GuardMixin, _versions, too_old_message
 from aicache.instrument import NullMonitor, build_monitor, timed_lookup, timed_store
 from aicache.invalidation_api import InvalidationMixin
@@ -99,21 +100,33 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         params["OPTIONS"] = options
         super().__init__(server, params)
         self._raw_client: Any = None
+        self._replica_client: Any = None
+        self._getter: Callable[[str], bytes | None] | None = None
         if not valid:
             # Never raise here: Django instantiates every cache during `manage.py check`, which
             # must be able to report the aicache.E0xx errors. Use of the AI API raises instead.
             self.config = None
             return
         self.config = cfg = conf.parse(raw)
-        self.ns = Namespace(cfg.key_prefix)
-        self.key_generator = CacheKeyGenerator(cfg.key_prefix, cfg.hash_algorithm)
-        self.codec = Codec(
-            cfg.compression_algorithm, cfg.compression_level, cfg.compression_threshold, cfg.signing_keys
-        )
+        clustered = issubclass(self._client_cls, ClusterClient)  # names share slots by hash tags
+        self.ns = Namespace(cfg.key_prefix, clustered)
+        self.key_generator = CacheKeyGenerator(cfg.key_prefix, cfg.hash_algorithm, clustered)
         # Caches on the same Redis and prefix share one process state only if configured alike:
         # another alias's memory size, breaker or history setting must never be used silently.
         fingerprint = hashlib.sha256(repr(cfg).encode()).hexdigest()[:16]
         self._identity = (str(server), cfg.key_prefix, fingerprint)
+        self.dictionaries = dictionaries.DictionaryClient(
+            self._identity, cfg.key_prefix, cfg.dictionary_refresh_seconds, self._fetch_dictionary
+        )
+        # Writers use a trained dictionary only with zstd (readers decode dictionary frames always).
+        self._write_dictionaries = cfg.compression_dictionaries and cfg.compression_algorithm == "zstd"
+        self.codec = Codec(
+            cfg.compression_algorithm,
+            cfg.compression_level,
+            cfg.compression_threshold,
+            cfg.signing_keys,
+            self.dictionaries,
+        )
         memory_on = cfg.memory_cache_size > 0 and cfg.memory_cache_max_bytes > 0
         self.requests = RequestBuilder(
             cfg, self.key_generator, cfg.memory_tiers if memory_on else frozenset()
@@ -173,6 +186,13 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
             raise ImproperlyConfigured(too_old_message(self._identity[0], version))
         return self._raw_client
 
+    @property
+    def replica_redis(self) -> Any:
+        """django-redis's read client (a replica under Sentinel), for READ_FROM_REPLICAS."""
+        if self._replica_client is None:
+            self._replica_client = self.client.get_client(write=False)
+        return self._replica_client
+
     def _request(
         self, text: Any, operation: Any, options: Any, question: Any, ttl: Any = None, tags: Any = None
     ) -> CacheRequest:
@@ -181,7 +201,7 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         st = self._state
         st.begin_call()
         if req.use_memory and st.listener is not None and not st.listener.connected_once:
-            st.listener.ensure_started(self.redis.connection_pool)
+            st.listener.ensure_started(self.redis)
         return req
 
     @staticmethod
@@ -212,8 +232,13 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
     def read_redis(self, req: CacheRequest) -> dict[str, Any] | None:
         """GET, decode, and fill the memory tier if nothing touched the key since the GET began."""
         tier = self._state.coherence
-        token = tier.token(req.key) if req.use_memory else None
-        data = self.guarded("get", None, self.redis.get, req.key)
+        if self.config.read_from_replicas:  # possibly stale: read, never fill the memory tier
+            token = None
+            data = self.guarded("get", None, self.replica_redis.get, req.key)
+        else:
+            token = tier.token(req.key) if req.use_memory else None
+            getter = self._getter or self._lean_getter()
+            data = self.guarded("get", None, getter, req.key)
         if data is None:
             return None
         try:
@@ -223,6 +248,9 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
                 raise CodecError(f"entry holds a {type(value).__name__}, not a response dict")
         except ForgedEntry as exc:
             self._fault("forged_entry", "decode", exc)
+            return None
+        except UnknownDictionary as exc:
+            self._fault("unknown_dictionary", "decode", exc)
             return None
         except CodecError as exc:
             self._fault("corrupt_entry", "decode", exc)
@@ -254,7 +282,8 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         meta = cost.to_meta() if cost is not None else {}
         if req.tags:
             meta["t"] = list(req.tags)
-        encoded = self.codec.encode(payload, req.ttl, meta=meta or None)
+        dictionary = self.dictionaries.for_write(req.operation) if self._write_dictionaries else None
+        encoded = self.codec.encode(payload, req.ttl, meta=meta or None, dictionary=dictionary)
         tier = self._state.coherence
         token = tier.begin_write(req.key) if req.use_memory else None
         written = self.guarded("set", False, self._write, req, encoded.data, req.fence)
@@ -283,7 +312,7 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         fence = None
         if fenced:
             fence = self.guarded(
-                "fence", None, invalidation.read_fence, self.redis, self.ns, req.operation, req.tags
+                "fence", None, invalidation.read_fence, self.redis, self.ns, req.operation, req.tags, req.key
             )
         started = perf_counter()
         result = call_compute(compute)
@@ -296,6 +325,15 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
             req.fence = fence
             entry = self._store(req, payload)
         return self._respond(dict(result), req, entry, "compute") | {"cache_hit": False}
+
+    def _lean_getter(self) -> Callable[[str], bytes | None]:
+        """GET without redis-py's per-command overhead where that is safe (aicache.lean)."""
+        self._getter = lean.lean_get(self.redis)
+        return self._getter
+
+    def _fetch_dictionary(self, key: str) -> bytes | None:
+        """One dictionary key or pointer (fail-open: None when Redis cannot answer)."""
+        return self.guarded("dictionary", None, self.redis.get, key)
 
     def announce_abandoned(self, key: str) -> None:
         self.guarded("publish", None, self.redis.publish, self.ns.events, WAKE_PREFIX + key.encode())
@@ -452,7 +490,7 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         self._check_config()
         st = self._state
         if st.listener is not None:
-            st.listener.ensure_started(self.redis.connection_pool)
+            st.listener.ensure_started(self.redis)
             if wait > 0:
                 st.listener.wait_live(wait)
         return st.coherence.status

@@ -41,9 +41,18 @@ DEFAULTS: dict[str, Any] = {
     # "tracking": Redis client tracking keeps every process's tier coherent; "local": no
     # cross-process coherence (one process only, or tests on fakeredis)
     "MEMORY_COHERENCE": "tracking",
-    "COMPRESSION_THRESHOLD": 1000,
-    "COMPRESSION_LEVEL": 6,
-    "COMPRESSION_ALGORITHM": "zlib",
+    # zstd by default; None: the algorithm's own default level (zlib 6, zstd 3). A 256 B response
+    # already shrinks by half with a trained dictionary (docs/performance.md, "Dictionaries").
+    "COMPRESSION_THRESHOLD": 256,
+    "COMPRESSION_LEVEL": None,
+    "COMPRESSION_ALGORITHM": "zstd",
+    # trained zstd dictionaries per operation (aicache.dictionaries): writers use the published
+    # one; the train_dictionaries task or command trains an operation once it has MIN_SAMPLES
+    # entries; every process re-reads an operation's current dictionary every REFRESH seconds
+    "COMPRESSION_DICTIONARIES": True,
+    "DICTIONARY_MIN_SAMPLES": 200,
+    "DICTIONARY_SIZE": 16384,
+    "DICTIONARY_REFRESH_SECONDS": 60.0,
     "HASH_ALGORITHM": "sha256",
     "DEFAULT_TTL": 3600,
     "OPERATION_TTLS": {
@@ -60,6 +69,9 @@ DEFAULTS: dict[str, Any] = {
     "CIRCUIT_BREAKER_RESET_SECONDS": 5.0,
     "SOCKET_TIMEOUT": 0.5,
     "SOCKET_CONNECT_TIMEOUT": 0.5,
+    # Sentinel/replication: aicache's reads from a replica (possibly stale, so they never fill the
+    # memory tier); writes, locks and fences always go to the master
+    "READ_FROM_REPLICAS": False,
     "SINGLE_FLIGHT_LOCK_TIMEOUT": 30.0,
     "SINGLE_FLIGHT_WAIT_TIMEOUT": 60.0,
     # coherence listener: a probe every PROBE seconds must come back within LIVENESS seconds, or
@@ -260,12 +272,12 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
             bad(E_COMPRESSION, "COMPRESSION_ALGORITHM", str(exc), hint)
         level = raw["COMPRESSION_LEVEL"]
         low, high = COMPRESSION_LEVELS.get(algorithm, (-(2**31), 2**31))
-        if not _is_int(level) or not low <= level <= high:
+        if level is not None and (not _is_int(level) or not low <= level <= high):
             bad(
                 E_COMPRESSION,
                 "COMPRESSION_LEVEL",
                 f"must be an integer in [{low}, {high}] for {algorithm}, got {level!r}.",
-                "zlib takes 0-9, zstd 1-22.",
+                "zlib takes 0-9, zstd 1-22; None picks the algorithm's default (zlib 6, zstd 3).",
             )
     if not _is_int(raw["COMPRESSION_THRESHOLD"]) or raw["COMPRESSION_THRESHOLD"] < 0:
         bad(
@@ -274,6 +286,7 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
             f"must be a non-negative integer (bytes), got {raw['COMPRESSION_THRESHOLD']!r}.",
             "Entries at least this many bytes long are compressed.",
         )
+    problems.extend(validate_dictionaries(raw))
 
     if raw["HASH_ALGORITHM"] not in HASH_ALGORITHMS:
         bad(
@@ -354,6 +367,40 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
     problems.extend(validate_signing(raw))
     problems.extend(validate_savings(raw))
     problems.extend(validate_monitoring(raw))
+    return problems
+
+
+def validate_dictionaries(raw: Mapping[str, Any]) -> list[Problem]:
+    problems = []
+    checks = (
+        ("COMPRESSION_DICTIONARIES", isinstance(raw["COMPRESSION_DICTIONARIES"], bool), "True or False"),
+        (
+            "DICTIONARY_MIN_SAMPLES",
+            _is_int(raw["DICTIONARY_MIN_SAMPLES"]) and raw["DICTIONARY_MIN_SAMPLES"] >= 10,
+            "an integer of at least 10",
+        ),
+        (
+            "DICTIONARY_SIZE",
+            _is_int(raw["DICTIONARY_SIZE"]) and 1024 <= raw["DICTIONARY_SIZE"] <= 1 << 20,
+            "an integer from 1024 to 1048576 (bytes)",
+        ),
+        (
+            "DICTIONARY_REFRESH_SECONDS",
+            _is_number(raw["DICTIONARY_REFRESH_SECONDS"])
+            and 0 < raw["DICTIONARY_REFRESH_SECONDS"] <= MAX_SECONDS,
+            f"a number of seconds in (0, {MAX_SECONDS}]",
+        ),
+    )
+    for name, ok, expected in checks:
+        if not ok:
+            problems.append(
+                Problem(
+                    E_COMPRESSION,
+                    name,
+                    f"AICACHE {name}: must be {expected}, got {raw[name]!r}.",
+                    "See README, Configuration (trained dictionaries).",
+                )
+            )
     return problems
 
 
@@ -495,6 +542,12 @@ def validate_monitoring(raw: Mapping[str, Any]) -> list[Problem]:
             f"must be an integer from 0 to 10000, got {preview!r}.",
             "0 (the default) never shows cached values in the admin.",
         )
+    if not isinstance(raw["READ_FROM_REPLICAS"], bool):
+        bad(
+            "READ_FROM_REPLICAS",
+            "must be True or False.",
+            "Replica reads can be stale; False is the default.",
+        )
     if not isinstance(raw["METRICS_PUBLIC"], bool):
         bad("METRICS_PUBLIC", "must be True or False.", "False: /metrics needs the token or a staff user.")
     return problems
@@ -566,6 +619,11 @@ class CacheConfig:
     memory_sample_seconds: float
     metrics_export_seconds: float
     history_enabled: bool = True
+    read_from_replicas: bool = False
+    compression_dictionaries: bool = True
+    dictionary_min_samples: int = 200
+    dictionary_size: int = 16384
+    dictionary_refresh_seconds: float = 60.0
 
 
 def merged(options: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -603,6 +661,7 @@ def parse(raw: Mapping[str, Any]) -> CacheConfig:
         circuit_breaker_reset_seconds=float(raw["CIRCUIT_BREAKER_RESET_SECONDS"]),
         socket_timeout=float(raw["SOCKET_TIMEOUT"]),
         socket_connect_timeout=float(raw["SOCKET_CONNECT_TIMEOUT"]),
+        read_from_replicas=raw["READ_FROM_REPLICAS"],
         single_flight_lock_timeout=float(raw["SINGLE_FLIGHT_LOCK_TIMEOUT"]),
         single_flight_wait_timeout=float(raw["SINGLE_FLIGHT_WAIT_TIMEOUT"]),
         coherence_probe_seconds=float(raw["COHERENCE_PROBE_SECONDS"]),
@@ -622,6 +681,10 @@ def parse(raw: Mapping[str, Any]) -> CacheConfig:
         memory_sample_seconds=float(raw["MEMORY_SAMPLE_SECONDS"]),
         metrics_export_seconds=float(raw["METRICS_EXPORT_SECONDS"]),
         history_enabled=raw["HISTORY_ENABLED"],
+        compression_dictionaries=raw["COMPRESSION_DICTIONARIES"],
+        dictionary_min_samples=raw["DICTIONARY_MIN_SAMPLES"],
+        dictionary_size=raw["DICTIONARY_SIZE"],
+        dictionary_refresh_seconds=float(raw["DICTIONARY_REFRESH_SECONDS"]),
     )
 
 

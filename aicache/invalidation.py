@@ -17,6 +17,13 @@ entries, not the keyspace; the count is exact (UNLINK counts what existed). A pa
 ``invalidate_all`` SCANs; each batch leaves the keyspace and the indexes in one MULTI, so index
 counts stay exact. We chose the index over a generation number in the key because a generation
 cannot say how many entries it removed and leaves dead entries in Redis memory until their TTLs.
+
+**Redis Cluster.** Every step above touches one hash slot at a time: the namespace's buckets
+(aicache.namespace) put an entry, its indexes, drains and mirrored generations in one slot, so the
+store script, each RENAME and each batch's removal script stay single-slot; fencing bumps the
+generations of every bucket before removing anything, and removal walks every bucket. SCAN runs on
+every primary (redis-py's ``RedisCluster.scan_iter``); counts stay exact while slots migrate
+(tests/topologies/test_cluster.py). On one node there is one bucket, ``""``.
 """
 
 from __future__ import annotations
@@ -65,7 +72,8 @@ return 1
 # without it keeps a stale index member, which must not take the new entry with it). Mode "unlink"
 # UNLINKs them, drops them from their operation's index and the batch from the drain; "list"
 # returns them. Frame layout: aicache.codec (magic, meta length at bytes 15-16, meta JSON after).
-# KEYS: the batch. ARGV: tag, key prefix, drain key ("" for none), mode.
+# KEYS: the batch (one bucket). ARGV: tag, key prefix, drain key ("" for none), mode, the bucket's
+# index suffix (":{b}" in a cluster, "" on one node).
 TAG_BATCH_LUA = """
 local tag, prefix, drain, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local found, n = {}, 0
@@ -86,7 +94,9 @@ for _, key in ipairs(KEYS) do
       n = n + redis.call('UNLINK', key)
       local rest = string.sub(key, #prefix + 2)
       local colon = string.find(rest, ':', 1, true)
-      if colon then redis.call('ZREM', prefix .. '!idx:' .. string.sub(rest, 1, colon - 1), key) end
+      if colon then
+        redis.call('ZREM', prefix .. '!idx:' .. string.sub(rest, 1, colon - 1) .. (ARGV[5] or ''), key)
+      end
     else
       table.insert(found, key)
     end
@@ -96,6 +106,27 @@ end
 if mode == 'unlink' then return n end
 return found
 """
+
+
+# One batch of entries leaves the keyspace and its indexes atomically (one slot in a cluster).
+# KEYS: n entries, then each entry's operation index, then (optional) the drain.
+# ARGV: n, "1" when a drain key follows.
+UNLINK_LUA = """
+local n = tonumber(ARGV[1])
+local removed = redis.call('UNLINK', unpack(KEYS, 1, n))
+for i = 1, n do redis.call('ZREM', KEYS[n + i], KEYS[i]) end
+if ARGV[2] == '1' then redis.call('ZREM', KEYS[2 * n + 1], unpack(KEYS, 1, n)) end
+return removed
+"""
+
+
+def _script(client: Any, source: str) -> Any:
+    """One registered script per client and source (redis-py's Script caches its sha)."""
+    scripts = client.__dict__.setdefault("_aicache_scripts", {})
+    script = scripts.get(source)
+    if script is None:
+        script = scripts[source] = client.register_script(source)
+    return script
 
 
 class Progress:
@@ -112,8 +143,12 @@ class Progress:
 Fence = tuple[str, ...]  # generations as read: everything, the operation, then each tag
 
 
-def read_fence(client: Any, ns: Namespace, operation: str, tags: tuple[str, ...] = ()) -> Fence:
-    values = client.mget(ns.gen_all, ns.generation(operation), *(ns.tag_generation(t) for t in tags))
+def read_fence(
+    client: Any, ns: Namespace, operation: str, tags: tuple[str, ...] = (), key: str = ""
+) -> Fence:
+    """The generations a store of ``key`` will compare (its bucket's copies in a cluster)."""
+    b = ns.bucket(key)
+    values = client.mget(ns.gen_all(b), ns.generation(operation, b), *(ns.tag_generation(t, b) for t in tags))
     return tuple((value or b"").decode() for value in values)
 
 
@@ -136,8 +171,9 @@ def store(
         args += ["1", fence[0], fence[1], n, *fence[2:]]
     else:
         args += ["0", "", "", n, *([""] * n)]
-    keys = [key, ns.index(operation), ns.operations, ns.gen_all, ns.generation(operation)]
-    keys += [ns.tag_index(t) for t in tags] + [ns.tag_generation(t) for t in tags]
+    b = ns.bucket(key)
+    keys = [key, ns.index(operation, b), ns.operations(b), ns.gen_all(b), ns.generation(operation, b)]
+    keys += [ns.tag_index(t, b) for t in tags] + [ns.tag_generation(t, b) for t in tags]
     return bool(script(keys=keys, args=args, client=client))
 
 
@@ -147,21 +183,29 @@ def bump(
     """Fence in-flight computes: of these operations and tags, or (``None``) of everything. Tag
     generations expire after ``ttl`` (the longest entry TTL): tags can be per document, and a
     vanished generation only ever refuses a store."""
-    if operations is None and not tags:
-        client.incr(ns.gen_all)
+    if operations is None and not tags and not ns.clustered:
+        client.incr(ns.gen_all())
         return
     pipe = client.pipeline(transaction=False)
-    for operation in operations or ():
-        pipe.incr(ns.generation(operation))
-    for tag in tags:
-        pipe.incr(ns.tag_generation(tag))
-        if ttl:
-            pipe.expire(ns.tag_generation(tag), ttl)
+    for b in ns.buckets:
+        if operations is None and not tags:
+            pipe.incr(ns.gen_all(b))
+        for operation in operations or ():
+            pipe.incr(ns.generation(operation, b))
+        for tag in tags:
+            pipe.incr(ns.tag_generation(tag, b))
+            if ttl:
+                pipe.expire(ns.tag_generation(tag, b), ttl)
     pipe.execute()
 
 
 def known_operations(client: Any, ns: Namespace) -> list[str]:
-    return sorted(op.decode() for op in client.smembers(ns.operations))
+    if not ns.clustered:
+        return sorted(op.decode() for op in client.smembers(ns.operations()))
+    pipe = client.pipeline(transaction=False)
+    for b in ns.buckets:
+        pipe.smembers(ns.operations(b))
+    return sorted({op.decode() for members in pipe.execute() for op in members})
 
 
 def live_entries(client: Any, ns: Namespace, operations: list[str] | None = None) -> int:
@@ -174,7 +218,8 @@ def live_entries(client: Any, ns: Namespace, operations: list[str] | None = None
         return 0
     pipe = client.pipeline(transaction=False)
     for operation in operations:
-        pipe.zcount(ns.index(operation), now_ms, "+inf")
+        for b in ns.buckets:
+            pipe.zcount(ns.index(operation, b), now_ms, "+inf")
     return sum(pipe.execute())
 
 
@@ -195,19 +240,20 @@ def unlink_entries(
     client: Any, ns: Namespace, batch: list[bytes], progress: Progress, drain: str | None = None
 ) -> None:
     """UNLINK ``batch`` and remove it from its operations' indexes (and from ``drain``) in one
-    MULTI: a fault leaves all of it in place, to be retried, never entries nobody indexes."""
+    script per bucket (one slot): a fault leaves all of a bucket's part in place, to be retried,
+    never entries nobody indexes."""
     if progress.keys is not None:
         progress.keys.extend(batch)
-    by_operation: dict[str, list[bytes]] = {}
+    by_bucket: dict[str, list[bytes]] = {}
     for key in batch:
-        by_operation.setdefault(ns.operation_of(key), []).append(key)
-    pipe = client.pipeline(transaction=True)
-    pipe.unlink(*batch)
-    for operation, keys in by_operation.items():
-        pipe.zrem(ns.index(operation), *keys)
-    if drain is not None:
-        pipe.zrem(drain, *batch)
-    progress.removed += pipe.execute()[0]
+        by_bucket.setdefault(ns.bucket(key), []).append(key)
+    script = _script(client, UNLINK_LUA)
+    for b, keys in by_bucket.items():
+        indexes = [ns.index(ns.operation_of(key), b) for key in keys]
+        tail = [drain] if drain is not None else []
+        progress.removed += script(
+            keys=[*keys, *indexes, *tail], args=[len(keys), "1" if tail else "0"], client=client
+        )
 
 
 def scan_count(client: Any, match: str, progress: Progress) -> None:
@@ -220,86 +266,103 @@ def drain_tag(client: Any, ns: Namespace, tag: str, max_ttl: int, progress: Prog
     """UNLINK every entry that still carries ``tag``; each batch also leaves its operations'
     indexes (one script), so per-operation counts stay exact. An entry under several drained tags
     counts once: UNLINK counts only what existed. A key rewritten without the tag survives."""
-    script = client.register_script(TAG_BATCH_LUA)
+    script = _script(client, TAG_BATCH_LUA)
+    token = uuid.uuid4().hex
 
-    def batch(members: list[bytes], drain: str) -> None:
+    def batch(members: list[bytes], drain: str, b: str) -> None:
         if progress.keys is not None:
             progress.keys.extend(members)
-        progress.removed += script(keys=members, args=[tag, ns.prefix, drain, "unlink"], client=client)
+        progress.removed += script(
+            keys=members, args=[tag, ns.prefix, drain, "unlink", ns.bucket_suffix(b)], client=client
+        )
 
-    drain = ns.tag_drain(uuid.uuid4().hex)
-    _drain(client, ns, ns.tag_index(tag), drain, ns.tag_drains(tag), max_ttl, progress, batch)
+    parts = [(b, ns.tag_index(tag, b), ns.tag_drain(token, b), ns.tag_drains(tag, b)) for b in ns.buckets]
+    _drain(client, ns, parts, max_ttl, progress, batch)
 
 
 def live_tagged(client: Any, ns: Namespace, tags: tuple[str, ...]) -> int:
     """Distinct live entries that still carry any of ``tags`` (checked against their frames)."""
-    script = client.register_script(TAG_BATCH_LUA)
+    script = _script(client, TAG_BATCH_LUA)
     now_ms = int(time.time() * 1000)
     carrying: set[bytes] = set()
     for tag in tags:
-        start = 0
-        while True:
-            members = client.zrangebyscore(ns.tag_index(tag), now_ms, "+inf", start=start, num=UNLINK_BATCH)
-            if not members:
-                break
-            carrying.update(script(keys=members, args=[tag, ns.prefix, "", "list"], client=client))
-            start += len(members)
+        for b in ns.buckets:
+            start = 0
+            while True:
+                members = client.zrangebyscore(
+                    ns.tag_index(tag, b), now_ms, "+inf", start=start, num=UNLINK_BATCH
+                )
+                if not members:
+                    break
+                carrying.update(script(keys=members, args=[tag, ns.prefix, "", "list", ""], client=client))
+                start += len(members)
     return len(carrying)
 
 
 def drain_index(client: Any, ns: Namespace, operation: str, max_ttl: int, progress: Progress) -> None:
     """UNLINK every key recorded in the operation's index (members already gone count 0)."""
-    drain = ns.drain(operation, uuid.uuid4().hex)
-    _drain(client, ns, ns.index(operation), drain, ns.drains(operation), max_ttl, progress)
+    token = uuid.uuid4().hex
+    parts = [
+        (b, ns.index(operation, b), ns.drain(operation, token, b), ns.drains(operation, b))
+        for b in ns.buckets
+    ]
+    _drain(client, ns, parts, max_ttl, progress)
 
 
 def _drain(
     client: Any,
     ns: Namespace,
-    index: str,
-    drain: str,
-    registry: str,
+    parts: list[tuple[str, str, str, str]],
     max_ttl: int,
     progress: Progress,
     batch: Any = None,
 ) -> None:
-    """Finish any drain a fault interrupted earlier, then RENAME the live index to ``drain``
-    (writes landing meanwhile start a fresh index and survive) and remove its members in batches.
-    Members leave the drain only in the MULTI that UNLINKs them, so a fault midway orphans
-    nothing: the drain stays named in ``registry`` and the next invalidation finishes it."""
+    """For each bucket's ``(bucket, index, drain, registry)``: finish any drain a fault interrupted
+    earlier; then RENAME every bucket's live index to its drain (writes landing meanwhile start
+    fresh indexes and survive) and only then remove the drains' members in batches. Members leave
+    a drain only in the script that UNLINKs them, so a fault midway orphans nothing: the drain
+    stays named in its registry and the next invalidation finishes it."""
     if batch is None:
 
-        def batch(members: list[bytes], drain: str) -> None:
+        def batch(members: list[bytes], drain: str, b: str) -> None:
             unlink_entries(client, ns, members, progress, drain)
 
-    for leftover in sorted(client.smembers(registry)):
-        _drain_members(client, leftover.decode(), registry, batch)
-    try:
-        client.rename(index, drain)
-    except ResponseError as exc:
-        if "no such key" in str(exc).lower():
-            return  # nothing indexed
-        raise
-    pipe = client.pipeline(transaction=False)
-    pipe.expire(drain, max_ttl)  # if nobody ever finishes it, it still goes
-    pipe.sadd(registry, drain)
-    pipe.expire(registry, max_ttl)
-    pipe.execute()
-    _drain_members(client, drain, registry, batch)
+    for b, _, _, registry in parts:
+        for leftover in sorted(client.smembers(registry)):
+            _drain_members(client, leftover.decode(), registry, b, batch)
+    renamed = []
+    for b, index, drain, registry in parts:
+        try:
+            client.rename(index, drain)
+        except ResponseError as exc:
+            if "no such key" in str(exc).lower():
+                continue  # nothing indexed in this bucket
+            raise
+        pipe = client.pipeline(transaction=False)
+        pipe.expire(drain, max_ttl)  # if nobody ever finishes it, it still goes
+        pipe.sadd(registry, drain)
+        pipe.expire(registry, max_ttl)
+        pipe.execute()
+        renamed.append((b, drain, registry))
+    for b, drain, registry in renamed:
+        _drain_members(client, drain, registry, b, batch)
 
 
-def _drain_members(client: Any, drain: str, registry: str, batch: Any) -> None:
+def _drain_members(client: Any, drain: str, registry: str, b: str, batch: Any) -> None:
     while True:
         members = client.zrange(drain, 0, UNLINK_BATCH - 1)
         if not members:
             break
-        batch(members, drain)
+        batch(members, drain, b)
     client.srem(registry, drain)
 
 
-def pending_drained(client: Any, registry: str) -> int:
-    """Members of drains a fault interrupted (still to be removed)."""
-    drains = client.smembers(registry)
+def pending_drained(client: Any, ns: Namespace, operation: str) -> int:
+    """Members of an operation's drains a fault interrupted (still to be removed)."""
+    pipe = client.pipeline(transaction=False)
+    for b in ns.buckets:
+        pipe.smembers(ns.drains(operation, b))
+    drains = [drain for members in pipe.execute() for drain in members]
     if not drains:
         return 0
     pipe = client.pipeline(transaction=False)

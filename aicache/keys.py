@@ -65,7 +65,9 @@ def _has_non_finite(value: Any) -> bool:
 class CacheKeyGenerator:
     """Deterministic, fixed-length keys for (text, operation, options, question)."""
 
-    def __init__(self, prefix: str = "ai_cache", hash_algorithm: str = "sha256") -> None:
+    def __init__(
+        self, prefix: str = "ai_cache", hash_algorithm: str = "sha256", clustered: bool = False
+    ) -> None:
         if hash_algorithm == "sha256":
             self._new = hashlib.sha256
         elif hash_algorithm == "blake2b":
@@ -74,6 +76,8 @@ class CacheKeyGenerator:
             raise ValueError(f"hash_algorithm must be 'sha256' or 'blake2b', got {hash_algorithm!r}")
         self.prefix = prefix
         self.hash_algorithm = hash_algorithm
+        # Redis Cluster: the digest's first digit becomes a hash tag (aicache.namespace, buckets).
+        self.clustered = clustered
         # The common request has no options and no question: hash that framing once and copy it.
         self._plain = self._new()
         self._plain.update(len(_EMPTY_OPTIONS).to_bytes(8, "big") + _EMPTY_OPTIONS + _NO_QUESTION)
@@ -115,4 +119,7 @@ class CacheKeyGenerator:
         else:
             for start in range(0, n, _CHUNK_CHARS):
                 h.update(text[start : start + _CHUNK_CHARS].encode("utf-8", "surrogatepass"))
-        return f"{self.prefix}:{operation}:{h.hexdigest()}"
+        digest = h.hexdigest()
+        if self.clustered:
+            return f"{self.prefix}:{operation}:{{{digest[0]}}}{digest[1:]}"
+        return f"{self.prefix}:{operation}:{digest}"

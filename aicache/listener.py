@@ -59,13 +59,19 @@ class TrackingRefused(Exception):
 
 class Listener:
     def __init__(
-        self, tier: CoherentTier, ns: Namespace, probe_seconds: float, liveness_seconds: float
+        self,
+        tier: CoherentTier,
+        ns: Namespace,
+        probe_seconds: float,
+        liveness_seconds: float,
+        process: str | None = None,
     ) -> None:
         self.tier = tier
         self.ns = ns
         self.probe_seconds = probe_seconds
         self.liveness_seconds = liveness_seconds
-        self.process = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # A cluster node's listener names its probes with a hash tag of a slot that node owns.
+        self.process = process or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._probe_prefix = ns.probe_prefix(self.process).encode()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -76,14 +82,30 @@ class Listener:
         self.messages = 0
         self.connected_once = False
         self.sockets: tuple[Any, Any] | None = None  # (listener, tracker) local addresses, for tests
+        self.watch: Any = None  # a cluster's per-primary listeners (aicache.cluster_coherence)
+        self.parent: Listener | None = None  # a cluster node's listener counts into its cache's too
 
-    def ensure_started(self, pool: Any) -> None:
-        """Start the thread once (lazily, from the first cache call that needs it)."""
+    def ensure_started(self, source: Any) -> None:
+        """Start the thread once (lazily, from the first cache call that needs it). ``source`` is
+        the cache's redis-py client (or its connection pool); a ``RedisCluster`` gets a listener on
+        every primary (:mod:`aicache.cluster_coherence`)."""
         if self._thread is not None:
             return
         with self._start_lock:
             if self._thread is not None:
                 return
+            from redis.cluster import RedisCluster
+
+            if isinstance(source, RedisCluster):
+                from aicache.cluster_coherence import ClusterWatch
+
+                self.watch = ClusterWatch(self, source)
+                self._thread = threading.Thread(
+                    target=self.watch.run, name=f"aicache-coherence-{self.ns.prefix}", daemon=True
+                )
+                self._thread.start()
+                return
+            pool = getattr(source, "connection_pool", source)
             kwargs = {k: v for k, v in pool.connection_kwargs.items() if k not in _DROP_KWARGS}
             self._thread = threading.Thread(
                 target=self._run,
@@ -122,6 +144,8 @@ class Listener:
                 return
             except LivenessLapsed:
                 self.lapses += 1
+                if self.parent is not None:
+                    self.parent.lapses += 1
                 self._lost(f"no invalidation probe came back within {self.liveness_seconds:.1f} s")
             except (RedisConnectionError, RedisTimeoutError, OSError, RedisError) as exc:
                 self._lost(str(exc))
@@ -158,6 +182,8 @@ class Listener:
         self.sockets = (listener._sock.getsockname(), tracker._sock.getsockname())
         if self.connected_once:
             self.reconnects += 1
+            if self.parent is not None:
+                self.parent.reconnects += 1
         self.connected_once = True
         # Whatever happened while we were not listening is unknown: start from an empty tier,
         # bypassed until the first probe comes back.
@@ -188,6 +214,8 @@ class Listener:
         if not isinstance(message, list) or len(message) != 3 or message[0] != b"message":
             return
         self.messages += 1
+        if self.parent is not None:
+            self.parent.messages += 1
         channel, payload = message[1], message[2]
         if channel == INVALIDATE_CHANNEL:
             if payload is None:

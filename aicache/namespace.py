@@ -21,6 +21,19 @@
 
 Only entries and probes live under ``{prefix}:``, the prefix that client tracking watches and that
 pattern invalidation scans; index, lock and generation traffic never reaches a listener.
+
+**Redis Cluster** (``Namespace(prefix, clustered=True)``): a Lua script or a RENAME may only touch
+keys of one hash slot, so the keyspace is cut into ``BUCKETS`` (16) buckets by the first hex digit
+of an entry's digest, written as a hash tag: the entry ``{prefix}:{operation}:{3}fa9...`` and every
+name a write or an invalidation of it must touch atomically (its operation's index, drain and drain
+registry, the operations set, the generations of everything, of the operation and of each tag, the
+tag indexes, its lease) end in ``:{3}`` (the lease carries the entry's own tag), so they share its
+slot. Entries still spread over 16 slots (and so over the primaries); an invalidation touches each
+bucket (16 small steps, pipelined per node). Generations are mirrored per bucket and every
+invalidation bumps all 16 before removing anything, so the store script still checks its fence
+atomically, in the entry's own slot (tests/unit/test_cluster_names.py; on a live cluster,
+tests/topologies/test_cluster.py::test_single_flight_lease_and_fence_in_every_bucket). On one node
+``bucket`` is ``""`` and every name is as above.
 """
 
 from __future__ import annotations
@@ -35,23 +48,55 @@ def glob_escape(text: str) -> str:
     return _GLOB_SPECIAL.sub(r"\\\1", text)
 
 
-class Namespace:
-    __slots__ = ("_head", "events", "gen_all", "operations", "prefix", "tracking_prefix")
+BUCKET_DIGITS = "0123456789abcdef"
 
-    def __init__(self, prefix: str) -> None:
+
+def _tag(bucket: str) -> str:
+    return f":{{{bucket}}}" if bucket else ""
+
+
+class Namespace:
+    __slots__ = ("_head", "buckets", "clustered", "events", "prefix", "tracking_prefix")
+
+    def __init__(self, prefix: str, clustered: bool = False) -> None:
         self.prefix = prefix
         self.tracking_prefix = f"{prefix}:"
         self._head = len(prefix) + 1
-        self.operations = f"{prefix}!ops"
-        self.gen_all = f"{prefix}!gen"
         self.events = f"{prefix}!events"
+        self.clustered = clustered
+        # Every bucket an invalidation must visit ("" alone on one node).
+        self.buckets: tuple[str, ...] = tuple(BUCKET_DIGITS) if clustered else ("",)
+
+    def bucket(self, key: str | bytes) -> str:
+        """The bucket (hash tag) of an entry key: ``""`` on one node."""
+        if not self.clustered:
+            return ""
+        if isinstance(key, bytes):
+            key = key.decode()
+        start = key.find("{", self._head)
+        return key[start + 1 : start + 2] if start >= 0 else ""
+
+    def slotted_digest(self, digest: str) -> str:
+        """The digest segment of an entry key: in a cluster its first digit becomes the hash tag."""
+        return f"{{{digest[0]}}}{digest[1:]}" if self.clustered else digest
+
+    @staticmethod
+    def bucket_suffix(bucket: str) -> str:
+        """What every per-bucket name ends with: ``":{b}"``, or ``""`` on one node."""
+        return _tag(bucket)
+
+    def operations(self, bucket: str = "") -> str:
+        return f"{self.prefix}!ops{_tag(bucket)}"
+
+    def gen_all(self, bucket: str = "") -> str:
+        return f"{self.prefix}!gen{_tag(bucket)}"
 
     # ------------------------------------------------------------------ entries
     def operation_prefix(self, operation: str) -> str:
         return f"{self.prefix}:{operation}:"
 
     def entry(self, operation: str, digest: str) -> str:
-        return f"{self.prefix}:{operation}:{digest}"
+        return f"{self.prefix}:{operation}:{self.slotted_digest(digest)}"
 
     def operation_of(self, key: str | bytes) -> str:
         """The operation segment of an entry key."""
@@ -77,26 +122,45 @@ class Namespace:
     def lock(self, key: str) -> str:
         return f"{self.prefix}!lock:{key[self._head :]}"
 
-    def index(self, operation: str) -> str:
-        return f"{self.prefix}!idx:{operation}"
+    def index(self, operation: str, bucket: str = "") -> str:
+        return f"{self.prefix}!idx:{operation}{_tag(bucket)}"
 
-    def drain(self, operation: str, token: str) -> str:
-        return f"{self.prefix}!idx:{operation}:drain:{token}"
+    def drain(self, operation: str, token: str, bucket: str = "") -> str:
+        return f"{self.prefix}!idx:{operation}{_tag(bucket)}:drain:{token}"
 
-    def generation(self, operation: str) -> str:
-        return f"{self.prefix}!gen:{operation}"
+    def generation(self, operation: str, bucket: str = "") -> str:
+        return f"{self.prefix}!gen:{operation}{_tag(bucket)}"
 
-    def tag_index(self, tag: str) -> str:
-        return f"{self.prefix}!tag:{tag}"
+    def tag_index(self, tag: str, bucket: str = "") -> str:
+        return f"{self.prefix}!tag:{tag}{_tag(bucket)}"
 
-    def tag_generation(self, tag: str) -> str:
-        return f"{self.prefix}!gen:tag:{tag}"
+    def tag_generation(self, tag: str, bucket: str = "") -> str:
+        return f"{self.prefix}!gen:tag:{tag}{_tag(bucket)}"
 
-    def tag_drain(self, token: str) -> str:
-        return f"{self.prefix}!drain:{token}"
+    def tag_drain(self, token: str, bucket: str = "") -> str:
+        return f"{self.prefix}!drain:{token}{_tag(bucket)}"
 
-    def drains(self, operation: str) -> str:
-        return f"{self.prefix}!drains:{operation}"
+    def drains(self, operation: str, bucket: str = "") -> str:
+        return f"{self.prefix}!drains:{operation}{_tag(bucket)}"
 
-    def tag_drains(self, tag: str) -> str:
-        return f"{self.prefix}!drains!tag:{tag}"
+    def tag_drains(self, tag: str, bucket: str = "") -> str:
+        return f"{self.prefix}!drains!tag:{tag}{_tag(bucket)}"
+
+
+# ---------------------------------------------------------------------- trained dictionaries
+# Kept apart from Namespace (a small, separate addition): aicache.dictionaries only. Outside the
+# tracked ``{prefix}:`` space, so invalidation never scans or removes them and no listener hears
+# them; every command on them names one key.
+#     {prefix}!zdict:{id}              a trained zstd dictionary (raw bytes), never rewritten
+#     {prefix}!zdict!op:{operation}    the id of the dictionary the operation's writers use now
+#     {prefix}!zdict!seq               INCR source of dictionary ids
+def dictionary_key(prefix: str, dict_id: int) -> str:
+    return f"{prefix}!zdict:{dict_id}"
+
+
+def dictionary_pointer(prefix: str, operation: str) -> str:
+    return f"{prefix}!zdict!op:{operation}"
+
+
+def dictionary_sequence(prefix: str) -> str:
+    return f"{prefix}!zdict!seq"

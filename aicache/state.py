@@ -21,7 +21,14 @@ from aicache.namespace import Namespace
 from aicache.singleflight import Flights
 
 #: The faults ``error_counts()`` always reports (README's API table).
-ERROR_KINDS = ("unreachable", "redis_error", "corrupt_entry", "forged_entry", "circuit_open")
+ERROR_KINDS = (
+    "unreachable",
+    "redis_error",
+    "corrupt_entry",
+    "forged_entry",
+    "unknown_dictionary",
+    "circuit_open",
+)
 
 
 class CircuitBreaker:

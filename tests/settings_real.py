@@ -1,5 +1,6 @@
 """Settings for subprocess workers in integration tests: the "ai" cache on a real redis-server."""
 
+import json
 import os
 
 from tests.settings import *  # noqa: F403
@@ -17,6 +18,10 @@ CACHES = {
     "ai": {
         "BACKEND": "aicache.backend.AIResponseCache",
         "LOCATION": os.environ["AICACHE_TEST_REDIS_URL"],
-        "OPTIONS": {"CIRCUIT_BREAKER_RESET_SECONDS": 0.5},
+        "OPTIONS": {
+            "CIRCUIT_BREAKER_RESET_SECONDS": 0.5,
+            # Sentinel or Cluster workers (tests/topologies): client class, sentinels, ...
+            **json.loads(os.environ.get("AICACHE_TEST_OPTIONS", "{}")),
+        },
     },
 }

@@ -60,7 +60,7 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         out.append(
             {
-                "target": f"default (zlib-6) stores <= 0.45 of the JSON at {size} B",
+                "target": f"zlib-6 stores <= 0.45 of the JSON at {size} B",
                 "measured": f"{base['ratio']:.3f}",
                 "met": base["ratio"] <= 0.45,
             }
@@ -110,6 +110,7 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
                     "met": ok,
                 }
             )
+    out += shape_targets(data.get("shapes") or [])
     seed = data.get("seed")
     if seed:
         out.append(
@@ -120,6 +121,111 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+#: issue 14's targets: (row label, aicache case, peer case, response bytes, most aicache/peer)
+SHAPE_TARGETS = (
+    ("memory-tier hit", "aicache memory-tier hit", "LocMemCache.get", 800, 0.6),
+    ("Redis hit", "aicache Redis hit", "raw GET + orjson.loads", 800, 1.15),
+    ("Redis hit", "aicache Redis hit", "raw GET + orjson.loads", 5000, 1.15),
+    ("Redis hit", "aicache Redis hit", "raw GET + orjson.loads", 50000, 1.3),
+    ("write", "aicache write", "raw SET of orjson.dumps", 5000, 1.3),
+)
+STORED_TARGETS = ((800, 0.35), (5000, 0.30))
+
+
+def _nominal(row: dict[str, Any]) -> int:
+    """The nominal size (800, 5000, 50000) a measured response belongs to."""
+    return min((800, 5000, 50000), key=lambda n: abs(n - row["response_bytes"]))
+
+
+def shape_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for label, mine, peer, size, limit in SHAPE_TARGETS:
+        for row in (r for r in rows if _nominal(r) == size):
+            ratio = row["p50_us"][mine] / row["p50_us"][peer]
+            out.append(
+                {
+                    "target": f"{label}, {size} B {row['shape']}: <= {limit}x {peer}",
+                    "measured": f"{ratio:.2f}x ({row['p50_us'][mine]:.1f} vs {row['p50_us'][peer]:.1f} us)",
+                    "met": ratio <= limit,
+                }
+            )
+    for size, limit in STORED_TARGETS:
+        for row in (r for r in rows if _nominal(r) == size):
+            out.append(
+                {
+                    "target": f"stored value, {size} B {row['shape']}: <= {limit} of the JSON",
+                    "measured": f"{row['stored_ratio']:.3f} with dictionary"
+                    if row["dictionary"]
+                    else f"{row['stored_ratio']:.3f} (no dictionary: {row['trained']})",
+                    "met": row["stored_ratio"] <= limit,
+                }
+            )
+    return out
+
+
+def shapes_markdown(data: dict[str, Any]) -> list[str]:
+    parts: list[str] = []
+    rows = data.get("shapes")
+    if rows:
+        cases = list(rows[0]["p50_us"])
+        parts += [
+            "",
+            "## Targets by payload shape (fastest round's p50, us; default settings, trained dictionary)",
+            _table(
+                ["shape", "JSON B", *cases],
+                [[r["shape"], r["response_bytes"], *r["p50_us"].values()] for r in rows],
+            ),
+            "",
+            "### Stored size and Redis MEMORY USAGE per entry (key, value and index member)",
+            _table(
+                [
+                    "shape",
+                    "JSON B",
+                    "stored B",
+                    "stored/JSON",
+                    "without dictionary",
+                    "aicache B",
+                    "raw SET B",
+                    "ratio",
+                ],
+                [
+                    [
+                        r["shape"],
+                        r["response_bytes"],
+                        r["stored_bytes"],
+                        r["stored_ratio"],
+                        r["stored_ratio_without_dictionary"],
+                        r["memory_usage"]["aicache_bytes"],
+                        r["memory_usage"]["raw_set_bytes"],
+                        r["memory_usage"]["ratio"],
+                    ]
+                    for r in rows
+                ],
+            ),
+        ]
+    codecs = data.get("dictionaries")
+    if codecs:
+        parts += [
+            "",
+            "## Dictionaries on and off (zstd-3; ratio includes the frame's 4-byte id)",
+            _table(
+                ["shape", "JSON B", "codec", "ratio", "compress us", "decompress us"],
+                [
+                    [
+                        r["shape"],
+                        r["payload_bytes"],
+                        r["codec"],
+                        r["ratio"],
+                        r["compress_us"],
+                        r["decompress_us"],
+                    ]
+                    for r in codecs
+                ],
+            ),
+        ]
+    return parts
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -262,6 +368,7 @@ def markdown(data: dict[str, Any]) -> str:
                 ],
             ),
         ]
+    parts += shapes_markdown(data)
     return "\n".join(parts) + "\n"
 
 
@@ -270,7 +377,7 @@ def _ratios(rows: list[dict]) -> str:
     out_rows = []
     for size in ("500", "5000", "50000"):
         group = {r["name"].split(": ", 1)[1]: r for r in rows if r["name"].startswith(f"read {size} chars")}
-        for mine in ("aicache memory-tier hit", "aicache Redis hit", "aicache Redis hit (zstd)"):
+        for mine in ("aicache memory-tier hit", "aicache Redis hit", "aicache Redis hit (zlib)"):
             if mine not in group:
                 continue
             for other, r in group.items():

@@ -31,4 +31,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "aicache-compact": {"task": "aicache.monitoring.compact", "schedule": crontab(minute=7)},
     # rows past RETENTION_RAW_DAYS / RETENTION_ROLLUP_DAYS deleted in short batches
     "aicache-cleanup": {"task": "aicache.monitoring.cleanup", "schedule": crontab(minute=17)},
+    # zstd dictionaries per operation trained from its newest entries and published (aicache.dictionaries)
+    "aicache-train-dictionaries": {
+        "task": "aicache.monitoring.train_dictionaries",
+        "schedule": crontab(minute=37),
+    },
 }

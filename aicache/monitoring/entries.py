@@ -33,6 +33,7 @@ from aicache.codec import (
     MAGIC_META,
     META_LENGTH,
     SIGNED,
+    ZSTD_DICT_FLAG,
     CodecError,
     read_meta,
 )
@@ -46,7 +47,9 @@ MAX_PAGE_SIZE = 500
 #: SCAN steps per page at most: a keyspace mostly made of other data still answers quickly.
 MAX_SCAN_STEPS = 50
 META_PEEK = 2048  # bytes of frame metadata read per entry: tags (16 x 64 characters) fit
-COMPRESSION_NAMES = {cls.flag: cls.name for cls in BUILTIN_COMPRESSORS.values()}
+COMPRESSION_NAMES = {cls.flag: cls.name for cls in BUILTIN_COMPRESSORS.values()} | {
+    ZSTD_DICT_FLAG: "zstd+dictionary"
+}
 STORAGE_TIERS = ("memory", "redis")
 _DIGEST_RE = re.compile(r"[0-9a-f]{16,128}")
 
@@ -57,7 +60,7 @@ class Entry:
     operation: str
     digest: str
     stored_bytes: int | None  # frame size in Redis (header included)
-    compression: str  # "none", "zlib", "zstd", or "unreadable" for bytes that are no aicache frame
+    compression: str  # "none", "zlib", "zstd", "zstd+dictionary", or "unreadable" (no aicache frame)
     ttl_left: float | None  # seconds; None: no expiry
     age: float | None  # seconds since it was cached
     in_memory: bool  # also in this process's memory tier

@@ -43,7 +43,9 @@ ACTIONS = frozenset(
     {"get", "set", "delete", "invalidate", "lock", "unlock", "decode", "encode", "publish", "count", "ping"}
 )
 SOURCES = frozenset({"memory", "redis", "coalesced", "miss", "hit", "ok", "error"})
-ERROR_KINDS = frozenset({"unreachable", "redis_error", "corrupt_entry", "forged_entry", "circuit_open"})
+ERROR_KINDS = frozenset(
+    {"unreachable", "redis_error", "corrupt_entry", "forged_entry", "unknown_dictionary", "circuit_open"}
+)
 
 HITS = Counter("redis_cache_hits_total", "Cache reads that hit.", ["operation", "tier"])
 MISSES = Counter("redis_cache_misses_total", "Cache reads that missed.", ["operation", "tier"])

@@ -47,3 +47,13 @@ def compact() -> dict[str, int]:
 )
 def snapshot_redis() -> list[dict[str, Any]]:
     return maintenance.snapshot_redis()
+
+
+@shared_task(
+    name="aicache.monitoring.train_dictionaries", rate_limit="2/m", soft_time_limit=300, time_limit=330
+)
+def train_dictionaries() -> list[str]:
+    """Train and publish zstd dictionaries (aicache.dictionaries): in a worker, never a request."""
+    from aicache import dictionaries
+
+    return dictionaries.train_configured()

@@ -67,7 +67,7 @@ def test_headers_give_size_compression_ttl_and_age_without_the_value(ai_cache):
     (large,) = store(ai_cache, "summarize", 1, size=600)  # above COMPRESSION_THRESHOLD
     found = {e.key: e for e in entries.describe(ai_cache, [small, large, "ai_cache:qa:" + "0" * 64])}
     assert set(found) == {small, large}  # a missing key is left out
-    assert found[small].compression == "none" and found[large].compression == "zlib"
+    assert found[small].compression == "none" and found[large].compression == "zstd"  # the default
     assert found[large].stored_bytes == ai_cache.redis.strlen(large)
     assert found[large].stored_bytes < 600 * 5  # compressed
     assert 86390 < found[small].ttl_left <= 86400  # sentiment's TTL
@@ -165,4 +165,16 @@ def test_entries_with_metadata_frames_are_read_too(ai_cache):
     key = ai_cache.key_generator.generate("tagged text", "qa")
     assert ai_cache.redis.getrange(key, 0, 0) == b"\xa2"  # the frame that carries metadata
     (entry,) = entries.describe(ai_cache, [key])
-    assert entry.compression == "zlib" and entry.age is not None and 0 <= entry.age < 5
+    assert entry.compression == "zstd" and entry.age is not None and 0 <= entry.age < 5
+
+
+def test_entries_compressed_with_a_trained_dictionary_are_named_and_previewed(ai_cache):
+    from aicache import dictionaries
+
+    for i in range(40):
+        ai_cache.cache_response(f"sample {i}", "qa", None, {"answer": f"answer {i}: " + "word " * (40 + i)})
+    assert dictionaries.train_operation(ai_cache, "qa", min_samples=20).outcome == "trained"
+    ai_cache.cache_response("dictionary text", "qa", None, {"answer": "word " * 90})
+    key = ai_cache.key_generator.generate("dictionary text", "qa")
+    (entry,) = entries.describe(ai_cache, [key], preview_chars=40)
+    assert entry.compression == "zstd+dictionary" and entry.preview.startswith('{"answer":"word word')

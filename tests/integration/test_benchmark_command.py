@@ -32,7 +32,7 @@ def test_smoke_run_of_some_groups(tmp_path, redis_server):
     data = json.loads(path.read_text())
     assert data["machine"]["cpu_count"] and data["machine"]["libraries"]["django"].startswith("5.2")
     assert {r["algorithm"] for r in data["compression"]["codecs"]} == {"zlib", "zstd"}
-    assert any(t["target"].startswith("default (zlib-6)") for t in data["targets"])
+    assert any(t["target"].startswith("zlib-6 stores") for t in data["targets"])
     assert len(data["keys"]) == 10 and all(r["p50_us"] > 0 for r in data["keys"])
 
 
@@ -61,3 +61,32 @@ def test_seed_scenario_quick(redis_server):
 def test_bad_arguments(args):
     with pytest.raises((CommandError, SystemExit)):
         call_command("aicache_benchmark", *args, stdout=StringIO(), stderr=StringIO())
+
+
+def test_smoke_run_of_the_shape_targets_and_dictionaries(redis_server):
+    """The issue-14 groups end to end: every shape and size, a trained dictionary, the targets."""
+    out = StringIO()
+    call_command(
+        "aicache_benchmark",
+        "--smoke",
+        "--only",
+        "shapes",
+        "dictionaries",
+        "--redis-url",
+        f"{redis_server.url}/6",
+        "--json",
+        "-",
+        stdout=out,
+        stderr=StringIO(),
+    )
+    data = json.loads(out.getvalue())
+    rows = data["shapes"]
+    from aicache.bench.report import _nominal
+
+    assert {(r["shape"], _nominal(r)) for r in rows} == {
+        (shape, size) for shape in ("prose", "fields", "cyrillic") for size in (800, 5000, 50000)
+    }
+    assert all(r["trained"] == "trained" and r["memory_usage"]["aicache_bytes"] > 0 for r in rows)
+    assert all(r["dictionary"] for r in rows if r["response_bytes"] < 16384)  # small answers use it
+    assert sum(t["target"].startswith("stored value") for t in data["targets"]) == 6
+    assert len(data["dictionaries"]) == 3 * 5 * 2

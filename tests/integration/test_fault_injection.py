@@ -420,3 +420,20 @@ def test_worker_sigkilled_mid_ingestion_then_restarted_totals_exact(publisher, b
     assert IngestionBatch.objects.count() == len(batches)  # each once
     rows = Rollup.objects.filter(resolution=60, kind="get", operation="qa")
     assert sum(rows.values_list("count", flat=True)) == 7 * len(batches)  # none lost, none doubled
+
+
+def test_a_dictionary_frame_declaring_a_huge_payload_is_refused_before_inflating():
+    """The same bomb through a trained dictionary (the codec's other zstd path)."""
+    from aicache.codec import DICT_ID, ZSTD_DICT_FLAG, Codec
+    from aicache.exceptions import CodecError
+
+    samples = [f'{{"summary": "sample {i} of a trained dictionary", "n": {i}}}'.encode() for i in range(200)]
+    zdict = zstandard.train_dictionary(2048, samples, dict_id=7)
+
+    class Known(dict):
+        pass
+
+    bomb = zstandard.ZstdCompressor(dict_data=zdict).compress(b"{" + b" " * (200 * 1024 * 1024) + b"}")
+    frame = HEADER.pack(MAGIC, ZSTD_DICT_FLAG, 0, 60) + DICT_ID.pack(7) + bomb
+    with pytest.raises(CodecError, match="declares more than"):
+        Codec(dictionaries=Known({7: zdict})).decode(frame)

@@ -65,14 +65,22 @@ def test_duplicate_delivery_is_counted_once(celery_worker):
             [time.time(), "get", "qa", "small", "miss", 7, 0.07, 0.005, 0.02, {"-500": 7}, 70, 10, 0, 0, {}]
         ],
     }
-    ingest_batch.apply_async(args=[payload])
-    ingest_batch.apply_async(args=[payload])  # a redelivery
-    wait_for(
-        lambda: IngestionBatch.objects.filter(batch_id=payload["batch_id"]).exists(),
-        timeout=30,
-        what="the batch",
-    )
-    time.sleep(1.0)  # let the second delivery be processed too
+    from celery.signals import task_postrun
+
+    done = []
+
+    def finished(sender=None, args=None, retval=None, **kwargs):
+        if args and args[0].get("batch_id") == payload["batch_id"]:
+            done.append(retval)
+
+    task_postrun.connect(finished, weak=False)
+    try:
+        ingest_batch.apply_async(args=[payload])
+        ingest_batch.apply_async(args=[payload])  # a redelivery
+        wait_for(lambda: len(done) == 2, timeout=30, what="both deliveries processed")
+    finally:
+        task_postrun.disconnect(finished)
+    assert sorted(r["duplicate"] for r in done) == [False, True]
     assert IngestionBatch.objects.filter(batch_id=payload["batch_id"]).count() == 1
     assert Rollup.objects.get(resolution=60, kind="get").count == 7
 
@@ -95,11 +103,7 @@ def test_broker_down_cache_keeps_working_drops_counted_then_recovers(
     assert flusher.waiting == 2 and flusher.dropped_batches == 3
     assert elapsed < 30  # each failed publish is bounded (2 s connect timeout), the cache unaffected
     broker.start()
-    deadline = time.monotonic() + 30
-    while flusher.waiting and time.monotonic() < deadline:
-        flusher.flush()
-        time.sleep(0.2)
-    assert flusher.waiting == 0
+    wait_for(lambda: flusher.flush() or flusher.waiting == 0, timeout=30, what="the outbox delivered")
     wait_for(
         lambda: IngestionBatch.objects.filter(dropped_batches=3).exists(), timeout=30, what="the drop report"
     )

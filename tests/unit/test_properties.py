@@ -1,5 +1,6 @@
 """Properties (hypothesis): keys, the codec, and the scope of patterns and tags."""
 
+import os
 from fnmatch import fnmatchcase
 
 import orjson
@@ -11,8 +12,11 @@ from aicache.codec import Codec, CodecError
 from aicache.keys import CacheKeyGenerator
 
 GEN = CacheKeyGenerator("ai_cache", "sha256")
+# `make mutation` runs each covering test once per mutant: fewer examples there, the full 150 here.
 SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("AICACHE_HYPOTHESIS_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 OPS = st.from_regex(r"[a-z0-9_-]{1,12}", fullmatch=True)
 JSON_SCALARS = (

@@ -10,10 +10,21 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings
 
-from aicache.bench import harness, micro, report, scenarios
+from aicache.bench import harness, micro, report, scenarios, shapes
 from aicache.bench.redis_server import RedisServer
 
-GROUPS = ("reads", "writes", "keys", "compression", "monitoring", "seed", "concurrency", "invalidation")
+GROUPS = (
+    "reads",
+    "writes",
+    "keys",
+    "compression",
+    "monitoring",
+    "seed",
+    "concurrency",
+    "invalidation",
+    "shapes",
+    "dictionaries",
+)
 
 
 class Command(BaseCommand):
@@ -90,6 +101,8 @@ class Command(BaseCommand):
             ),
             "concurrency": lambda: scenarios.concurrency(url, quick),
             "invalidation": lambda: scenarios.invalidation_at_scale(url, quick),
+            "shapes": lambda: shapes.targets(url, quick),
+            "dictionaries": lambda: shapes.dictionary_codecs(quick),
         }
         for group in groups:
             self.stderr.write(f"running {group}...")

@@ -73,21 +73,28 @@ def test_failed_invalidation_is_recorded_as_failed(ai_cache, monkeypatch):
     assert (record["status"], record["reason"]) == ("failed", "unreachable")
 
 
-def test_single_flight_coalescing_is_counted(ai_cache):
-    import threading
-    import time
+def test_single_flight_coalescing_is_counted(ai_cache, monkeypatch):
+    """Staged: the leader's compute returns only once the three others have joined its flight."""
+    from tests.helpers import run_threads, wait_for
+
+    flights = ai_cache._state.flights
+    followers = []
+    join = flights.join
+
+    def counted_join(key):
+        flight, leads = join(key)
+        if not leads:
+            followers.append(key)
+        return flight, leads
+
+    monkeypatch.setattr(flights, "join", counted_join)
 
     def compute():
-        time.sleep(0.2)
+        wait_for(lambda: len(followers) == 3, what="three followers on the flight")
         return {"a": 1}
 
-    threads = [
-        threading.Thread(target=ai_cache.get_or_compute, args=(SMALL, "qa", compute)) for _ in range(4)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = run_threads(lambda i: ai_cache.get_or_compute(SMALL, "qa", compute), 4)
+    assert [r["a"] for r in results] == [1, 1, 1, 1]
     counters = ai_cache.monitor.export_metrics()["totals"]["counters"]
     assert counters["single_flight_coalesced"] == 3 and counters["single_flight_waits"] == 3
 

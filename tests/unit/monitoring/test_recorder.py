@@ -322,3 +322,100 @@ def test_invalidation_rate_alerts_in_the_original_words(monitor, caplog):
         ("WARNING", "High invalidation rate: 2 invalidations in last hour (>2 threshold)"),
         ("ERROR", "Critical invalidation rate: 4 invalidations in last hour (>4 threshold)"),
     ]
+
+
+def test_approximate_size_is_the_originals_recursive_getsizeof():
+    import sys
+
+    from aicache.monitoring.recorder import approximate_size
+
+    inner = {"b": "x"}
+    listed = [1, inner]
+    outer = {"a": listed, "c": 2.5}
+    expected = (
+        sys.getsizeof(outer)
+        + sys.getsizeof("a")
+        + (
+            sys.getsizeof(listed)
+            + sys.getsizeof(1)
+            + sys.getsizeof(inner)
+            + sys.getsizeof("b")
+            + sys.getsizeof("x")
+        )
+        + sys.getsizeof("c")
+        + sys.getsizeof(2.5)
+    )
+    assert approximate_size(outer) == expected
+    assert approximate_size("plain") == sys.getsizeof("plain")
+    m = CachePerformanceMonitor()
+    record = m.record_memory_usage(outer)  # the original's form: a memory cache dict
+    assert (record.memory_entries, record.memory_bytes) == (2, expected)
+
+
+def test_memory_and_invalidation_history_is_bounded_by_max_measurements():
+    m = CachePerformanceMonitor(retention_hours=1, max_measurements=5)
+    for i in range(12):
+        m.record_memory_usage(i, i * 100, 100, 10_000)
+        m.record_invalidation_event(f"op{i}", i, 0.001, "operation")
+    assert len(m.export_metrics()["invalidations"]) == 5
+    assert [r["pattern"] for r in m.export_metrics()["invalidations"]] == [f"op{i}" for i in range(7, 12)]
+    assert m.get_memory_usage_stats()["current"]["memory_entries"] == 11
+    assert m.get_memory_usage_stats()["total_samples"] == 5
+
+
+def test_an_invalidation_exactly_one_hour_old_no_longer_counts_towards_the_rate(monkeypatch, caplog):
+    from aicache.monitoring import recorder
+
+    clock = {"now": 1_795_000_000.0}
+    fake_time = type("FakeTime", (), {"__getattr__": lambda self, name: getattr(time, name)})()
+    fake_time.time = lambda: clock["now"]
+    monkeypatch.setattr(recorder, "time", fake_time)
+    m = CachePerformanceMonitor(invalidation_rate_warning_per_hour=2, invalidation_rate_critical_per_hour=50)
+    with caplog.at_level(logging.WARNING, logger="aicache.monitoring"):
+        m.record_invalidation_event("a", 1, 0.001, "operation")
+        clock["now"] += 3600  # the first is now exactly an hour old: out of the window
+        m.record_invalidation_event("b", 1, 0.001, "operation")
+        assert not [r for r in caplog.records if "invalidation rate" in r.message.lower()]
+        clock["now"] += 1  # two within the hour: the warning, once
+        m.record_invalidation_event("c", 1, 0.001, "operation")
+    assert len([r for r in caplog.records if "invalidation rate" in r.message.lower()]) == 1
+
+
+RECORD_CALLS = {
+    "record_lookup": ("qa", "small", "memory", 1e-6, None, 10),
+    "record_key_generation_time": (0.0001, 10),
+    "record_cache_operation_time": ("get", 0.001, True),
+    "record_compression_ratio": (1000, 400, 0.001),
+    "record_memory_usage": (1, 100, 10, 1000),
+    "record_invalidation_event": ("qa", 3, 0.001, "operation"),
+    "record_saving": ("qa", "gpt-4o", 1.5, 100, 20, 0.001),
+    "count": ("single_flight_waits",),
+}
+
+
+def test_every_record_method_survives_a_broken_recorder(caplog, monkeypatch):
+    """README: a broken recorder logs once and never raises, for every record method."""
+    m = CachePerformanceMonitor()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("recorder bug")
+
+    monkeypatch.setattr(m, "_enqueue", broken)
+    with caplog.at_level(logging.ERROR, logger="aicache.monitoring"):
+        for name, args in RECORD_CALLS.items():
+            getattr(m, name)(*args)  # raises nothing
+    assert m.failures == len(RECORD_CALLS) == 8
+    assert len([r for r in caplog.records if "failed to record" in r.message]) == 1
+
+
+def test_the_cache_keeps_answering_with_a_broken_recorder(ai_cache, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("recorder bug")
+
+    monkeypatch.setattr(ai_cache.monitor, "_enqueue", broken)
+    text = "A broken recorder never breaks the caller's request. " * 3
+    ai_cache.cache_response(text, "qa", None, {"a": 1})
+    assert ai_cache.get_cached_response(text, "qa")["a"] == 1
+    assert ai_cache.get_or_compute(text + "?", "qa", lambda: {"b": 2})["b"] == 2
+    assert ai_cache.invalidate_by_operation("qa") == 2
+    assert ai_cache.monitor.failures >= 4

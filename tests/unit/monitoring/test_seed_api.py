@@ -302,7 +302,10 @@ def test_summary_errors_come_from_the_same_window(ai_cache, monkeypatch):
 
     monkeypatch.setattr(ai_cache.redis, "get", refuse)
     ai_cache.get_cached_response("a text for the error window", "qa")
-    zero = dict.fromkeys(("unreachable", "redis_error", "corrupt_entry", "forged_entry", "circuit_open"), 0)
+    zero = dict.fromkeys(
+        ("unreachable", "redis_error", "corrupt_entry", "forged_entry", "unknown_dictionary", "circuit_open"),
+        0,
+    )
     assert ai_cache.get_performance_summary()["errors"] == {**zero, "redis_error": 1}
     ai_cache.monitor.reset_stats()
     assert ai_cache.get_performance_summary()["errors"] == zero

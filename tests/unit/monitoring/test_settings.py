@@ -167,3 +167,60 @@ def test_reference_project_reads_metrics_token_from_the_environment(monkeypatch)
         assert importlib.reload(project).AICACHE["METRICS_TOKEN"] == ""
     finally:
         importlib.reload(project)
+
+
+class FakeClock:
+    """Stands in for the ``time`` module of the exporter and the flusher: the test moves ``now``."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return 1_795_000_000.0 + self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_memory_sample_seconds_spaces_the_samples(make_cache, fresh_exporter, monkeypatch):
+    clock = FakeClock(1000.0)
+    monkeypatch.setattr(exporter_module, "time", clock)
+    cache = make_cache(MEMORY_SAMPLE_SECONDS=42.0)
+    monitor = cache.monitor  # registers with the exporter
+    sampled = []
+    record = monitor.record_memory_usage
+    monkeypatch.setattr(
+        monitor, "record_memory_usage", lambda *a, **k: sampled.append(clock.now) or record(*a)
+    )
+    for now in (1000.0, 1010.0, 1041.9, 1042.0, 1083.9, 1084.0):
+        clock.now = now
+        fresh_exporter.flush_now()
+    assert sampled == [1000.0, 1042.0, 1084.0]
+
+
+def test_flush_interval_spaces_the_batches(settings, make_cache, fresh_exporter, monkeypatch):
+    from tests.helpers import wait_for
+
+    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True, "FLUSH_INTERVAL": 30.0}
+    clock = FakeClock(1000.0)
+    monkeypatch.setattr(flusher_module, "time", clock)
+    monkeypatch.setattr(flusher_module, "broker_problem", lambda: None)
+    cache = make_cache()
+    cache.monitor  # installs this process's flusher
+    flusher = flusher_module.get_flusher()
+    assert flusher is not None and flusher.interval == 30.0
+    sent = []
+    flusher._send = sent.append
+    try:
+        for now, batches in ((1010.0, 0), (1029.9, 0), (1030.0, 1), (1059.0, 1), (1060.0, 2)):
+            clock.now = now
+            cache.get_cached_response(f"text {now}", "summarize")  # something to ship
+            fresh_exporter.flush_now()
+            if batches:
+                wait_for(lambda b=batches: len(sent) >= b, what=f"{batches} batch(es) sent")
+            assert len(sent) == batches, now
+    finally:
+        flusher_module._flusher = None

@@ -1,0 +1,97 @@
+"""A django-redis client on redis-py's ``RedisCluster`` (django-redis has no Cluster client).
+
+::
+
+    CACHES["ai"] = {
+        "BACKEND": "aicache.backend.AIResponseCache",
+        "LOCATION": "redis://10.0.0.1:6379,redis://10.0.0.2:6379",  # any cluster nodes
+        "OPTIONS": {"CLIENT_CLASS": "aicache.cluster.ClusterClient"},
+    }
+
+The nodes in ``LOCATION`` are only where discovery starts; redis-py follows the slot map (MOVED,
+ASK, TRYAGAIN) from there. One ``RedisCluster`` serves every thread of a process (it keeps a
+connection pool per node), like django-redis's process-global pools. aicache names everything that
+must share a slot with hash tags (:mod:`aicache.namespace`), so its scripts and RENAMEs stay
+single-slot; the plain Django API's multi-key calls (``get_many``, ``delete_many``) are split by
+slot by redis-py.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from django.core.exceptions import ImproperlyConfigured
+from django_redis.client import DefaultClient
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.retry import Retry
+
+
+class Cluster(RedisCluster):
+    """``RedisCluster`` whose MGET splits keys by slot (django-redis's ``get_many`` sends one MGET
+    of keys that hash anywhere); keys of one slot still go in one MGET."""
+
+    def mget(self, keys: Any, *args: Any) -> list[Any]:
+        return self.mget_nonatomic(keys, *args)
+
+
+_clusters: dict[str, RedisCluster] = {}
+_lock = threading.Lock()
+
+
+def startup_nodes(servers: list[str]) -> tuple[list[ClusterNode], dict[str, Any]]:
+    """Cluster nodes and the credentials named by ``redis://[user:password@]host:port`` URLs."""
+    nodes = []
+    auth: dict[str, Any] = {}
+    for server in servers:
+        url = urlparse(server.strip())
+        if url.scheme not in ("redis", "rediss") or not url.hostname:
+            raise ImproperlyConfigured(f"cluster LOCATION entries are redis://host:port URLs, got {server!r}")
+        if url.path not in ("", "/", "/0"):
+            raise ImproperlyConfigured(f"Redis Cluster has only database 0, got {server!r}")
+        nodes.append(ClusterNode(url.hostname, url.port or 6379))
+        if url.password:
+            auth["password"] = unquote(url.password)
+        if url.username:
+            auth["username"] = unquote(url.username)
+        if url.scheme == "rediss":
+            auth["ssl"] = True
+    return nodes, auth
+
+
+class ClusterClient(DefaultClient):
+    """django-redis's ``DefaultClient`` whose one raw client is a ``RedisCluster``."""
+
+    def get_next_client_index(self, write: bool = True, tried: list[int] | None = None) -> int:
+        return 0
+
+    def connect(self, index: int = 0) -> RedisCluster:
+        options = self._options
+        # Only what shapes the client: options also hold objects whose repr differs per backend
+        # instance (a Retry), and Django builds a backend per thread.
+        timeouts = (options.get("SOCKET_TIMEOUT"), options.get("SOCKET_CONNECT_TIMEOUT"))
+        identity = repr((sorted(self._server), timeouts))
+        client = _clusters.get(identity)
+        if client is None:
+            with _lock:
+                client = _clusters.get(identity)
+                if client is None:
+                    nodes, auth = startup_nodes(list(self._server))
+                    client = Cluster(
+                        startup_nodes=nodes,
+                        socket_timeout=options.get("SOCKET_TIMEOUT"),
+                        socket_connect_timeout=options.get("SOCKET_CONNECT_TIMEOUT"),
+                        # Fail-open is aicache's job (aicache.guard): one attempt per call, like
+                        # the single-node pool; MOVED/ASK redirects are followed regardless.
+                        retry=Retry(NoBackoff(), 0),
+                        require_full_coverage=False,
+                        protocol=2,
+                        **auth,
+                    )
+                    _clusters[identity] = client
+        return client
+
+    def disconnect(self, index: int = 0, client: Any = None) -> None:
+        """Keep the shared cluster client: its pools belong to every thread of the process."""

@@ -1,0 +1,51 @@
+"""manage.py aicache_train_dictionaries: train and publish zstd dictionaries now (what the
+``aicache.monitoring.train_dictionaries`` beat task does every hour)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from aicache import dictionaries
+from aicache.keys import validate_operation
+
+
+class Command(BaseCommand):
+    help = (
+        "Train a zstd dictionary per operation from its newest entries and publish it in Redis; "
+        "every process writes with it within DICTIONARY_REFRESH_SECONDS."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--cache", default=None, help="cache alias (default: every aicache cache)")
+        parser.add_argument("--operation", nargs="+", help="only these operations (default: all)")
+        parser.add_argument("--min-samples", type=int, help="override DICTIONARY_MIN_SAMPLES")
+        parser.add_argument(
+            "--samples", type=int, default=dictionaries.DEFAULT_SAMPLES, help="most entries sampled"
+        )
+
+    def handle(
+        self,
+        *args: Any,
+        cache: str | None,
+        operation: list[str] | None,
+        min_samples: int | None,
+        samples: int,
+        **options: Any,
+    ) -> None:
+        if min_samples is not None and min_samples < 2:
+            raise CommandError("--min-samples must be at least 2")
+        if samples < 2:
+            raise CommandError("--samples must be at least 2")
+        try:
+            for op in operation or ():
+                validate_operation(op)
+            targets = dictionaries.aicache_caches(cache)
+        except (TypeError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        for alias, backend in targets:
+            for result in dictionaries.train_all(
+                backend, operation, min_samples=min_samples, samples=samples
+            ):
+                self.stdout.write(f"{alias} {dictionaries.describe(result)}")

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Mutation testing (`make mutation`): mutmut over the core and the monitor, module by module.
+
+Each module gets its own work tree under .run/mutation/<module>/ (a copy of the tracked files) and its
+own [tool.mutmut] section naming the fast tests that cover it, so a mutant in keys.py never waits for
+the history tests. mutmut then runs, for each mutant, only the selected tests that called the mutated
+function. The summary (killed / survived / timeout per module, and every survivor) goes to
+.run/mutation/summary.md and stdout; `docs/testing.md` explains each survivor that is left.
+
+    scripts/mutation.py                  # every module, about 30 minutes on two vCPUs
+    scripts/mutation.py keys codec       # only these
+    scripts/mutation.py --fail-under 85  # exit 1 if a module kills fewer than 85 %
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".run" / "mutation"
+MUTMUT = ROOT / ".venv" / "bin" / "mutmut"
+
+# module -> the fast tests that exercise it (mutmut narrows each mutant to the ones that call it).
+MODULES: dict[str, tuple[str, list[str]]] = {
+    "keys": ("aicache/keys.py", ["tests/unit/test_keys.py", "tests/unit/test_properties.py"]),
+    "codec": (
+        "aicache/codec.py",
+        ["tests/unit/test_codec.py", "tests/unit/test_properties.py", "tests/integration/test_signing.py"],
+    ),
+    "memory": ("aicache/memory.py", ["tests/unit/test_memory.py", "tests/unit/test_backend.py"]),
+    "coherence": (
+        "aicache/coherence.py",
+        ["tests/unit/test_coherence_unit.py", "tests/integration/test_coherence.py"],
+    ),
+    "singleflight": (
+        "aicache/singleflight.py",
+        ["tests/unit/test_singleflight.py", "tests/integration/test_single_flight.py"],
+    ),
+    "invalidation": (
+        "aicache/invalidation.py",
+        [
+            "tests/integration/test_invalidation_races.py",
+            "tests/integration/test_tags.py",
+            "tests/integration/test_redis_backend.py",
+        ],
+    ),
+    "backend": (
+        "aicache/backend.py",
+        ["tests/unit/test_backend.py", "tests/integration/test_redis_backend.py"],
+    ),
+    "recorder": ("aicache/monitoring/recorder.py", ["tests/unit/monitoring"]),
+    "readings": ("aicache/monitoring/readings.py", ["tests/unit/monitoring"]),
+    "rollups": (
+        "aicache/monitoring/rollups.py",
+        ["tests/unit/monitoring", "tests/history/test_flusher.py", "tests/history/test_bounds.py"],
+    ),
+    "ingest": (
+        "aicache/monitoring/ingest.py",
+        ["tests/history/test_ingest.py", "tests/history/test_flusher.py"],
+    ),
+}
+
+CONFIG = """
+[tool.mutmut]
+source_paths = ["aicache/"]
+only_mutate = [{module!r}]
+pytest_add_cli_args_test_selection = {tests!r}
+pytest_add_cli_args = ["-p", "no:cacheprovider", "--timeout=120"]
+"""
+
+
+def prepare(name: str, module: str, tests: list[str]) -> Path:
+    """A fresh copy of the tracked files with this module's mutmut section appended."""
+    tree = WORK / name
+    if tree.exists():
+        shutil.rmtree(tree)
+    tree.mkdir(parents=True)
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
+    for raw in filter(None, files):
+        path = raw.decode()
+        if not (ROOT / path).is_file():
+            continue
+        (tree / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / path, tree / path)
+    (tree / ".venv").symlink_to(ROOT / ".venv")
+    with (tree / "pyproject.toml").open("a") as f:
+        f.write(CONFIG.format(module=module, tests=[t for t in tests if (ROOT / t).exists()]))
+    return tree
+
+
+def outcomes(tree: Path) -> dict[str, str]:
+    """mutant name -> killed | survived | timeout | other, from mutmut's own result files."""
+    from mutmut.stats import status_by_exit_code  # mutmut's own reading of its exit codes
+
+    result: dict[str, str] = {}
+    for meta in (tree / "mutants").rglob("*.meta"):
+        for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            result[key] = status_by_exit_code[code]
+    return result
+
+
+def diff(tree: Path, mutant: str) -> str:
+    shown = subprocess.run(
+        [str(MUTMUT), "show", mutant], cwd=tree, capture_output=True, text=True, check=False
+    ).stdout
+    return "\n".join(line for line in shown.splitlines() if line.startswith(("-", "+")) and line[:3] != "---")
+
+
+def run(name: str, children: int) -> dict:
+    module, tests = MODULES[name]
+    tree = prepare(name, module, tests)
+    env = {**os.environ, "AICACHE_HYPOTHESIS_EXAMPLES": "25", "PYTHONDONTWRITEBYTECODE": "1"}
+    started = time.monotonic()
+    log = (WORK / f"{name}.log").open("w")
+    subprocess.run(
+        [str(MUTMUT), "run", "--max-children", str(children)],
+        cwd=tree,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        check=False,
+    )
+    found = outcomes(tree)
+    counts: dict[str, int] = {}
+    for status in found.values():
+        counts[status] = counts.get(status, 0) + 1
+    total = len(found)
+    # A timeout is a detected mutant: the change made the code hang, and a test noticed.
+    detected = counts.get("killed", 0) + counts.get("timeout", 0)
+    survivors = sorted(k for k, v in found.items() if v not in ("killed", "timeout"))
+    return {
+        "module": module,
+        "total": total,
+        "counts": counts,
+        "score": 100.0 * detected / total if total else 100.0,
+        "seconds": round(time.monotonic() - started),
+        "survivors": {k: (found[k], diff(tree, k)) for k in survivors},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("modules", nargs="*", help=f"some of: {' '.join(MODULES)} (default: all)")
+    parser.add_argument("--children", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--fail-under", type=float, default=0.0, help="minimum killed %% per module")
+    args = parser.parse_args()
+    unknown = set(args.modules) - set(MODULES)
+    if unknown:
+        parser.error(f"unknown module(s): {', '.join(sorted(unknown))}; choose from {', '.join(MODULES)}")
+    WORK.mkdir(parents=True, exist_ok=True)
+    results = []
+    for name in args.modules or list(MODULES):
+        print(f"== {name}", flush=True)
+        result = run(name, args.children)
+        results.append(result)
+        print(
+            f"   {result['module']}: {result['score']:.1f} % detected of {result['total']} "
+            f"{result['counts']} in {result['seconds']} s",
+            flush=True,
+        )
+    lines = [
+        "| module | mutants | killed | timeout | survived | detected | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        c = r["counts"]
+        lines.append(
+            f"| {r['module']} | {r['total']} | {c.get('killed', 0)} | {c.get('timeout', 0)} | "
+            f"{r['total'] - c.get('killed', 0) - c.get('timeout', 0)} | {r['score']:.1f} % | {r['seconds']} |"
+        )
+    lines.append("")
+    for r in results:
+        for mutant, (status, change) in r["survivors"].items():
+            lines.append(f"### {mutant} ({status})\n```diff\n{change}\n```")
+    summary = "\n".join(lines)
+    (WORK / "summary.md").write_text(summary + "\n")
+    (WORK / "summary.json").write_text(json.dumps(results, indent=1))
+    print(summary)
+    low = [r["module"] for r in results if r["score"] < args.fail_under]
+    if low:
+        print(f"under {args.fail_under} %: {', '.join(low)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""README's History claims, each checked on the database it names: cleanup deletes in short batches
+of CLEANUP_BATCH_SIZE rows, at most 900 per statement; two workers racing on a new rollup row end in
+one merged row (one of them retries)."""
+
+import datetime as dt
+import threading
+
+import pytest
+from django.db import IntegrityError, connection, connections
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from aicache.monitoring import maintenance, tasks
+from aicache.monitoring.ingest import ingest
+from aicache.monitoring.models import IngestionBatch, Rollup, SlowOperation
+from aicache.monitoring.tasks import ingest_batch
+from tests.factories import SlowOperationFactory
+from tests.history.test_ingest import T0, row
+
+pytestmark = pytest.mark.django_db
+
+
+def _deletes_of(queries, table):
+    return [q["sql"] for q in queries if q["sql"].startswith("DELETE") and table in q["sql"]]
+
+
+def _old_slow_operations(n):
+    at = timezone.now() - dt.timedelta(days=30)
+    SlowOperation.objects.bulk_create(SlowOperationFactory.build(timestamp=at) for _ in range(n))
+
+
+@pytest.mark.parametrize(("batch_size", "rows", "statements"), [(3, 7, [3, 3, 1]), (5000, 1000, [900, 100])])
+def test_cleanup_deletes_in_batches_capped_at_900(settings, batch_size, rows, statements):
+    settings.AICACHE = {**settings.AICACHE, "CLEANUP_BATCH_SIZE": batch_size, "RETENTION_RAW_DAYS": 7}
+    _old_slow_operations(rows)
+    SlowOperationFactory()  # recent: kept
+    with CaptureQueriesContext(connection) as ctx:
+        assert maintenance.cleanup()["slow_operations"] == rows
+    deletes = _deletes_of(ctx.captured_queries, SlowOperation._meta.db_table)
+    # One DELETE per batch, each naming exactly the batch's ids.
+    assert [sql.count(",") + 1 for sql in deletes] == statements
+    assert SlowOperation.objects.count() == 1
+
+
+def _batch(batch_id):
+    return {"batch_id": batch_id, "process": f"{batch_id}:1", "sent_at": T0, "rollups": [row(count=2)]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_racing_on_a_new_rollup_row_end_in_one_merged_row(monkeypatch):
+    """Staged: worker A has read the (missing) rows under select_for_update; worker B, on its own
+    connection, creates and commits the same new rows; A's insert then fails on the unique
+    constraint, its transaction rolls back whole, and the task's retry merges into B's rows."""
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite serialises writers: B cannot commit while A's transaction holds the write lock")
+    real_bulk_create = Rollup.objects.bulk_create
+    raced = []
+
+    def bulk_create(objs, *args, **kwargs):
+        if not raced:
+            raced.append(True)
+            failure = []
+
+            def worker_b():
+                try:
+                    ingest(_batch("b"))
+                except Exception as exc:  # re-raised below, in the test
+                    failure.append(exc)
+                finally:
+                    connections.close_all()
+
+            thread = threading.Thread(target=worker_b)
+            thread.start()
+            thread.join(30)
+            assert not thread.is_alive() and not failure, failure
+        return real_bulk_create(objs, *args, **kwargs)
+
+    monkeypatch.setattr(Rollup.objects, "bulk_create", bulk_create)
+    attempts = []
+
+    def counted_ingest(payload):
+        try:
+            return ingest(payload)
+        except Exception as exc:
+            attempts.append(type(exc))
+            raise
+        finally:
+            attempts.append("tried")
+
+    monkeypatch.setattr(tasks, "ingest", counted_ingest)
+    result = ingest_batch.apply(args=[_batch("a")])  # eager: Celery re-applies on autoretry
+    assert result.successful(), result.result
+    assert attempts == [IntegrityError, "tried", "tried"]  # the unique constraint, then the merge
+    rows = Rollup.objects.all()
+    assert rows.count() == 3  # one row per resolution, not two
+    assert {r.count for r in rows} == {4}
+    assert set(IngestionBatch.objects.values_list("batch_id", flat=True)) == {"a", "b"}

@@ -1,0 +1,132 @@
+"""Trained dictionaries on a real Redis: trained by the command, published, loaded by another
+process; retraining while old frames exist; a frame whose dictionary is gone is a counted miss."""
+
+import json
+import os
+import subprocess
+import sys
+from io import StringIO
+
+import pytest
+from django.core.cache import caches
+from django.core.management import call_command
+
+from aicache import namespace
+from aicache.bench.payloads import llm_response
+from aicache.codec import HEADER_SIZE, ZSTD_DICT_FLAG
+from aicache.state import reset_process_state
+from tests.integration.processes import ROOT
+
+pytestmark = pytest.mark.integration
+
+READER = """
+import json, sys
+import django
+django.setup()
+from django.core.cache import caches
+cache = caches["ai"]
+hits = [cache.get_cached_response(t, "summarize") for t in json.loads(sys.argv[1])]
+print(json.dumps({"answers": [h and h["summary"] for h in hits], "errors": cache.error_counts()}))
+"""
+
+
+@pytest.fixture
+def cache(settings, redis_server):
+    redis_server.client().flushdb()
+    settings.CACHES = {
+        **settings.CACHES,
+        "dict": {
+            "BACKEND": "aicache.backend.AIResponseCache",
+            "LOCATION": f"{redis_server.url}/0",
+            "OPTIONS": {"MEMORY_TIERS": [], "DICTIONARY_MIN_SAMPLES": 50},
+        },
+    }
+    yield caches["dict"]
+    redis_server.client().flushdb()
+
+
+def text(i: int) -> str:
+    return f"Document {i}: a request long enough to be a real prompt for a summary."
+
+
+def fill(cache, start: int, n: int) -> None:
+    for i in range(start, start + n):
+        cache.cache_response(text(i), "summarize", None, llm_response(800, seed=i))
+
+
+def other_process(redis_server, texts: list[str]) -> dict:
+    env = {**os.environ, "AICACHE_TEST_REDIS_URL": f"{redis_server.url}/0"}
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings_real"
+    out = subprocess.run(
+        [sys.executable, "-c", READER, json.dumps(texts)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def flag_of(cache, i: int) -> int:
+    return cache.redis.get(cache.key_generator.generate(text(i), "summarize"))[1]
+
+
+def test_trained_by_the_command_used_by_writers_and_read_by_another_process(cache, redis_server):
+    fill(cache, 0, 40)
+    out = StringIO()
+    call_command("aicache_train_dictionaries", "--cache", "dict", stdout=out)
+    assert "summarize: too_few_samples (40 samples" in out.getvalue()
+    fill(cache, 40, 80)
+    call_command("aicache_train_dictionaries", "--cache", "dict", stdout=out)
+    assert "summarize: trained (120 samples" in out.getvalue()
+    assert flag_of(cache, 0) == 2  # written before: plain zstd
+    fill(cache, 1000, 1)
+    assert flag_of(cache, 1000) == ZSTD_DICT_FLAG  # this process switched at once
+    seen = other_process(redis_server, [text(0), text(1000)])
+    assert seen["answers"] == [llm_response(800, seed=0)["summary"], llm_response(800, seed=1000)["summary"]]
+    assert seen["errors"]["unknown_dictionary"] == 0
+
+
+def test_retraining_keeps_frames_of_the_previous_dictionary_readable(cache, redis_server):
+    fill(cache, 0, 120)
+    call_command("aicache_train_dictionaries", stdout=StringIO())
+    fill(cache, 2000, 1)
+    first_id = int(cache.redis.get(namespace.dictionary_pointer("ai_cache", "summarize")))
+    call_command("aicache_train_dictionaries", stdout=StringIO())
+    fill(cache, 3000, 1)
+    second_id = int(cache.redis.get(namespace.dictionary_pointer("ai_cache", "summarize")))
+    assert second_id != first_id
+    frames = [cache.redis.get(cache.key_generator.generate(text(i), "summarize")) for i in (2000, 3000)]
+    assert [int.from_bytes(f[HEADER_SIZE : HEADER_SIZE + 4], "big") for f in frames] == [first_id, second_id]
+    old_key = namespace.dictionary_key("ai_cache", first_id)
+    assert cache.redis.ttl(old_key) >= 7200  # outlives every frame it compressed (longest TTL)
+    assert cache.redis.ttl(namespace.dictionary_key("ai_cache", second_id)) == -1
+    seen = other_process(redis_server, [text(2000), text(3000)])
+    assert seen["answers"] == [llm_response(800, seed=i)["summary"] for i in (2000, 3000)]
+
+
+def test_a_frame_whose_dictionary_is_gone_is_a_counted_miss(cache, redis_server):
+    fill(cache, 0, 120)
+    call_command("aicache_train_dictionaries", "--operation", "summarize", stdout=StringIO())
+    fill(cache, 4000, 1)
+    dict_id = int(cache.redis.get(namespace.dictionary_pointer("ai_cache", "summarize")))
+    cache.redis.delete(namespace.dictionary_key("ai_cache", dict_id))
+    reset_process_state()  # a process that never loaded it
+    fresh = caches["dict"]
+    assert fresh.get_cached_response(text(4000), "summarize") is None
+    assert fresh.error_counts()["unknown_dictionary"] == 1
+    assert fresh.monitor.get_performance_stats()["cache_misses"] == 1
+    seen = other_process(redis_server, [text(4000)])
+    assert seen["answers"] == [None] and seen["errors"]["unknown_dictionary"] == 1
+
+
+def test_the_beat_task_trains_every_configured_cache(cache, settings):
+    from aicache.monitoring.tasks import train_dictionaries
+
+    settings.CACHES = {"dict": settings.CACHES["dict"], "default": settings.CACHES["default"]}
+    fill(cache, 0, 60)
+    lines = train_dictionaries()
+    assert len(lines) == 1 and lines[0].startswith("dict summarize: trained")
+    assert cache.dictionaries.for_write("summarize") is not None

@@ -1,0 +1,105 @@
+"""Sentinel (1 master, 1 replica, 3 sentinels) and Redis Cluster (3 primaries, 3 replicas) on
+loopback, started once per session by the tests that need them and stopped at its end.
+
+``real_cache`` here is ``caches["ai"]`` on either topology (parametrised, marked ``sentinel`` or
+``cluster``), so the integration tests imported by this package run against both:
+``pytest -m cluster`` or ``pytest -m sentinel`` runs one topology alone."""
+
+import json
+
+import pytest
+from django.core.cache import caches
+
+from aicache.bench.topologies import SERVICE, ClusterSetup, SentinelSetup
+from tests.integration.processes import Worker
+
+FAST = {"CIRCUIT_BREAKER_RESET_SECONDS": 0.5, "SOCKET_TIMEOUT": 0.5, "SOCKET_CONNECT_TIMEOUT": 0.5}
+
+
+@pytest.fixture(scope="session")
+def sentinel_setup(tmp_path_factory):
+    setup = SentinelSetup(tmp_path_factory.mktemp("sentinel"))
+    try:
+        setup.start()
+        yield setup
+    finally:
+        setup.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_setup(tmp_path_factory):
+    setup = ClusterSetup(tmp_path_factory.mktemp("cluster"))
+    try:
+        setup.start()
+        yield setup
+    finally:
+        setup.stop()
+
+
+def sentinel_cache_settings(setup: SentinelSetup, **options) -> dict:
+    return {
+        "BACKEND": "aicache.backend.AIResponseCache",
+        "LOCATION": f"redis://{SERVICE}/0",
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.SentinelClient",
+            "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+            "SENTINELS": setup.sentinels,
+            **FAST,
+            **options,
+        },
+    }
+
+
+def cluster_cache_settings(setup: ClusterSetup, **options) -> dict:
+    return {
+        "BACKEND": "aicache.backend.AIResponseCache",
+        "LOCATION": setup.location,
+        "OPTIONS": {"CLIENT_CLASS": "aicache.cluster.ClusterClient", **FAST, **options},
+    }
+
+
+SETTINGS = {"sentinel": sentinel_cache_settings, "cluster": cluster_cache_settings}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sentinel", marks=pytest.mark.sentinel),
+        pytest.param("cluster", marks=pytest.mark.cluster),
+    ]
+)
+def topology(request):
+    return request.param
+
+
+@pytest.fixture
+def topology_setup(request, topology):
+    return request.getfixturevalue(f"{topology}_setup")
+
+
+@pytest.fixture
+def real_cache(settings, topology, topology_setup):
+    """caches["ai"] on the topology, emptied, its memory tier proven live on every primary."""
+    settings.CACHES = {**settings.CACHES, "ai": SETTINGS[topology](topology_setup)}
+    cache = caches["ai"]
+    cache.redis.flushdb()
+    assert cache.start_coherence(wait=10) == "live"
+    return cache
+
+
+@pytest.fixture
+def workers(real_cache, topology, topology_setup):
+    """Start n worker processes on the topology, each with a live coherence listener."""
+    config = SETTINGS[topology](topology_setup)
+    options = {k: v for k, v in config["OPTIONS"].items() if k not in FAST}
+    started: list[Worker] = []
+
+    def start(n: int) -> list[Worker]:
+        for _ in range(n):
+            worker = Worker(config["LOCATION"], AICACHE_TEST_OPTIONS=json.dumps(options))
+            assert worker.call("status")["status"] == "live"
+            started.append(worker)
+        return started[-n:]
+
+    yield start
+    for worker in started:
+        worker.close()

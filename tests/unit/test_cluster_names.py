@@ -1,0 +1,50 @@
+"""Redis Cluster names: everything a write or an invalidation of an entry touches atomically
+hashes to the entry's own slot; entries spread over 16 slots; one node keeps the plain names."""
+
+from redis.crc import key_slot
+
+from aicache.cluster_coherence import probe_tag
+from aicache.keys import CacheKeyGenerator
+from aicache.namespace import Namespace
+
+
+def test_every_name_of_an_entry_shares_its_slot():
+    ns = Namespace("ai_cache", clustered=True)
+    keys = CacheKeyGenerator("ai_cache", clustered=True)
+    slots = set()
+    for i in range(200):
+        key = keys.generate(f"text {i}", "summarize")
+        b = ns.bucket(key)
+        slot = key_slot(key.encode())
+        slots.add(slot)
+        names = [
+            ns.lock(key),
+            ns.index("summarize", b),
+            ns.drain("summarize", "tok", b),
+            ns.drains("summarize", b),
+            ns.operations(b),
+            ns.gen_all(b),
+            ns.generation("summarize", b),
+            ns.tag_index("prompt:v3", b),
+            ns.tag_generation("prompt:v3", b),
+            ns.tag_drain("tok", b),
+            ns.tag_drains("prompt:v3", b),
+        ]
+        assert {key_slot(name.encode()) for name in names} == {slot}, key
+        # Still an entry to every parser: one operation segment, matched by the pattern SCAN.
+        assert ns.is_entry(key) and ns.operation_of(key) == "summarize"
+    assert len(slots) == len(ns.buckets) == 16
+
+
+def test_one_node_keeps_the_plain_layout():
+    ns = Namespace("ai_cache")
+    key = CacheKeyGenerator("ai_cache").generate("text", "qa")
+    assert "{" not in key and ns.bucket(key) == "" and ns.buckets == ("",)
+    assert ns.index("qa") == "ai_cache!idx:qa" and ns.gen_all() == "ai_cache!gen"
+    assert ns.tag_generation("t") == "ai_cache!gen:tag:t" and ns.operations() == "ai_cache!ops"
+
+
+def test_a_probe_tag_lands_in_the_node_slots():
+    for ranges in ([(0, 5460)], [(5461, 10922)], [(10923, 16383)], [(100, 100), (7000, 7001)]):
+        slot = key_slot(probe_tag(ranges).encode())
+        assert any(start <= slot <= end for start, end in ranges)
