@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run stop manage superuser test test-install bench mutation deps redis chromium lint format clean
+.PHONY: run stop manage superuser test test-install bench mutation deps redis chromium lint format clean \
+	prod-like prod-like-stop soak postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,23 @@ run: deps redis
 stop:
 	@scripts/stop.sh
 
+# Debian's postgresql when root and missing (scripts/with-postgres.sh installs it, starts and stops a cluster).
+postgres:
+	@[ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || scripts/with-postgres.sh true
+
+# Production-shaped: gunicorn x3, Celery worker + beat, Redis, a throwaway PostgreSQL, DEBUG off,
+# WhiteNoise, JSON logs on stdout (docs/reliability.md). Ctrl-C or `make prod-like-stop` stops it.
+prod-like: deps redis postgres
+	@scripts/prod-like.sh
+
+prod-like-stop:
+	@scripts/prod-like-stop.sh
+
+# The long load run against prod-like (tests/load, -m soak): locust for DURATION.
+DURATION ?= 5m
+soak: deps redis postgres
+	AICACHE_SOAK_DURATION=$(DURATION) $(BIN)/pytest -m soak tests/load $(PYTEST_ARGS)
+
 ARGS ?=
 manage: deps
 	@scripts/manage.sh $(ARGS)
@@ -38,7 +56,7 @@ superuser: deps
 
 # The whole suite on SQLite, then the monitoring-history tests again on a throwaway PostgreSQL, then
 # the install tests (test-install).
-test: deps redis chromium
+test: deps redis chromium postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest --cov=aicache --cov-branch --cov-report=term:skip-covered --cov-fail-under=90 $(PYTEST_ARGS)

@@ -155,6 +155,10 @@ class ZstdCompressor(BaseCompressor):
 
     def decompress(self, data: bytes, max_size: int) -> bytes:
         try:
+            # max_output_size binds only frames that do not declare their size: a frame declaring
+            # 200 MB would be inflated whole (test_planted_payloads_under_live_keys_are_counted_misses)
+            if self._zstd.frame_content_size(data) > max_size:
+                raise CodecError(f"zstd payload declares more than {max_size} bytes")
             return self._pair()[1].decompress(data, max_output_size=max_size)
         except self._zstd.ZstdError as exc:
             raise CodecError(f"corrupt zstd payload: {exc}") from exc
@@ -166,6 +170,8 @@ class ZstdCompressor(BaseCompressor):
         self, dict_id: int, dictionary: Any, data: bytes | memoryview, max_size: int
     ) -> bytes:
         try:
+            if self._zstd.frame_content_size(data) > max_size:  # as decompress() above
+                raise CodecError(f"zstd payload declares more than {max_size} bytes")
             return self._dict_pair(dict_id, dictionary)[1].decompress(data, max_output_size=max_size)
         except self._zstd.ZstdError as exc:
             raise CodecError(f"corrupt zstd payload (dictionary {dict_id}): {exc}") from exc

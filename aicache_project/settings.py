@@ -11,6 +11,10 @@
 | CELERY_RESULT_BACKEND | REDIS_URL with database 2          |
 | METRICS_TOKEN  | "" (then /metrics needs a staff session)  |
 | STATIC_ROOT    | <repo>/.run/static (collectstatic)        |
+| LOG_FORMAT     | "text"; "json": one JSON object per line  |
+| DEFAULT_CACHE_URL | "" (then the default cache is LocMem)  |
+| AICACHE_PROCESS_RATE | "60/minute" (POST process/, per user) |
+| AICACHE_FLUSH_INTERVAL | AICACHE's FLUSH_INTERVAL (10 s)      |
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files from STATIC_ROOT, DEBUG or not
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -116,12 +121,24 @@ CACHES = {
         "OPTIONS": {},
     },
 }
+# DEFAULT_CACHE_URL (make prod-like sets it): Django's default cache, which DRF's throttles count
+# in, on Redis, so that a rate holds across all web processes and not once per gunicorn worker.
+if os.environ.get("DEFAULT_CACHE_URL"):
+    CACHES["default"] = {
+        "BACKEND": "django_redis.cache.RedisCache",  # pooled (Django's own builds a client per call)
+        "LOCATION": os.environ["DEFAULT_CACHE_URL"],
+        # JSON, not pickle: nothing read from Redis is unpickled (throttles store lists of floats)
+        "OPTIONS": {"SERIALIZER": "django_redis.serializers.json.JSONSerializer"},
+    }
 
 # The monitoring API (aicache.monitoring.api): OpenAPI by drf-spectacular, UI assets from the
 # sidecar (no CDN); throttle rates of its invalidate/reset and of the project's process endpoint.
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {"aicache_invalidate": "10/minute", "aicache_process": "60/minute"},
+    "DEFAULT_THROTTLE_RATES": {
+        "aicache_invalidate": "10/minute",
+        "aicache_process": os.environ.get("AICACHE_PROCESS_RATE", "60/minute"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "aicache API",
@@ -136,6 +153,8 @@ SPECTACULAR_SETTINGS = {
 # Global aicache settings (per-cache OPTIONS override these); see README's configuration table.
 # METRICS_TOKEN: Prometheus scrapes /metrics with `Authorization: Bearer <token>`.
 AICACHE: dict = {"METRICS_TOKEN": os.environ.get("METRICS_TOKEN", "")}
+if os.environ.get("AICACHE_FLUSH_INTERVAL"):  # seconds between history shipments (default 10)
+    AICACHE["FLUSH_INTERVAL"] = float(os.environ["AICACHE_FLUSH_INTERVAL"])
 
 # The reference text processor behind the demo and the benchmarks; point CLASS at your LLM client.
 AICACHE_TEXT_PROCESSOR = {
@@ -181,14 +200,36 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = os.environ.get("STATIC_ROOT", str(RUN_DIR / "static"))  # collectstatic writes here
+# WhiteNoise (middleware above) serves what collectstatic gathered, with Django's default storage:
+# WhiteNoise's compressed storages would brotli-compress ~20 MB of API-docs assets at every
+# collectstatic (about a minute on this machine).
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# LOG_FORMAT=json (make prod-like): every record, Django's, aicache's, Celery's and gunicorn's, as
+# one JSON object per line on stdout (python-json-logger), for a log shipper to parse.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"aicache": {"handlers": ["console"], "level": os.environ.get("AICACHE_LOG_LEVEL", "INFO")}},
 }
+if LOG_FORMAT == "json":
+    LOGGING["handlers"]["console"] = {
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stdout",
+        "formatter": "json",
+    }
+    LOGGING["root"] = {"handlers": ["console"], "level": "INFO"}
+    LOGGING["loggers"]["aicache"]["propagate"] = False
+    CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # Celery logs through the root logger above
 
 if not DEBUG:
     SESSION_COOKIE_HTTPONLY = True
