@@ -181,7 +181,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
-    "visibility_timeout": 3600,
+    # A task not acknowledged this long (its worker was killed) is delivered again: above the
+    # longest ingestion retry countdown (300 s) plus a task's time limit, so a waiting retry is
+    # never redelivered early, and a crash delays history by 10 minutes at most.
+    "visibility_timeout": 600,
 }
 CELERY_TASK_ROUTES = {**TASK_ROUTES}  # the same dicts a library user merges (README)
 CELERY_BEAT_SCHEDULE = {**BEAT_SCHEDULE}

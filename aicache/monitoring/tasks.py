@@ -3,25 +3,56 @@ re-run (ingestion is idempotent per batch id; the jobs are idempotent by nature)
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.db import DatabaseError, IntegrityError
 
 from aicache.monitoring import maintenance
 from aicache.monitoring.celery import QUEUE  # noqa: F401  (routed there by TASK_ROUTES)
 from aicache.monitoring.ingest import ingest
 
+logger = logging.getLogger("aicache.monitoring")
+# Database errors (an outage, two workers creating the same new rollup) are retried with
+# exponential backoff capped at 5 minutes and Celery's jitter (a random countdown up to it): 48
+# retries wait about 1.9 h on average (at most 3.9 h), so a database outage of an hour or so loses
+# nothing. A batch that still cannot be written, or is malformed, is counted as lost.
+INGEST_RETRY_BACKOFF_MAX = 300
+INGEST_MAX_RETRIES = 48
+
+
+class IngestTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        """The batch is given up: count it (``aicache_monitoring_dropped_total{what="ingest_batches"}``)
+        and say why, so no monitoring data is lost silently."""
+        payload = args[0] if args else kwargs.get("payload")
+        batch_id = payload.get("batch_id") if isinstance(payload, dict) else None
+        logger.error(
+            "aicache: monitoring batch %s lost after %d retries: %s: %s",
+            batch_id,
+            self.request.retries,
+            type(exc).__name__,
+            exc,
+        )
+        try:
+            from aicache.monitoring import prometheus
+
+            prometheus.MONITORING_DROPS.labels(what="ingest_batches").inc()
+        except ImportError:  # prometheus-client not installed: the log line above still says it
+            pass
+
 
 @shared_task(
+    base=IngestTask,
     name="aicache.monitoring.ingest_batch",
     ignore_result=True,
     acks_late=True,  # a worker killed mid-task leaves the message to be redelivered
     reject_on_worker_lost=True,
-    autoretry_for=(IntegrityError, DatabaseError),  # e.g. two workers creating the same new rollup
+    autoretry_for=(IntegrityError, DatabaseError),
     retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=8,
+    retry_backoff_max=INGEST_RETRY_BACKOFF_MAX,
+    max_retries=INGEST_MAX_RETRIES,
     soft_time_limit=50,
     time_limit=60,
 )

@@ -95,3 +95,42 @@ def test_two_workers_racing_on_a_new_rollup_row_end_in_one_merged_row(monkeypatc
     assert rows.count() == 3  # one row per resolution, not two
     assert {r.count for r in rows} == {4}
     assert set(IngestionBatch.objects.values_list("batch_id", flat=True)) == {"a", "b"}
+
+
+def test_a_batch_given_up_is_counted_and_logged(monkeypatch, caplog):
+    """A database error that outlasts the retries (fewer here) loses the batch, never silently:
+    aicache_monitoring_dropped_total{what="ingest_batches"} and an error line say so."""
+    import logging
+
+    from django.db import OperationalError
+
+    from aicache.monitoring import prometheus
+
+    calls = []
+
+    def down(payload):
+        calls.append(payload["batch_id"])
+        raise OperationalError("database is down")
+
+    monkeypatch.setattr(tasks, "ingest", down)
+    monkeypatch.setattr(ingest_batch, "max_retries", 2)
+    lost = prometheus.MONITORING_DROPS.labels(what="ingest_batches")
+    before = lost._value.get()
+    with caplog.at_level(logging.ERROR, logger="aicache.monitoring"):
+        result = ingest_batch.apply(args=[_batch("gone")])
+    assert result.failed() and isinstance(result.result, OperationalError)
+    assert calls == ["gone"] * 3  # the first try and two retries
+    assert lost._value.get() == before + 1
+    (line,) = [r.getMessage() for r in caplog.records if "lost after" in r.getMessage()]
+    assert line == "aicache: monitoring batch gone lost after 2 retries: OperationalError: database is down"
+
+
+def test_the_retry_budget_outlasts_an_hour_of_database_outage():
+    from aicache.monitoring.tasks import INGEST_MAX_RETRIES, INGEST_RETRY_BACKOFF_MAX
+
+    assert ingest_batch.max_retries == INGEST_MAX_RETRIES
+    assert ingest_batch.retry_backoff_max == INGEST_RETRY_BACKOFF_MAX
+    # Celery's exponential countdowns (1, 2, 4, ... s, capped), each jittered to a uniform draw
+    # below it: the expected total wait is half the sum.
+    countdowns = [min(2**i, INGEST_RETRY_BACKOFF_MAX) for i in range(INGEST_MAX_RETRIES)]
+    assert sum(countdowns) / 2 > 3600
