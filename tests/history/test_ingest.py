@@ -151,3 +151,14 @@ def test_runs_on_the_configured_database():
 
     expected = "postgresql" if os.environ.get("AICACHE_TEST_DATABASE_URL") else "sqlite"
     assert connection.vendor == expected
+
+
+def test_ingest_reports_rows_created_then_updated_and_truncates_long_texts():
+    first = ingest(
+        batch("c1", invalidations=[[T0, "p" * 400, 1, 0.001, "pattern", "c" * 400, "failed", "r" * 250]])
+    )
+    assert first == {"batch_id": "c1", "duplicate": False, "created": 3, "updated": 0}
+    assert ingest(batch("c2")) == {"batch_id": "c2", "duplicate": False, "created": 0, "updated": 3}
+    assert ingest(batch("c2")) == {"batch_id": "c2", "duplicate": True}
+    event = InvalidationEvent.objects.get()
+    assert (len(event.pattern), len(event.operation_context), len(event.reason)) == (300, 300, 200)
