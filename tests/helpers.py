@@ -1,5 +1,6 @@
 """Test helpers shared by every suite: threads that report their failures, waiting on a condition,
-and a TCP proxy that can delay or black-hole a connection (for Redis fault tests)."""
+a clock the test moves, and a TCP proxy that can delay or black-hole a connection (for Redis fault
+tests)."""
 
 from __future__ import annotations
 
@@ -201,3 +202,21 @@ def write_and_settle(cache, key: str, write: Callable[[], Any], timeout: float =
 
     wait_for(settled, timeout, what="the write's own invalidation message")
     return result
+
+
+class FakeClock:
+    """Stands in for a module's ``time``: ``time()`` and ``monotonic()`` return what the test set
+    (``now``); everything else is the real ``time`` module's."""
+
+    def __init__(self, now: float, wall_offset: float = 0.0) -> None:
+        self.now = now
+        self.wall_offset = wall_offset
+
+    def time(self) -> float:
+        return self.now + self.wall_offset
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)

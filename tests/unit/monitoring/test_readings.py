@@ -1,39 +1,16 @@
 """The monitor's readings against hand-computed figures: the summary, the retention window's edge,
 slow operations, memory statistics (every field), the original's helpers and export."""
 
-import time
-
 import pytest
 
-from aicache.monitoring import readings, recorder
+from aicache.monitoring import readings
 from aicache.monitoring.events import MemoryRecord
 from aicache.monitoring.readings import memory_usage_stats
 from aicache.monitoring.recorder import CachePerformanceMonitor
 from aicache.state import ERROR_KINDS
+from tests.unit.monitoring.conftest import T0
 
 MIB = 1024 * 1024
-T0 = 1_795_000_000.0
-
-
-class Clock:
-    """Stands in for the ``time`` module of the recorder and the readings."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-    def __getattr__(self, name):
-        return getattr(time, name)
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    c = Clock()
-    monkeypatch.setattr(recorder, "time", c)
-    monkeypatch.setattr(readings, "time", c)
-    return c
 
 
 def test_summary_of_nothing(clock):

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from aicache.monitoring.recorder import CachePerformanceMonitor
+from tests.helpers import FakeClock
 
 
 @pytest.fixture
@@ -366,17 +367,15 @@ def test_memory_and_invalidation_history_is_bounded_by_max_measurements():
 def test_an_invalidation_exactly_one_hour_old_no_longer_counts_towards_the_rate(monkeypatch, caplog):
     from aicache.monitoring import recorder
 
-    clock = {"now": 1_795_000_000.0}
-    fake_time = type("FakeTime", (), {"__getattr__": lambda self, name: getattr(time, name)})()
-    fake_time.time = lambda: clock["now"]
-    monkeypatch.setattr(recorder, "time", fake_time)
+    clock = FakeClock(1_795_000_000.0)
+    monkeypatch.setattr(recorder, "time", clock)
     m = CachePerformanceMonitor(invalidation_rate_warning_per_hour=2, invalidation_rate_critical_per_hour=50)
     with caplog.at_level(logging.WARNING, logger="aicache.monitoring"):
         m.record_invalidation_event("a", 1, 0.001, "operation")
-        clock["now"] += 3600  # the first is now exactly an hour old: out of the window
+        clock.now += 3600  # the first is now exactly an hour old: out of the window
         m.record_invalidation_event("b", 1, 0.001, "operation")
         assert not [r for r in caplog.records if "invalidation rate" in r.message.lower()]
-        clock["now"] += 1  # two within the hour: the warning, once
+        clock.now += 1  # two within the hour: the warning, once
         m.record_invalidation_event("c", 1, 0.001, "operation")
     assert len([r for r in caplog.records if "invalidation rate" in r.message.lower()]) == 1
 

@@ -2,11 +2,9 @@
 writes, key generation, compression, invalidations, savings, slow events and their per-minute cap,
 memory samples shipped only when they moved or a heartbeat is due."""
 
-import time
-
 import pytest
 
-from aicache.monitoring import readings, recorder
+from aicache.monitoring import recorder
 from aicache.monitoring.events import MemoryRecord
 from aicache.monitoring.recorder import CachePerformanceMonitor
 from aicache.monitoring.rollups import (
@@ -17,27 +15,7 @@ from aicache.monitoring.rollups import (
     _memory_moved,
 )
 from aicache.monitoring.sketch import ZERO_BUCKET, bucket_of
-
-T0 = 1_795_000_020.0  # a whole minute
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def time(self) -> float:
-        return self.now
-
-    def __getattr__(self, name):
-        return getattr(time, name)
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    c = Clock()
-    monkeypatch.setattr(recorder, "time", c)
-    monkeypatch.setattr(readings, "time", c)
-    return c
+from tests.unit.monitoring.conftest import T0
 
 
 @pytest.fixture

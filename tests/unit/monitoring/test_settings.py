@@ -12,6 +12,7 @@ from aicache.monitoring import exporter as exporter_module
 from aicache.monitoring import flusher as flusher_module
 from aicache.monitoring.exporter import Exporter
 from aicache_project.celery import app as celery_app
+from tests.helpers import FakeClock
 
 
 @pytest.fixture
@@ -169,24 +170,8 @@ def test_reference_project_reads_metrics_token_from_the_environment(monkeypatch)
         importlib.reload(project)
 
 
-class FakeClock:
-    """Stands in for the ``time`` module of the exporter and the flusher: the test moves ``now``."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return 1_795_000_000.0 + self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def test_memory_sample_seconds_spaces_the_samples(make_cache, fresh_exporter, monkeypatch):
-    clock = FakeClock(1000.0)
+    clock = FakeClock(1000.0, wall_offset=1_795_000_000.0)
     monkeypatch.setattr(exporter_module, "time", clock)
     cache = make_cache(MEMORY_SAMPLE_SECONDS=42.0)
     monitor = cache.monitor  # registers with the exporter
@@ -205,7 +190,7 @@ def test_flush_interval_spaces_the_batches(settings, make_cache, fresh_exporter,
     from tests.helpers import wait_for
 
     settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True, "FLUSH_INTERVAL": 30.0}
-    clock = FakeClock(1000.0)
+    clock = FakeClock(1000.0, wall_offset=1_795_000_000.0)
     monkeypatch.setattr(flusher_module, "time", clock)
     monkeypatch.setattr(flusher_module, "broker_problem", lambda: None)
     cache = make_cache()
