@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aicache import namespace, state
+from aicache import invalidation, namespace, state
 from aicache.codec import CodecError
 
 #: An id Redis did not have is asked for again after this long (a stream of frames naming a gone
@@ -246,9 +246,7 @@ def train_all(
 ) -> list[TrainResult]:
     """:func:`train_operation` for ``operations`` (default: every operation with an index)."""
     if operations is None:
-        operations = sorted(
-            op.decode() if isinstance(op, bytes) else op for op in cache.redis.smembers(cache.ns.operations)
-        )
+        operations = invalidation.known_operations(cache.redis, cache.ns)  # every bucket's set
     return [train_operation(cache, op, min_samples=min_samples, samples=samples) for op in operations]
 
 
