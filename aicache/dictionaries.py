@@ -168,9 +168,19 @@ class TrainResult:
 
 def sample_payloads(cache: Any, operation: str, limit: int) -> list[bytes]:
     """The serialized responses of up to ``limit`` of the operation's newest entries (from its
-    index, never a keyspace scan); entries that do not decode are skipped."""
+    index, never a keyspace scan); entries that do not decode are skipped.
+
+    On a cluster the index is split into buckets (``cache.ns.buckets``), each in its own slot: the
+    newest ``limit`` of every bucket are read (one pipeline, each ZRANGE sent to its bucket's
+    node), and the newest ``limit`` of those kept. The MGETs are split by slot (``Cluster.mget``).
+    """
     redis = cache.redis
-    keys = redis.zrange(cache.ns.index(operation), -limit, -1)
+    pipe = redis.pipeline(transaction=False)
+    for bucket in cache.ns.buckets:
+        pipe.zrange(cache.ns.index(operation, bucket), -limit, -1, withscores=True)
+    scored = [member for members in pipe.execute() for member in members]
+    scored.sort(key=lambda member: member[1])  # by expiry: the newest last, as in one index
+    keys = [key for key, _ in scored[-limit:]]
     out: list[bytes] = []
     for start in range(0, len(keys), FETCH_BATCH):
         for data in redis.mget(keys[start : start + FETCH_BATCH]):
