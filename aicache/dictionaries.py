@@ -11,7 +11,8 @@ Life of a dictionary::
     train (a command or the Celery beat task, never a request): sample the operation's newest
     entries from its index, decode them, zstandard.train_dictionary, keep it only if it
     compresses the sample better than plain zstd
-      --> SET {prefix}!zdict:{id}            (id from INCR {prefix}!zdict!seq: never reused)
+      --> SET {prefix}!zdict:{id} NX         (a random 31-bit id, claimed: never reused, even
+                                             after Redis lost its data)
       --> SET {prefix}!zdict!op:{op} id GET  (writers switch within DICTIONARY_REFRESH_SECONDS)
       --> EXPIRE the previous dictionary after the longest TTL + the refresh interval, so every
           frame written with it has expired before it goes
@@ -22,12 +23,14 @@ Life of a dictionary::
       kept; an id Redis no longer has reads as a miss counted as ``unknown_dictionary``, and is
       not asked for again for MISSING_RETRY_SECONDS
 
-Retraining is safe while other processes read older frames: ids are never reused, a dictionary's
-bytes never change, and the old one outlives every frame that names it.
+Retraining is safe while other processes read older frames: ids are never reused (random, claimed
+with SET NX, so not even after Redis lost its data and a process still holds the old dictionaries),
+a dictionary's bytes never change, and the old one outlives every frame that names it.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -45,6 +48,14 @@ MAX_LOADED = 256
 #: Dictionaries are trained on at most this many of an operation's newest entries.
 DEFAULT_SAMPLES = 2000
 FETCH_BATCH = 200
+#: Dictionary ids are random in [MIN_ID, MAX_ID] (zstd keeps ids below 32768 for registered
+#: public dictionaries; 31 bits), claimed with SET NX. Not a counter: an INCR restarts at 1 once
+#: Redis loses its data (FLUSHDB, a failover to a lagging replica), and a process still holding
+#: the old dictionary 1 would read and write the new dictionary 1's frames with the wrong one.
+#: Two random ids meet with odds of about 1 in 2**31 per dictionary a process holds.
+MIN_ID = 32768
+MAX_ID = 2**31 - 1
+CLAIM_ATTEMPTS = 8
 
 
 class DictionaryRegistry:
@@ -219,7 +230,7 @@ def train_operation(
     zstd_level = cfg.compression_algorithm == "zstd" and cfg.compression_level is not None
     level = cfg.compression_level if zstd_level else 3
     size = min(cfg.dictionary_size, max(256, sum(map(len, training)) // 2))
-    dict_id = int(cache.redis.incr(namespace.dictionary_sequence(cfg.key_prefix)))
+    dict_id = new_id()
     try:
         zdict = zstandard.train_dictionary(size, training, dict_id=dict_id, level=level)
     except zstandard.ZstdError as exc:
@@ -230,21 +241,37 @@ def train_operation(
     ratio_dict = _ratio(lambda p: b"1234" + with_dict.compress(p), held_out)  # + the frame's id
     if ratio_dict >= ratio_plain:
         return TrainResult(operation, "no_gain", len(payloads), None, ratio_plain, ratio_dict)
-    publish(cache, operation, dict_id, zdict.as_bytes())
-    return TrainResult(operation, "trained", len(payloads), dict_id, ratio_plain, ratio_dict)
+    claimed = publish(cache, operation, dict_id, zdict.as_bytes())
+    if claimed is None:
+        return TrainResult(operation, "failed", len(payloads), None, ratio_plain, ratio_dict, "no free id")
+    return TrainResult(operation, "trained", len(payloads), claimed, ratio_plain, ratio_dict)
 
 
-def publish(cache: Any, operation: str, dict_id: int, raw: bytes) -> None:
-    """Store dictionary ``dict_id`` and point the operation's writers at it; the dictionary it
-    replaces expires once every frame it compressed has (longest TTL + the refresh interval)."""
+def new_id() -> int:
+    """A random dictionary id in [MIN_ID, MAX_ID] (claimed with SET NX by :func:`publish`)."""
+    return MIN_ID + secrets.randbelow(MAX_ID - MIN_ID + 1)
+
+
+def publish(cache: Any, operation: str, dict_id: int, raw: bytes) -> int | None:
+    """Store the dictionary under ``dict_id`` (or, if Redis has a dictionary by that id, under
+    another random id), point the operation's writers at it, and return the id it got (None if
+    CLAIM_ATTEMPTS random ids were all taken). The dictionary it replaces expires once every frame
+    it compressed has (longest TTL + the refresh interval)."""
     cfg = cache.config
     redis = cache.redis
-    redis.set(namespace.dictionary_key(cfg.key_prefix, dict_id), raw)
+    for _ in range(CLAIM_ATTEMPTS):
+        # SET NX: a dictionary's bytes never change, so an id Redis holds is never taken over.
+        if redis.set(namespace.dictionary_key(cfg.key_prefix, dict_id), raw, nx=True):
+            break
+        dict_id = new_id()
+    else:
+        return None
     old = redis.set(namespace.dictionary_pointer(cfg.key_prefix, operation), str(dict_id), get=True)
     if old and int(old) != dict_id:
         grace = cache._max_ttl + int(cfg.dictionary_refresh_seconds) + 60
         redis.expire(namespace.dictionary_key(cfg.key_prefix, int(old)), grace)
     cache.dictionaries.registry.forget_writers()
+    return dict_id
 
 
 def train_all(

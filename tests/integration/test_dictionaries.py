@@ -11,7 +11,7 @@ import pytest
 from django.core.cache import caches
 from django.core.management import call_command
 
-from aicache import namespace
+from aicache import dictionaries, namespace
 from aicache.bench.payloads import llm_response
 from aicache.codec import HEADER_SIZE, ZSTD_DICT_FLAG
 from aicache.state import reset_process_state
@@ -130,3 +130,50 @@ def test_the_beat_task_trains_every_configured_cache(cache, settings):
     lines = train_dictionaries()
     assert len(lines) == 1 and lines[0].startswith("dict summarize: trained")
     assert cache.dictionaries.for_write("summarize") is not None
+
+
+def current_id(cache) -> int:
+    return int(cache.redis.get(namespace.dictionary_pointer("ai_cache", "summarize")))
+
+
+def test_ids_are_never_reused_after_redis_lost_its_data(cache, redis_server):
+    """FLUSHDB (or a failover to a replica that lagged) while this process holds dictionary A:
+    the next dictionary must not get A's id, or this process would write and read the new
+    dictionary's frames with A (frames nobody else can read, reads counted as corrupt)."""
+    fill(cache, 0, 120)
+    call_command("aicache_train_dictionaries", stdout=StringIO())
+    first = current_id(cache)
+    assert dictionaries.MIN_ID <= first <= dictionaries.MAX_ID
+    fill(cache, 5000, 1)
+    assert cache.get_cached_response(text(5000), "summarize") is not None  # A loaded, in use
+    cache.redis.flushdb()  # Redis loses everything; this process keeps its dictionaries
+    fill(cache, 200, 120)
+    call_command("aicache_train_dictionaries", stdout=StringIO())
+    second = current_id(cache)
+    assert second != first
+    fill(cache, 6000, 1)
+    frame = cache.redis.get(cache.key_generator.generate(text(6000), "summarize"))
+    assert int.from_bytes(frame[HEADER_SIZE : HEADER_SIZE + 4], "big") == second
+    assert (
+        cache.get_cached_response(text(6000), "summarize")["summary"]
+        == llm_response(800, seed=6000)["summary"]
+    )
+    seen = other_process(redis_server, [text(6000)])
+    assert seen["answers"] == [llm_response(800, seed=6000)["summary"]]
+    assert seen["errors"]["corrupt_entry"] == seen["errors"]["unknown_dictionary"] == 0
+    assert cache.error_counts()["corrupt_entry"] == 0
+
+
+def test_an_id_redis_already_holds_is_never_taken_over(cache, monkeypatch):
+    fill(cache, 0, 120)
+    taken = namespace.dictionary_key("ai_cache", 40_000)
+    cache.redis.set(taken, b"another dictionary")
+    ids = iter([40_000, 40_000, 50_000])
+    monkeypatch.setattr(dictionaries, "new_id", lambda: next(ids))
+    result = dictionaries.train_operation(cache, "summarize")
+    assert result.outcome == "trained" and result.dict_id == 50_000
+    assert cache.redis.get(taken) == b"another dictionary"
+    assert current_id(cache) == 50_000
+    monkeypatch.setattr(dictionaries, "new_id", lambda: 40_000)  # every id taken: nothing published
+    assert dictionaries.train_operation(cache, "summarize").outcome == "failed"
+    assert current_id(cache) == 50_000
