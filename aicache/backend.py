@@ -282,7 +282,10 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         meta = cost.to_meta() if cost is not None else {}
         if req.tags:
             meta["t"] = list(req.tags)
-        dictionary = self.dictionaries.for_write(req.operation) if self._write_dictionaries else None
+        # A per-call ttl above the longest configured one is written without a dictionary: a
+        # retired dictionary outlives only the TTLs it can know of (dictionaries.longest_ttl).
+        use_dictionary = self._write_dictionaries and req.ttl <= self._max_ttl
+        dictionary = self.dictionaries.for_write(req.operation) if use_dictionary else None
         encoded = self.codec.encode(payload, req.ttl, meta=meta or None, dictionary=dictionary)
         tier = self._state.coherence
         token = tier.begin_write(req.key) if req.use_memory else None

@@ -14,8 +14,10 @@ Life of a dictionary::
       --> SET {prefix}!zdict:{id} NX         (a random 31-bit id, claimed: never reused, even
                                              after Redis lost its data)
       --> SET {prefix}!zdict!op:{op} id GET  (writers switch within DICTIONARY_REFRESH_SECONDS)
-      --> EXPIRE the previous dictionary after the longest TTL + the refresh interval, so every
-          frame written with it has expired before it goes
+      --> EXPIRE the previous dictionary after the longest TTL (the operation index's last
+          expiry, or the longest configured TTL if later) + the refresh interval, so every frame
+          written with it has expired before it goes (a per-call ttl above the longest
+          configured TTL is written without a dictionary)
 
     write: DictionaryRegistry.for_write(op), the pointer re-read at most every
       DICTIONARY_REFRESH_SECONDS, so a process picks up a retrained dictionary on its own
@@ -30,6 +32,7 @@ a dictionary's bytes never change, and the old one outlives every frame that nam
 
 from __future__ import annotations
 
+import math
 import secrets
 import threading
 import time
@@ -268,10 +271,24 @@ def publish(cache: Any, operation: str, dict_id: int, raw: bytes) -> int | None:
         return None
     old = redis.set(namespace.dictionary_pointer(cfg.key_prefix, operation), str(dict_id), get=True)
     if old and int(old) != dict_id:
-        grace = cache._max_ttl + int(cfg.dictionary_refresh_seconds) + 60
+        grace = longest_ttl(cache, operation) + math.ceil(cfg.dictionary_refresh_seconds) + 60
         redis.expire(namespace.dictionary_key(cfg.key_prefix, int(old)), grace)
     cache.dictionaries.registry.forget_writers()
     return dict_id
+
+
+def longest_ttl(cache: Any, operation: str) -> int:
+    """Seconds the operation's frames written so far may still live: until its index's last
+    expiry (every bucket; an entry's score is its expiry in ms), or the longest TTL configured
+    here, whichever is later. Frames written after the switch (by a writer that has not re-read
+    the pointer yet) use a dictionary only up to that writer's longest configured TTL (a per-call
+    ``ttl`` above it is written without one), so they are covered too."""
+    ns = cache.ns
+    pipe = cache.redis.pipeline(transaction=False)
+    for bucket in ns.buckets:
+        pipe.zrange(ns.index(operation, bucket), -1, -1, withscores=True)
+    latest_ms = max((score for members in pipe.execute() for _, score in members), default=0.0)
+    return max(cache._max_ttl, math.ceil(latest_ms / 1000 - time.time()))
 
 
 def train_all(

@@ -177,3 +177,41 @@ def test_an_id_redis_already_holds_is_never_taken_over(cache, monkeypatch):
     monkeypatch.setattr(dictionaries, "new_id", lambda: 40_000)  # every id taken: nothing published
     assert dictionaries.train_operation(cache, "summarize").outcome == "failed"
     assert current_id(cache) == 50_000
+
+
+MONTH = 30 * 24 * 3600
+
+
+def test_a_retired_dictionary_outlives_the_longest_frame_in_the_index(cache, settings):
+    """Another process configured with a longer TTL (or an older frame with a long per-call ttl)
+    wrote with dictionary A: A is kept until that frame's expiry, not this trainer's 2 h."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "long": {
+            **settings.CACHES["dict"],
+            "OPTIONS": {"MEMORY_TIERS": [], "OPERATION_TTLS": {"summarize": MONTH}},
+        },
+    }
+    fill(cache, 0, 120)
+    call_command("aicache_train_dictionaries", "--cache", "dict", stdout=StringIO())
+    first = current_id(cache)
+    caches["long"].cache_response(text(7000), "summarize", None, llm_response(800, seed=7000))
+    assert flag_of(cache, 7000) == ZSTD_DICT_FLAG  # a month-long frame compressed with A
+    call_command("aicache_train_dictionaries", "--cache", "dict", stdout=StringIO())
+    assert current_id(cache) != first
+    assert cache.redis.ttl(namespace.dictionary_key("ai_cache", first)) >= MONTH
+
+
+def test_a_per_call_ttl_above_the_longest_configured_one_is_written_without_a_dictionary(cache):
+    fill(cache, 0, 120)
+    call_command("aicache_train_dictionaries", "--cache", "dict", stdout=StringIO())
+    longest = cache._max_ttl  # the longest configured TTL (sentiment's day)
+    assert longest == 86400
+    cache.cache_response(text(8000), "summarize", None, llm_response(800, seed=8000), ttl=longest)
+    cache.cache_response(text(8001), "summarize", None, llm_response(800, seed=8001), ttl=longest + 1)
+    assert flag_of(cache, 8000) == ZSTD_DICT_FLAG  # up to the longest configured TTL: dictionary
+    assert flag_of(cache, 8001) == 2  # beyond it: plain zstd, readable whatever dictionary retires
+    assert (
+        cache.get_cached_response(text(8001), "summarize")["summary"]
+        == llm_response(800, seed=8001)["summary"]
+    )
