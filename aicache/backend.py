@@ -116,7 +116,11 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         fingerprint = hashlib.sha256(repr(cfg).encode()).hexdigest()[:16]
         self._identity = (str(server), cfg.key_prefix, fingerprint)
         self.dictionaries = dictionaries.DictionaryClient(
-            self._identity, cfg.key_prefix, cfg.dictionary_refresh_seconds, self._fetch_dictionary
+            self._identity,
+            cfg.key_prefix,
+            cfg.dictionary_refresh_seconds,
+            self._fetch_dictionary,
+            self._fault,
         )
         # Writers use a trained dictionary only with zstd (readers decode dictionary frames always).
         self._write_dictionaries = cfg.compression_dictionaries and cfg.compression_algorithm == "zstd"
@@ -286,7 +290,14 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         # retired dictionary outlives only the TTLs it can know of (dictionaries.longest_ttl).
         use_dictionary = self._write_dictionaries and req.ttl <= self._max_ttl
         dictionary = self.dictionaries.for_write(req.operation) if use_dictionary else None
-        encoded = self.codec.encode(payload, req.ttl, meta=meta or None, dictionary=dictionary)
+        try:
+            encoded = self.codec.encode(payload, req.ttl, meta=meta or None, dictionary=dictionary)
+        except CodecError as exc:  # the dictionary's bytes in Redis are corrupt: write without it
+            if dictionary is None:
+                raise
+            self._fault("corrupt_entry", "dictionary", exc)
+            self.dictionaries.unusable(req.operation)
+            encoded = self.codec.encode(payload, req.ttl, meta=meta or None)
         tier = self._state.coherence
         token = tier.begin_write(req.key) if req.use_memory else None
         written = self.guarded("set", False, self._write, req, encoded.data, req.fence)

@@ -164,7 +164,10 @@ class ZstdCompressor(BaseCompressor):
             raise CodecError(f"corrupt zstd payload: {exc}") from exc
 
     def compress_with(self, dict_id: int, dictionary: Any, data: bytes) -> bytes:
-        return self._dict_pair(dict_id, dictionary)[0].compress(data)
+        try:
+            return self._dict_pair(dict_id, dictionary)[0].compress(data)
+        except self._zstd.ZstdError as exc:  # corrupt dictionary bytes from Redis
+            raise CodecError(f"dictionary {dict_id} cannot compress: {exc}") from exc
 
     def decompress_with(
         self, dict_id: int, dictionary: Any, data: bytes | memoryview, max_size: int

@@ -51,6 +51,8 @@ MAX_LOADED = 256
 #: Dictionaries are trained on at most this many of an operation's newest entries.
 DEFAULT_SAMPLES = 2000
 FETCH_BATCH = 200
+#: ``fault(kind, action, exc)``: count and log a fault (the backend's ``_fault``).
+Fault = Callable[[str, str, BaseException], None]
 #: Dictionary ids are random in [MIN_ID, MAX_ID] (zstd keeps ids below 32768 for registered
 #: public dictionaries; 31 bits), claimed with SET NX. Not a counter: an INCR restarts at 1 once
 #: Redis loses its data (FLUSHDB, a failover to a lagging replica), and a process still holding
@@ -97,8 +99,12 @@ class DictionaryRegistry:
             self._missing.pop(dict_id, None)
         return zdict
 
-    def for_write(self, operation: str, fetch: Callable[[str], bytes | None]) -> tuple[int, Any] | None:
-        """``(id, dictionary)`` the operation's writers use now, or None (none trained yet)."""
+    def for_write(
+        self, operation: str, fetch: Callable[[str], bytes | None], fault: Fault | None = None
+    ) -> tuple[int, Any] | None:
+        """``(id, dictionary)`` the operation's writers use now, or None (none trained yet, or a
+        pointer that is not an id: a fault told to ``fault``, then no dictionary until the next
+        re-read)."""
         now = time.monotonic()
         cached = self._writers.get(operation)
         if cached is not None and cached[0] > now:
@@ -106,22 +112,43 @@ class DictionaryRegistry:
         raw = fetch(namespace.dictionary_pointer(self.prefix, operation))
         current = None
         if raw:
-            dict_id = int(raw)
-            zdict = self.get(dict_id, fetch)
-            current = None if zdict is None else (dict_id, zdict)
+            dict_id = parse_id(raw)
+            if dict_id is None:
+                if fault is not None:
+                    problem = (
+                        f"the dictionary pointer of {operation!r} is not a dictionary id: {bytes(raw)[:32]!r}"
+                    )
+                    fault("corrupt_entry", "dictionary", CodecError(problem))
+            else:
+                zdict = self.get(dict_id, fetch)
+                current = None if zdict is None else (dict_id, zdict)
         self._writers[operation] = (now + self.refresh_seconds, current)
         return current
+
+    def unusable(self, operation: str) -> None:
+        """The operation's dictionary could not compress (corrupt bytes in Redis): write without
+        one until its pointer is re-read."""
+        self._writers[operation] = (time.monotonic() + self.refresh_seconds, None)
 
     def forget_writers(self) -> None:
         """Re-read every operation's pointer on its next write (after this process trained one)."""
         self._writers.clear()
 
 
+def parse_id(raw: bytes | str) -> int | None:
+    """A dictionary id read from Redis (a frame's u32), or None if ``raw`` is not one."""
+    text = raw.encode() if isinstance(raw, str) else bytes(raw)
+    if not text.isdigit() or len(text) > 10:
+        return None
+    value = int(text)
+    return value if 0 < value <= 0xFFFFFFFF else None
+
+
 class DictionaryClient:
     """What one backend instance hands its codec: this process's registry (found again after a
     process-state reset), read through this instance's fail-open Redis access."""
 
-    __slots__ = ("_generation", "_identity", "_prefix", "_refresh", "_registry", "fetch")
+    __slots__ = ("_generation", "_identity", "_prefix", "_refresh", "_registry", "fault", "fetch")
 
     def __init__(
         self,
@@ -129,11 +156,13 @@ class DictionaryClient:
         prefix: str,
         refresh_seconds: float,
         fetch: Callable[[str], bytes | None],
+        fault: Fault | None = None,
     ) -> None:
         self._identity, self._prefix, self._refresh = identity, prefix, refresh_seconds
         self._generation = -1
         self._registry: DictionaryRegistry | None = None
         self.fetch = fetch
+        self.fault = fault
 
     @property
     def registry(self) -> DictionaryRegistry:
@@ -146,7 +175,10 @@ class DictionaryClient:
         return self.registry.get(dict_id, self.fetch)
 
     def for_write(self, operation: str) -> tuple[int, Any] | None:
-        return self.registry.for_write(operation, self.fetch)
+        return self.registry.for_write(operation, self.fetch, self.fault)
+
+    def unusable(self, operation: str) -> None:
+        self.registry.unusable(operation)
 
 
 _registries: dict[tuple[Any, ...], DictionaryRegistry] = {}
@@ -270,9 +302,10 @@ def publish(cache: Any, operation: str, dict_id: int, raw: bytes) -> int | None:
     else:
         return None
     old = redis.set(namespace.dictionary_pointer(cfg.key_prefix, operation), str(dict_id), get=True)
-    if old and int(old) != dict_id:
+    old_id = parse_id(old) if old else None  # a corrupt pointer names no dictionary to retire
+    if old_id is not None and old_id != dict_id:
         grace = longest_ttl(cache, operation) + math.ceil(cfg.dictionary_refresh_seconds) + 60
-        redis.expire(namespace.dictionary_key(cfg.key_prefix, int(old)), grace)
+        redis.expire(namespace.dictionary_key(cfg.key_prefix, old_id), grace)
     cache.dictionaries.registry.forget_writers()
     return dict_id
 

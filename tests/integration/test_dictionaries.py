@@ -215,3 +215,32 @@ def test_a_per_call_ttl_above_the_longest_configured_one_is_written_without_a_di
         cache.get_cached_response(text(8001), "summarize")["summary"]
         == llm_response(800, seed=8001)["summary"]
     )
+
+
+@pytest.mark.parametrize("pointer", [b"not-an-id", b"-5", b"4294967296", b"1.5"])
+def test_a_pointer_that_is_not_an_id_is_a_counted_fault_and_writes_go_on_without_a_dictionary(cache, pointer):
+    for operation in ("summarize", "qa"):
+        cache.redis.set(namespace.dictionary_pointer("ai_cache", operation), pointer)
+    cache.cache_response(text(1), "summarize", None, llm_response(800, seed=1))
+    assert flag_of(cache, 1) == 2
+    assert cache.error_counts()["corrupt_entry"] == 1
+    computed = llm_response(800, seed=2)
+    result = cache.get_or_compute(text(2), "qa", lambda: computed)
+    assert result["summary"] == computed["summary"] and result["cache_hit"] is False
+    assert cache.get_or_compute(text(2), "qa", lambda: pytest.fail("recomputed"))["cache_hit"] is True
+    assert cache.error_counts()["corrupt_entry"] == 2  # once per operation and refresh interval
+    cache.cache_response(text(3), "summarize", None, llm_response(800, seed=3))
+    assert cache.error_counts()["corrupt_entry"] == 2
+
+
+def test_corrupt_dictionary_bytes_are_a_counted_fault_and_the_computed_result_is_kept(cache):
+    cache.redis.set(namespace.dictionary_key("ai_cache", 40_000), b"\x37\xa4\x30\xec" + b"x" * 300)
+    cache.redis.set(namespace.dictionary_pointer("ai_cache", "qa"), b"40000")
+    computed = llm_response(800, seed=2)
+    result = cache.get_or_compute(text(2), "qa", lambda: computed)
+    assert result["summary"] == computed["summary"] and result["cache_hit"] is False
+    assert cache.redis.get(cache.key_generator.generate(text(2), "qa"))[1] == 2  # written without it
+    assert cache.get_or_compute(text(2), "qa", lambda: pytest.fail("recomputed"))["cache_hit"] is True
+    assert cache.error_counts()["corrupt_entry"] == 1
+    cache.cache_response(text(3), "qa", None, llm_response(800, seed=3))
+    assert cache.error_counts()["corrupt_entry"] == 1  # not tried again until the pointer is re-read
