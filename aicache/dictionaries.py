@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aicache import invalidation, namespace, state
+from aicache import conf, invalidation, namespace, state
 from aicache.codec import CodecError
 
 #: An id Redis did not have is asked for again after this long (a stream of frames naming a gone
@@ -49,7 +49,7 @@ MISSING_RETRY_SECONDS = 5.0
 #: Most dictionaries one process keeps loaded per cache (each is DICTIONARY_SIZE bytes).
 MAX_LOADED = 256
 #: Dictionaries are trained on at most this many of an operation's newest entries.
-DEFAULT_SAMPLES = 2000
+DEFAULT_SAMPLES = conf.DICTIONARY_SAMPLES  # DICTIONARY_MIN_SAMPLES is checked against it
 FETCH_BATCH = 200
 #: ``fault(kind, action, exc)``: count and log a fault (the backend's ``_fault``).
 Fault = Callable[[str, str, BaseException], None]
