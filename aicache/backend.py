@@ -78,6 +78,10 @@ class MemoryEntry(NamedTuple):
     tags: tuple[str, ...] = ()
 
 
+#: What a decode error counts as (any other CodecError: ``corrupt_entry``).
+_DECODE_FAULTS = {ForgedEntry: "forged_entry", UnknownDictionary: "unknown_dictionary"}
+
+
 class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, RedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         params = dict(params)
@@ -250,14 +254,11 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
             value = self.codec.deserialize(decoded.payload)
             if not isinstance(value, dict):
                 raise CodecError(f"entry holds a {type(value).__name__}, not a response dict")
-        except ForgedEntry as exc:
-            self._fault("forged_entry", "decode", exc)
-            return None
-        except UnknownDictionary as exc:
-            self._fault("unknown_dictionary", "decode", exc)
-            return None
         except CodecError as exc:
-            self._fault("corrupt_entry", "decode", exc)
+            # One call, one fault: get_or_compute reads the same entry again under its lock.
+            if not req.decode_faulted:
+                req.decode_faulted = True
+                self._fault(_DECODE_FAULTS.get(type(exc), "corrupt_entry"), "decode", exc)
             return None
         meta = decoded.meta
         if meta is None:

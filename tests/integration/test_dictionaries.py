@@ -244,3 +244,19 @@ def test_corrupt_dictionary_bytes_are_a_counted_fault_and_the_computed_result_is
     assert cache.error_counts()["corrupt_entry"] == 1
     cache.cache_response(text(3), "qa", None, llm_response(800, seed=3))
     assert cache.error_counts()["corrupt_entry"] == 1  # not tried again until the pointer is re-read
+
+
+def test_get_or_compute_counts_a_gone_dictionary_once(cache):
+    """The leader reads the entry, then re-reads it under the lock: one call, one fault."""
+    fill(cache, 0, 120)
+    call_command("aicache_train_dictionaries", "--cache", "dict", stdout=StringIO())
+    fill(cache, 9000, 1)
+    cache.redis.delete(namespace.dictionary_key("ai_cache", current_id(cache)))
+    reset_process_state()  # a process that never loaded it
+    fresh = caches["dict"]
+    computed = llm_response(800, seed=9000)
+    result = fresh.get_or_compute(text(9000), "summarize", lambda: computed)
+    assert result["cache_hit"] is False and result["summary"] == computed["summary"]
+    assert fresh.error_counts()["unknown_dictionary"] == 1
+    assert fresh.get_or_compute(text(9000), "summarize", lambda: pytest.fail("recomputed"))["cache_hit"]
+    assert fresh.error_counts()["unknown_dictionary"] == 1
