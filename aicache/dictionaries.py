@@ -32,6 +32,7 @@ a dictionary's bytes never change, and the old one outlives every frame that nam
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 import threading
@@ -42,6 +43,8 @@ from typing import Any
 
 from aicache import conf, invalidation, namespace, state
 from aicache.codec import CodecError
+
+logger = logging.getLogger("aicache")
 
 #: An id Redis did not have is asked for again after this long (a stream of frames naming a gone
 #: dictionary costs one GET per interval, not one per read).
@@ -331,10 +334,39 @@ def train_all(
     min_samples: int | None = None,
     samples: int = DEFAULT_SAMPLES,
 ) -> list[TrainResult]:
-    """:func:`train_operation` for ``operations`` (default: every operation with an index)."""
+    """:func:`train_operation` for ``operations`` (default: every operation with an index). An
+    operation whose Redis commands fail is a ``failed`` result (the others still train); a failure
+    to list the operations raises ``redis.RedisError``."""
+    import redis
+
     if operations is None:
         operations = invalidation.known_operations(cache.redis, cache.ns)  # every bucket's set
-    return [train_operation(cache, op, min_samples=min_samples, samples=samples) for op in operations]
+    results = []
+    for op in operations:
+        try:
+            results.append(train_operation(cache, op, min_samples=min_samples, samples=samples))
+        except redis.RedisError as exc:
+            results.append(TrainResult(op, "failed", 0, detail=f"Redis: {exc}"))
+    return results
+
+
+def train_cache(
+    alias: str,
+    cache: Any,
+    operations: Iterable[str] | None = None,
+    *,
+    min_samples: int | None = None,
+    samples: int = DEFAULT_SAMPLES,
+) -> list[tuple[str, bool]]:
+    """``(line, failed)`` per operation of the cache ``alias``, or one ``{alias}: failed (...)``
+    line when its Redis cannot even list them."""
+    import redis
+
+    try:
+        results = train_all(cache, operations, min_samples=min_samples, samples=samples)
+    except redis.RedisError as exc:
+        return [(f"{alias}: failed (Redis: {exc})", True)]
+    return [(f"{alias} {describe(r)}", r.outcome == "failed") for r in results]
 
 
 def describe(result: TrainResult) -> str:
@@ -370,14 +402,14 @@ def aicache_caches(alias: str | None = None) -> list[tuple[str, Any]]:
 
 
 def train_configured(alias: str | None = None) -> list[str]:
-    """Train every configured aicache cache whose COMPRESSION_DICTIONARIES is on (the beat task)."""
-    import redis
-
+    """Train every configured aicache cache whose writers use dictionaries (COMPRESSION_DICTIONARIES
+    on, algorithm zstd): the beat task. Failures (Redis down, ...) are logged as warnings and
+    returned as ``failed`` lines; one cache's failure never stops the others."""
     lines = []
     for name, backend in aicache_caches(alias):
-        if backend.config.compression_dictionaries and backend.ping():
-            try:
-                lines.extend(f"{name} {describe(r)}" for r in train_all(backend))
-            except redis.RedisError as exc:  # this cache's Redis failed midway: the others still train
-                lines.append(f"{name}: failed ({exc})")
+        if not backend._write_dictionaries:
+            continue
+        for line, failed in train_cache(name, backend):
+            (logger.warning if failed else logger.info)("aicache dictionary training: %s", line)
+            lines.append(line)
     return lines

@@ -2,6 +2,7 @@
 process; retraining while old frames exist; a frame whose dictionary is gone is a counted miss."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -10,9 +11,11 @@ from io import StringIO
 import pytest
 from django.core.cache import caches
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from aicache import dictionaries, namespace
 from aicache.bench.payloads import llm_response
+from aicache.bench.redis_server import free_port
 from aicache.codec import HEADER_SIZE, ZSTD_DICT_FLAG
 from aicache.state import reset_process_state
 from tests.integration.processes import ROOT
@@ -260,3 +263,58 @@ def test_get_or_compute_counts_a_gone_dictionary_once(cache):
     assert fresh.error_counts()["unknown_dictionary"] == 1
     assert fresh.get_or_compute(text(9000), "summarize", lambda: pytest.fail("recomputed"))["cache_hit"]
     assert fresh.error_counts()["unknown_dictionary"] == 1
+
+
+@pytest.fixture
+def dead(settings):
+    """A second aicache cache whose Redis is down (nothing listens on its port)."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "dead": {
+            "BACKEND": "aicache.backend.AIResponseCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+            "OPTIONS": {"MEMORY_TIERS": [], "SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        },
+    }
+    return caches["dead"]
+
+
+def test_the_command_with_redis_down_prints_failed_and_exits_non_zero(cache, dead):
+    fill(cache, 0, 60)
+    out = StringIO()
+    with pytest.raises(CommandError, match="failed for dead"):
+        call_command("aicache_train_dictionaries", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert "dict summarize: trained (60 samples" in out.getvalue()  # the other cache still trained
+    (failed,) = [line for line in lines if line.startswith("dead")]
+    assert failed.startswith("dead: failed (Redis: ") and "Traceback" not in out.getvalue()
+    with pytest.raises(CommandError, match="failed for dead"):
+        call_command("aicache_train_dictionaries", "--cache", "dead", "--operation", "qa", stdout=out)
+    assert out.getvalue().splitlines()[-1].startswith("dead qa: failed (0 samples; Redis: ")
+
+
+def test_the_beat_task_logs_a_cache_whose_redis_is_down(cache, dead, settings, caplog):
+    from aicache.monitoring.tasks import train_dictionaries
+
+    settings.CACHES = {name: settings.CACHES[name] for name in ("dict", "dead", "default")}
+    fill(cache, 0, 60)
+    with caplog.at_level(logging.INFO, logger="aicache"):
+        lines = train_dictionaries()
+    assert lines[0].startswith("dict summarize: trained") and lines[1].startswith("dead: failed (Redis: ")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "aicache dictionary training: dead: failed (Redis: " in "\n".join(warnings)
+
+
+def test_the_beat_task_skips_caches_whose_writers_use_no_dictionary(cache, settings):
+    from aicache.monitoring.tasks import train_dictionaries
+
+    zlib = {**settings.CACHES["dict"], "OPTIONS": {"MEMORY_TIERS": [], "COMPRESSION_ALGORITHM": "zlib"}}
+    settings.CACHES = {"zlib": zlib, "default": settings.CACHES["default"]}
+    fill(caches["zlib"], 0, 250)
+    assert train_dictionaries() == []
+    assert caches["zlib"].redis.get(namespace.dictionary_pointer("ai_cache", "summarize")) is None
+
+
+def test_min_samples_above_samples_is_refused_before_anything_runs(cache):
+    with pytest.raises(CommandError, match="can never be met"):
+        call_command("aicache_train_dictionaries", "--min-samples", "500", "--samples", "400")
