@@ -19,6 +19,7 @@ from tests.topologies.conftest import cluster_cache_settings
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 OPTIONS = {"CLIENT_CLASS": "aicache.cluster.ClusterClient"}
+MONTH = 30 * 24 * 3600
 
 
 @pytest.fixture
@@ -37,7 +38,9 @@ def text(i: int) -> str:
     return f"Cluster document {i}: a request long enough to be a real prompt for a summary."
 
 
-def test_trains_from_every_bucket_publishes_and_frames_read_in_another_process(cluster_cache, cluster_setup):
+def test_trains_from_every_bucket_publishes_and_frames_read_in_another_process(
+    cluster_cache, cluster_setup, settings
+):
     cache = cluster_cache
     for i in range(120):
         cache.cache_response(text(i), "summarize", None, llm_response(800, seed=i))
@@ -74,3 +77,14 @@ def test_trains_from_every_bucket_publishes_and_frames_read_in_another_process(c
             assert seen["hit"] and seen["response"]["summary"] == llm_response(800, seed=i)["summary"]
     finally:
         worker.close()
+
+    # Retraining retires the dictionary after the latest expiry in any bucket of the index: a frame
+    # written by a process configured with a month-long TTL.
+    settings.CACHES = {
+        **settings.CACHES,
+        "long": cluster_cache_settings(cluster_setup, MEMORY_TIERS=[], OPERATION_TTLS={"summarize": MONTH}),
+    }
+    caches["long"].cache_response(text(20_000), "summarize", None, llm_response(800, seed=20_000))
+    call_command("aicache_train_dictionaries", "--cache", "ai", stdout=out)
+    assert int(cache.redis.get(namespace.dictionary_pointer("ai_cache", "summarize"))) != dict_id
+    assert cache.redis.ttl(namespace.dictionary_key("ai_cache", dict_id)) >= MONTH
