@@ -20,7 +20,9 @@ Life of a dictionary::
           configured TTL is written without a dictionary)
 
     write: DictionaryRegistry.for_write(op), the pointer re-read at most every
-      DICTIONARY_REFRESH_SECONDS, so a process picks up a retrained dictionary on its own
+      DICTIONARY_REFRESH_SECONDS, so a process picks up a retrained dictionary on its own; a
+      pointer that is not an id, or a dictionary zstd cannot use, is a counted ``corrupt_entry``
+      and the response is written without a dictionary (a write never fails on one)
     read: the frame names its dictionary id; an id not loaded yet is fetched once (GET) and
       kept; an id Redis no longer has reads as a miss counted as ``unknown_dictionary``, and is
       not asked for again for MISSING_RETRY_SECONDS
