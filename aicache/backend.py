@@ -78,6 +78,10 @@ class MemoryEntry(NamedTuple):
     tags: tuple[str, ...] = ()
 
 
+#: What a decode error counts as (any other CodecError: ``corrupt_entry``).
+_DECODE_FAULTS = {ForgedEntry: "forged_entry", UnknownDictionary: "unknown_dictionary"}
+
+
 class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, RedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         params = dict(params)
@@ -116,7 +120,11 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         fingerprint = hashlib.sha256(repr(cfg).encode()).hexdigest()[:16]
         self._identity = (str(server), cfg.key_prefix, fingerprint)
         self.dictionaries = dictionaries.DictionaryClient(
-            self._identity, cfg.key_prefix, cfg.dictionary_refresh_seconds, self._fetch_dictionary
+            self._identity,
+            cfg.key_prefix,
+            cfg.dictionary_refresh_seconds,
+            self._fetch_dictionary,
+            self._fault,
         )
         # Writers use a trained dictionary only with zstd (readers decode dictionary frames always).
         self._write_dictionaries = cfg.compression_dictionaries and cfg.compression_algorithm == "zstd"
@@ -246,14 +254,11 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
             value = self.codec.deserialize(decoded.payload)
             if not isinstance(value, dict):
                 raise CodecError(f"entry holds a {type(value).__name__}, not a response dict")
-        except ForgedEntry as exc:
-            self._fault("forged_entry", "decode", exc)
-            return None
-        except UnknownDictionary as exc:
-            self._fault("unknown_dictionary", "decode", exc)
-            return None
         except CodecError as exc:
-            self._fault("corrupt_entry", "decode", exc)
+            # One call, one fault: get_or_compute reads the same entry again under its lock.
+            if not req.decode_faulted:
+                req.decode_faulted = True
+                self._fault(_DECODE_FAULTS.get(type(exc), "corrupt_entry"), "decode", exc)
             return None
         meta = decoded.meta
         if meta is None:
@@ -282,8 +287,18 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         meta = cost.to_meta() if cost is not None else {}
         if req.tags:
             meta["t"] = list(req.tags)
-        dictionary = self.dictionaries.for_write(req.operation) if self._write_dictionaries else None
-        encoded = self.codec.encode(payload, req.ttl, meta=meta or None, dictionary=dictionary)
+        # A per-call ttl above the longest configured one is written without a dictionary: a
+        # retired dictionary outlives only the TTLs it can know of (dictionaries.longest_ttl).
+        use_dictionary = self._write_dictionaries and req.ttl <= self._max_ttl
+        dictionary = self.dictionaries.for_write(req.operation) if use_dictionary else None
+        try:
+            encoded = self.codec.encode(payload, req.ttl, meta=meta or None, dictionary=dictionary)
+        except CodecError as exc:  # the dictionary's bytes in Redis are corrupt: write without it
+            if dictionary is None:
+                raise
+            self._fault("corrupt_entry", "dictionary", exc)
+            self.dictionaries.unusable(req.operation)
+            encoded = self.codec.encode(payload, req.ttl, meta=meta or None)
         tier = self._state.coherence
         token = tier.begin_write(req.key) if req.use_memory else None
         written = self.guarded("set", False, self._write, req, encoded.data, req.fence)

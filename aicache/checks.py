@@ -2,7 +2,8 @@
 
 Ids are stable (tests compare against them): ``aicache.E001``-``E011`` for invalid values (see
 ``aicache.conf`` for which setting each covers), ``aicache.E012`` for a process-wide monitoring
-setting in a cache's ``OPTIONS``, ``aicache.W001`` for unknown setting names, ``aicache.W010`` when
+setting in a cache's ``OPTIONS``, ``aicache.W001`` for unknown setting names, ``aicache.W002`` for
+COMPRESSION_DICTIONARIES set True with an algorithm other than zstd, ``aicache.W010`` when
 monitoring history is on but no Celery broker can take it, ``aicache.E013`` for a reachable Redis
 older than aicache needs.
 """
@@ -59,6 +60,10 @@ def check_aicache_settings(app_configs: Any = None, **kwargs: Any) -> list[Check
         for problem in conf.validate(conf.merged(options)):
             messages.append(
                 Error(problem.message, hint=problem.hint, obj=alias, id=f"aicache.{problem.code}")
+            )
+        for problem in conf.dictionary_warnings(options):
+            messages.append(
+                Warning(problem.message, hint=problem.hint, obj=alias, id=f"aicache.{problem.code}")
             )
         for problem in conf.process_wide_in_options(options):
             messages.append(

@@ -164,7 +164,10 @@ class ZstdCompressor(BaseCompressor):
             raise CodecError(f"corrupt zstd payload: {exc}") from exc
 
     def compress_with(self, dict_id: int, dictionary: Any, data: bytes) -> bytes:
-        return self._dict_pair(dict_id, dictionary)[0].compress(data)
+        try:
+            return self._dict_pair(dict_id, dictionary)[0].compress(data)
+        except self._zstd.ZstdError as exc:  # corrupt dictionary bytes from Redis
+            raise CodecError(f"dictionary {dict_id} cannot compress: {exc}") from exc
 
     def decompress_with(
         self, dict_id: int, dictionary: Any, data: bytes | memoryview, max_size: int
@@ -184,6 +187,34 @@ BUILTIN_COMPRESSORS: dict[str, type[BaseCompressor]] = {
 }
 
 
+#: Frame flags of the built-in formats: a compressor may use one only if it writes that format (a
+#: subclass of its class); flag 3 is zstd with a trained dictionary, written by the codec alone.
+#: Anything else would make frames of one format decode as another.
+RESERVED_FLAGS: dict[int, type[BaseCompressor] | None] = {
+    IdentityCompressor.flag: IdentityCompressor,
+    ZlibCompressor.flag: ZlibCompressor,
+    ZstdCompressor.flag: ZstdCompressor,
+    ZSTD_DICT_FLAG: None,
+}
+MAX_FLAG = 255  # one byte in the frame header
+
+
+def reserved_flag_problem(cls: type[BaseCompressor]) -> str:
+    """Why ``cls`` may not write frames with its ``flag`` ("" if it may)."""
+    flag = getattr(cls, "flag", None)
+    if not isinstance(flag, int) or isinstance(flag, bool) or not 0 <= flag <= MAX_FLAG:
+        return f"flag must be an integer from {len(RESERVED_FLAGS)} to {MAX_FLAG}, got {flag!r}"
+    if flag in RESERVED_FLAGS:
+        owner = RESERVED_FLAGS[flag]
+        if owner is None or not issubclass(cls, owner):
+            what = "zstd with a trained dictionary" if owner is None else f"the built-in {owner.name!r}"
+            return (
+                f"flag {flag} is reserved for {what} (frames with it would be decoded as that); "
+                f"give the compressor a flag from {len(RESERVED_FLAGS)} to {MAX_FLAG}"
+            )
+    return ""
+
+
 def compressor_class(name: str) -> type[BaseCompressor]:
     """Resolve a compressor by short name or dotted path; :class:`CodecError` if impossible."""
     cls = BUILTIN_COMPRESSORS.get(name)
@@ -196,6 +227,9 @@ def compressor_class(name: str) -> type[BaseCompressor]:
             raise CodecError(f"cannot import compressor {name!r}: {exc}") from exc
         if not (isinstance(cls, type) and issubclass(cls, BaseCompressor)):
             raise CodecError(f"{name!r} is not an aicache.codec.BaseCompressor subclass")
+    reserved = reserved_flag_problem(cls)
+    if reserved:
+        raise CodecError(f"{name!r}: {reserved}")
     if cls is ZstdCompressor:
         try:
             import zstandard  # noqa: F401

@@ -31,6 +31,9 @@ MAX_TTL = 10 * 365 * 24 * 3600
 #: The longest timeout or interval accepted (a day): beyond it a wait is a mistake, and huge
 #: values overflow the platform's timers.
 MAX_SECONDS = 24 * 3600
+#: Most entries one dictionary training samples (aicache.dictionaries.DEFAULT_SAMPLES): a larger
+#: DICTIONARY_MIN_SAMPLES could never be met.
+DICTIONARY_SAMPLES = 2000
 
 DEFAULTS: dict[str, Any] = {
     # text length (characters) -> tier; anything longer than the last bound is "xlarge"
@@ -149,6 +152,7 @@ E_MONITORING = "E011"
 E_PROCESS_WIDE = "E012"
 E_SAVINGS = "E014"
 E_SIGNING = "E015"
+W_DICTIONARIES = "W002"
 MIN_SIGNING_KEY_LENGTH = 16
 
 # Monitoring settings that belong to the whole process (one /metrics endpoint, one history sender,
@@ -376,8 +380,9 @@ def validate_dictionaries(raw: Mapping[str, Any]) -> list[Problem]:
         ("COMPRESSION_DICTIONARIES", isinstance(raw["COMPRESSION_DICTIONARIES"], bool), "True or False"),
         (
             "DICTIONARY_MIN_SAMPLES",
-            _is_int(raw["DICTIONARY_MIN_SAMPLES"]) and raw["DICTIONARY_MIN_SAMPLES"] >= 10,
-            "an integer of at least 10",
+            _is_int(raw["DICTIONARY_MIN_SAMPLES"])
+            and 10 <= raw["DICTIONARY_MIN_SAMPLES"] <= DICTIONARY_SAMPLES,
+            f"an integer from 10 to {DICTIONARY_SAMPLES} (training samples at most that many entries)",
         ),
         (
             "DICTIONARY_SIZE",
@@ -402,6 +407,28 @@ def validate_dictionaries(raw: Mapping[str, Any]) -> list[Problem]:
                 )
             )
     return problems
+
+
+def dictionary_warnings(options: Mapping[str, Any] | None = None) -> list[Problem]:
+    """W002: COMPRESSION_DICTIONARIES set to True (in AICACHE or the cache's OPTIONS) while the
+    algorithm is not "zstd": trained dictionaries are zstd's, so writers use none and the setting
+    does nothing. A warning, not an error: frames written with a dictionary stay readable under any
+    algorithm, and the default (True) stays quiet, so switching to zlib needs one setting only."""
+    user = aicache_settings.user_settings
+    explicit = "COMPRESSION_DICTIONARIES" in user or "COMPRESSION_DICTIONARIES" in (options or {})
+    raw = merged(options)
+    algorithm = raw["COMPRESSION_ALGORITHM"]
+    if not explicit or raw["COMPRESSION_DICTIONARIES"] is not True or algorithm == "zstd":
+        return []
+    return [
+        Problem(
+            W_DICTIONARIES,
+            "COMPRESSION_DICTIONARIES",
+            f"AICACHE COMPRESSION_DICTIONARIES is True but COMPRESSION_ALGORITHM is {algorithm!r}: "
+            "trained dictionaries are zstd's, so no response is written with one.",
+            'Use COMPRESSION_ALGORITHM "zstd", or set COMPRESSION_DICTIONARIES to False.',
+        )
+    ]
 
 
 def validate_signing(raw: Mapping[str, Any]) -> list[Problem]:

@@ -11,31 +11,42 @@ Life of a dictionary::
     train (a command or the Celery beat task, never a request): sample the operation's newest
     entries from its index, decode them, zstandard.train_dictionary, keep it only if it
     compresses the sample better than plain zstd
-      --> SET {prefix}!zdict:{id}            (id from INCR {prefix}!zdict!seq: never reused)
+      --> SET {prefix}!zdict:{id} NX         (a random 31-bit id, claimed: never reused, even
+                                             after Redis lost its data)
       --> SET {prefix}!zdict!op:{op} id GET  (writers switch within DICTIONARY_REFRESH_SECONDS)
-      --> EXPIRE the previous dictionary after the longest TTL + the refresh interval, so every
-          frame written with it has expired before it goes
+      --> EXPIRE the previous dictionary after the longest TTL (the operation index's last
+          expiry, or the longest configured TTL if later) + the refresh interval, so every frame
+          written with it has expired before it goes (a per-call ttl above the longest
+          configured TTL is written without a dictionary)
 
     write: DictionaryRegistry.for_write(op), the pointer re-read at most every
-      DICTIONARY_REFRESH_SECONDS, so a process picks up a retrained dictionary on its own
+      DICTIONARY_REFRESH_SECONDS, so a process picks up a retrained dictionary on its own; a
+      pointer that is not an id, or a dictionary zstd cannot use, is a counted ``corrupt_entry``
+      and the response is written without a dictionary (a write never fails on one)
     read: the frame names its dictionary id; an id not loaded yet is fetched once (GET) and
       kept; an id Redis no longer has reads as a miss counted as ``unknown_dictionary``, and is
       not asked for again for MISSING_RETRY_SECONDS
 
-Retraining is safe while other processes read older frames: ids are never reused, a dictionary's
-bytes never change, and the old one outlives every frame that names it.
+Retraining is safe while other processes read older frames: ids are never reused (random, claimed
+with SET NX, so not even after Redis lost its data and a process still holds the old dictionaries),
+a dictionary's bytes never change, and the old one outlives every frame that names it.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aicache import namespace, state
+from aicache import conf, invalidation, namespace, state
 from aicache.codec import CodecError
+
+logger = logging.getLogger("aicache")
 
 #: An id Redis did not have is asked for again after this long (a stream of frames naming a gone
 #: dictionary costs one GET per interval, not one per read).
@@ -43,8 +54,18 @@ MISSING_RETRY_SECONDS = 5.0
 #: Most dictionaries one process keeps loaded per cache (each is DICTIONARY_SIZE bytes).
 MAX_LOADED = 256
 #: Dictionaries are trained on at most this many of an operation's newest entries.
-DEFAULT_SAMPLES = 2000
+DEFAULT_SAMPLES = conf.DICTIONARY_SAMPLES  # DICTIONARY_MIN_SAMPLES is checked against it
 FETCH_BATCH = 200
+#: ``fault(kind, action, exc)``: count and log a fault (the backend's ``_fault``).
+Fault = Callable[[str, str, BaseException], None]
+#: Dictionary ids are random in [MIN_ID, MAX_ID] (zstd keeps ids below 32768 for registered
+#: public dictionaries; 31 bits), claimed with SET NX. Not a counter: an INCR restarts at 1 once
+#: Redis loses its data (FLUSHDB, a failover to a lagging replica), and a process still holding
+#: the old dictionary 1 would read and write the new dictionary 1's frames with the wrong one.
+#: Two random ids meet with odds of about 1 in 2**31 per dictionary a process holds.
+MIN_ID = 32768
+MAX_ID = 2**31 - 1
+CLAIM_ATTEMPTS = 8
 
 
 class DictionaryRegistry:
@@ -83,8 +104,12 @@ class DictionaryRegistry:
             self._missing.pop(dict_id, None)
         return zdict
 
-    def for_write(self, operation: str, fetch: Callable[[str], bytes | None]) -> tuple[int, Any] | None:
-        """``(id, dictionary)`` the operation's writers use now, or None (none trained yet)."""
+    def for_write(
+        self, operation: str, fetch: Callable[[str], bytes | None], fault: Fault | None = None
+    ) -> tuple[int, Any] | None:
+        """``(id, dictionary)`` the operation's writers use now, or None (none trained yet, or a
+        pointer that is not an id: a fault told to ``fault``, then no dictionary until the next
+        re-read)."""
         now = time.monotonic()
         cached = self._writers.get(operation)
         if cached is not None and cached[0] > now:
@@ -92,22 +117,43 @@ class DictionaryRegistry:
         raw = fetch(namespace.dictionary_pointer(self.prefix, operation))
         current = None
         if raw:
-            dict_id = int(raw)
-            zdict = self.get(dict_id, fetch)
-            current = None if zdict is None else (dict_id, zdict)
+            dict_id = parse_id(raw)
+            if dict_id is None:
+                if fault is not None:
+                    problem = (
+                        f"the dictionary pointer of {operation!r} is not a dictionary id: {bytes(raw)[:32]!r}"
+                    )
+                    fault("corrupt_entry", "dictionary", CodecError(problem))
+            else:
+                zdict = self.get(dict_id, fetch)
+                current = None if zdict is None else (dict_id, zdict)
         self._writers[operation] = (now + self.refresh_seconds, current)
         return current
+
+    def unusable(self, operation: str) -> None:
+        """The operation's dictionary could not compress (corrupt bytes in Redis): write without
+        one until its pointer is re-read."""
+        self._writers[operation] = (time.monotonic() + self.refresh_seconds, None)
 
     def forget_writers(self) -> None:
         """Re-read every operation's pointer on its next write (after this process trained one)."""
         self._writers.clear()
 
 
+def parse_id(raw: bytes | str) -> int | None:
+    """A dictionary id read from Redis (a frame's u32), or None if ``raw`` is not one."""
+    text = raw.encode() if isinstance(raw, str) else bytes(raw)
+    if not text.isdigit() or len(text) > 10:
+        return None
+    value = int(text)
+    return value if 0 < value <= 0xFFFFFFFF else None
+
+
 class DictionaryClient:
     """What one backend instance hands its codec: this process's registry (found again after a
     process-state reset), read through this instance's fail-open Redis access."""
 
-    __slots__ = ("_generation", "_identity", "_prefix", "_refresh", "_registry", "fetch")
+    __slots__ = ("_generation", "_identity", "_prefix", "_refresh", "_registry", "fault", "fetch")
 
     def __init__(
         self,
@@ -115,11 +161,13 @@ class DictionaryClient:
         prefix: str,
         refresh_seconds: float,
         fetch: Callable[[str], bytes | None],
+        fault: Fault | None = None,
     ) -> None:
         self._identity, self._prefix, self._refresh = identity, prefix, refresh_seconds
         self._generation = -1
         self._registry: DictionaryRegistry | None = None
         self.fetch = fetch
+        self.fault = fault
 
     @property
     def registry(self) -> DictionaryRegistry:
@@ -132,7 +180,10 @@ class DictionaryClient:
         return self.registry.get(dict_id, self.fetch)
 
     def for_write(self, operation: str) -> tuple[int, Any] | None:
-        return self.registry.for_write(operation, self.fetch)
+        return self.registry.for_write(operation, self.fetch, self.fault)
+
+    def unusable(self, operation: str) -> None:
+        self.registry.unusable(operation)
 
 
 _registries: dict[tuple[Any, ...], DictionaryRegistry] = {}
@@ -168,9 +219,19 @@ class TrainResult:
 
 def sample_payloads(cache: Any, operation: str, limit: int) -> list[bytes]:
     """The serialized responses of up to ``limit`` of the operation's newest entries (from its
-    index, never a keyspace scan); entries that do not decode are skipped."""
+    index, never a keyspace scan); entries that do not decode are skipped.
+
+    On a cluster the index is split into buckets (``cache.ns.buckets``), each in its own slot: the
+    newest ``limit`` of every bucket are read (one pipeline, each ZRANGE sent to its bucket's
+    node), and the newest ``limit`` of those kept. The MGETs are split by slot (``Cluster.mget``).
+    """
     redis = cache.redis
-    keys = redis.zrange(cache.ns.index(operation), -limit, -1)
+    pipe = redis.pipeline(transaction=False)
+    for bucket in cache.ns.buckets:
+        pipe.zrange(cache.ns.index(operation, bucket), -limit, -1, withscores=True)
+    scored = [member for members in pipe.execute() for member in members]
+    scored.sort(key=lambda member: member[1])  # by expiry: the newest last, as in one index
+    keys = [key for key, _ in scored[-limit:]]
     out: list[bytes] = []
     for start in range(0, len(keys), FETCH_BATCH):
         for data in redis.mget(keys[start : start + FETCH_BATCH]):
@@ -209,7 +270,7 @@ def train_operation(
     zstd_level = cfg.compression_algorithm == "zstd" and cfg.compression_level is not None
     level = cfg.compression_level if zstd_level else 3
     size = min(cfg.dictionary_size, max(256, sum(map(len, training)) // 2))
-    dict_id = int(cache.redis.incr(namespace.dictionary_sequence(cfg.key_prefix)))
+    dict_id = new_id()
     try:
         zdict = zstandard.train_dictionary(size, training, dict_id=dict_id, level=level)
     except zstandard.ZstdError as exc:
@@ -220,21 +281,52 @@ def train_operation(
     ratio_dict = _ratio(lambda p: b"1234" + with_dict.compress(p), held_out)  # + the frame's id
     if ratio_dict >= ratio_plain:
         return TrainResult(operation, "no_gain", len(payloads), None, ratio_plain, ratio_dict)
-    publish(cache, operation, dict_id, zdict.as_bytes())
-    return TrainResult(operation, "trained", len(payloads), dict_id, ratio_plain, ratio_dict)
+    claimed = publish(cache, operation, dict_id, zdict.as_bytes())
+    if claimed is None:
+        return TrainResult(operation, "failed", len(payloads), None, ratio_plain, ratio_dict, "no free id")
+    return TrainResult(operation, "trained", len(payloads), claimed, ratio_plain, ratio_dict)
 
 
-def publish(cache: Any, operation: str, dict_id: int, raw: bytes) -> None:
-    """Store dictionary ``dict_id`` and point the operation's writers at it; the dictionary it
-    replaces expires once every frame it compressed has (longest TTL + the refresh interval)."""
+def new_id() -> int:
+    """A random dictionary id in [MIN_ID, MAX_ID] (claimed with SET NX by :func:`publish`)."""
+    return MIN_ID + secrets.randbelow(MAX_ID - MIN_ID + 1)
+
+
+def publish(cache: Any, operation: str, dict_id: int, raw: bytes) -> int | None:
+    """Store the dictionary under ``dict_id`` (or, if Redis has a dictionary by that id, under
+    another random id), point the operation's writers at it, and return the id it got (None if
+    CLAIM_ATTEMPTS random ids were all taken). The dictionary it replaces expires once every frame
+    it compressed has (longest TTL + the refresh interval)."""
     cfg = cache.config
     redis = cache.redis
-    redis.set(namespace.dictionary_key(cfg.key_prefix, dict_id), raw)
+    for _ in range(CLAIM_ATTEMPTS):
+        # SET NX: a dictionary's bytes never change, so an id Redis holds is never taken over.
+        if redis.set(namespace.dictionary_key(cfg.key_prefix, dict_id), raw, nx=True):
+            break
+        dict_id = new_id()
+    else:
+        return None
     old = redis.set(namespace.dictionary_pointer(cfg.key_prefix, operation), str(dict_id), get=True)
-    if old and int(old) != dict_id:
-        grace = cache._max_ttl + int(cfg.dictionary_refresh_seconds) + 60
-        redis.expire(namespace.dictionary_key(cfg.key_prefix, int(old)), grace)
+    old_id = parse_id(old) if old else None  # a corrupt pointer names no dictionary to retire
+    if old_id is not None and old_id != dict_id:
+        grace = longest_ttl(cache, operation) + math.ceil(cfg.dictionary_refresh_seconds) + 60
+        redis.expire(namespace.dictionary_key(cfg.key_prefix, old_id), grace)
     cache.dictionaries.registry.forget_writers()
+    return dict_id
+
+
+def longest_ttl(cache: Any, operation: str) -> int:
+    """Seconds the operation's frames written so far may still live: until its index's last
+    expiry (every bucket; an entry's score is its expiry in ms), or the longest TTL configured
+    here, whichever is later. Frames written after the switch (by a writer that has not re-read
+    the pointer yet) use a dictionary only up to that writer's longest configured TTL (a per-call
+    ``ttl`` above it is written without one), so they are covered too."""
+    ns = cache.ns
+    pipe = cache.redis.pipeline(transaction=False)
+    for bucket in ns.buckets:
+        pipe.zrange(ns.index(operation, bucket), -1, -1, withscores=True)
+    latest_ms = max((score for members in pipe.execute() for _, score in members), default=0.0)
+    return max(cache._max_ttl, math.ceil(latest_ms / 1000 - time.time()))
 
 
 def train_all(
@@ -244,12 +336,39 @@ def train_all(
     min_samples: int | None = None,
     samples: int = DEFAULT_SAMPLES,
 ) -> list[TrainResult]:
-    """:func:`train_operation` for ``operations`` (default: every operation with an index)."""
+    """:func:`train_operation` for ``operations`` (default: every operation with an index). An
+    operation whose Redis commands fail is a ``failed`` result (the others still train); a failure
+    to list the operations raises ``redis.RedisError``."""
+    import redis
+
     if operations is None:
-        operations = sorted(
-            op.decode() if isinstance(op, bytes) else op for op in cache.redis.smembers(cache.ns.operations)
-        )
-    return [train_operation(cache, op, min_samples=min_samples, samples=samples) for op in operations]
+        operations = invalidation.known_operations(cache.redis, cache.ns)  # every bucket's set
+    results = []
+    for op in operations:
+        try:
+            results.append(train_operation(cache, op, min_samples=min_samples, samples=samples))
+        except redis.RedisError as exc:
+            results.append(TrainResult(op, "failed", 0, detail=f"Redis: {exc}"))
+    return results
+
+
+def train_cache(
+    alias: str,
+    cache: Any,
+    operations: Iterable[str] | None = None,
+    *,
+    min_samples: int | None = None,
+    samples: int = DEFAULT_SAMPLES,
+) -> list[tuple[str, bool]]:
+    """``(line, failed)`` per operation of the cache ``alias``, or one ``{alias}: failed (...)``
+    line when its Redis cannot even list them."""
+    import redis
+
+    try:
+        results = train_all(cache, operations, min_samples=min_samples, samples=samples)
+    except redis.RedisError as exc:
+        return [(f"{alias}: failed (Redis: {exc})", True)]
+    return [(f"{alias} {describe(r)}", r.outcome == "failed") for r in results]
 
 
 def describe(result: TrainResult) -> str:
@@ -285,14 +404,14 @@ def aicache_caches(alias: str | None = None) -> list[tuple[str, Any]]:
 
 
 def train_configured(alias: str | None = None) -> list[str]:
-    """Train every configured aicache cache whose COMPRESSION_DICTIONARIES is on (the beat task)."""
-    import redis
-
+    """Train every configured aicache cache whose writers use dictionaries (COMPRESSION_DICTIONARIES
+    on, algorithm zstd): the beat task. Failures (Redis down, ...) are logged as warnings and
+    returned as ``failed`` lines; one cache's failure never stops the others."""
     lines = []
     for name, backend in aicache_caches(alias):
-        if backend.config.compression_dictionaries and backend.ping():
-            try:
-                lines.extend(f"{name} {describe(r)}" for r in train_all(backend))
-            except redis.RedisError as exc:  # this cache's Redis failed midway: the others still train
-                lines.append(f"{name}: failed ({exc})")
+        if not backend._write_dictionaries:
+            continue
+        for line, failed in train_cache(name, backend):
+            (logger.warning if failed else logger.info)("aicache dictionary training: %s", line)
+            lines.append(line)
     return lines

@@ -11,6 +11,8 @@ Anything else (Sentinel or cluster clients, decoded responses, a subclass) uses 
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 
 import redis
@@ -26,6 +28,9 @@ def lean_get(client: object) -> Callable[[str], bytes | None]:
     ):
         return client.get  # type: ignore[attr-defined]
     check_reconnect = hasattr(pool.connection_class, "should_reconnect")  # redis-py 6+
+    acquire = pool.get_connection
+    if needs_command_name(pool):  # redis-py < 5.3 (pyproject allows redis>=5)
+        acquire = functools.partial(pool.get_connection, "GET")
 
     attributes = client.__dict__
 
@@ -33,7 +38,7 @@ def lean_get(client: object) -> Callable[[str], bytes | None]:
         override = attributes.get("get")  # a test (or a wrapper) patched this client's get: use it
         if override is not None:
             return override(key)
-        conn = pool.get_connection()
+        conn = acquire()
         try:
             conn.send_command("GET", key)
             return conn.read_response()
@@ -47,3 +52,14 @@ def lean_get(client: object) -> Callable[[str], bytes | None]:
             pool.release(conn)
 
     return get
+
+
+def needs_command_name(pool: object) -> bool:
+    """Whether ``pool.get_connection`` requires the command's name: redis-py < 5.3 declares
+    ``get_connection(self, command_name, *keys, **options)``; 5.3 made it optional and deprecated
+    passing it (a DeprecationWarning on every call), so it is passed only where it is required."""
+    try:
+        parameter = inspect.signature(pool.get_connection).parameters.get("command_name")  # type: ignore[attr-defined]
+    except (TypeError, ValueError):  # no introspectable signature: the old, safe form
+        return True
+    return parameter is not None and parameter.default is inspect.Parameter.empty

@@ -153,14 +153,9 @@ class Namespace:
 # them; every command on them names one key.
 #     {prefix}!zdict:{id}              a trained zstd dictionary (raw bytes), never rewritten
 #     {prefix}!zdict!op:{operation}    the id of the dictionary the operation's writers use now
-#     {prefix}!zdict!seq               INCR source of dictionary ids
 def dictionary_key(prefix: str, dict_id: int) -> str:
     return f"{prefix}!zdict:{dict_id}"
 
 
 def dictionary_pointer(prefix: str, operation: str) -> str:
     return f"{prefix}!zdict!op:{operation}"
-
-
-def dictionary_sequence(prefix: str) -> str:
-    return f"{prefix}!zdict!seq"

@@ -39,6 +39,7 @@ class CacheRequest:
     tags: tuple[str, ...] = ()
     saved: Any = None  # the hit entry's aicache.savings.Cost, reported with the lookup
     cost: Any = None  # what this call's own compute cost (shared with coalesced callers)
+    decode_faulted: bool = False  # a decode fault was counted (get_or_compute re-reads the entry)
 
 
 def check_tags(tags: Any, allow_empty: bool = True) -> tuple[str, ...]:

@@ -1,5 +1,7 @@
 """aicache.lean: the read path's GET without redis-py's per-command machinery, on a real Redis."""
 
+import warnings
+
 import pytest
 import redis
 
@@ -68,3 +70,30 @@ def test_a_patched_client_get_is_honoured(client, monkeypatch):
     get = lean_get(client)
     monkeypatch.setattr(client, "get", lambda key: b"patched")
     assert get("lean:k") == b"patched"
+
+
+def test_redis_py_before_5_3_is_given_the_command_name(client, monkeypatch):
+    """redis-py 5.0-5.2 (pyproject allows redis>=5) declare ``get_connection(self, command_name,
+    *keys, **options)``: simulated on the installed pool class."""
+    client.set("lean:k", b"v")
+    current = redis.ConnectionPool.get_connection
+    names = []
+
+    def get_connection(self, command_name, *keys, **options):  # the < 5.3 signature
+        names.append(command_name)
+        return current(self)
+
+    monkeypatch.setattr(redis.ConnectionPool, "get_connection", get_connection)
+    get = lean_get(client)
+    assert get != client.get  # still the lean path
+    assert get("lean:k") == b"v"
+    monkeypatch.undo()  # before the fixture's own cleanup, which uses the real signature
+    assert names == ["GET"]
+
+
+def test_redis_py_5_3_and_later_get_no_deprecated_argument(client):
+    client.set("lean:k", b"v")
+    get = lean_get(client)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # passing command_name warns since 5.3
+        assert get("lean:k") == b"v"

@@ -21,6 +21,8 @@ BAD_SETTINGS = [
     ("aicache.E003", "COMPRESSION_THRESHOLD", {"COMPRESSION_THRESHOLD": -1}),
     ("aicache.E003", "COMPRESSION_DICTIONARIES", {"COMPRESSION_DICTIONARIES": "yes"}),
     ("aicache.E003", "DICTIONARY_MIN_SAMPLES", {"DICTIONARY_MIN_SAMPLES": 5}),
+    ("aicache.E003", "DICTIONARY_MIN_SAMPLES", {"DICTIONARY_MIN_SAMPLES": 2001}),  # never sampled
+    ("aicache.E003", "COMPRESSION_ALGORITHM", {"COMPRESSION_ALGORITHM": "tests.unit.test_codec.FlagThree"}),
     ("aicache.E003", "DICTIONARY_SIZE", {"DICTIONARY_SIZE": 100}),
     ("aicache.E003", "DICTIONARY_REFRESH_SECONDS", {"DICTIONARY_REFRESH_SECONDS": 0}),
     ("aicache.E004", "HASH_ALGORITHM", {"HASH_ALGORITHM": "md5"}),
@@ -138,3 +140,35 @@ def test_coherence_and_ttl_settings_checked(settings, name, value, code):
 def test_non_finite_and_absurd_durations_refused(settings, name, value, code):
     settings.AICACHE = {name: value}
     assert [m.id for m in check_aicache_settings()] == [code]
+
+
+def test_dictionaries_asked_for_with_an_algorithm_other_than_zstd_warn(settings):
+    settings.AICACHE = {"COMPRESSION_ALGORITHM": "zlib", "COMPRESSION_DICTIONARIES": True}
+    messages = check_aicache_settings()
+    assert [m.id for m in messages] == ["aicache.W002"]
+    assert "zlib" in messages[0].msg and "COMPRESSION_DICTIONARIES" in messages[0].hint
+
+
+@pytest.mark.parametrize(
+    "aicache",
+    [
+        {"COMPRESSION_ALGORITHM": "zlib"},  # the default True, not asked for: quiet
+        {"COMPRESSION_ALGORITHM": "zlib", "COMPRESSION_DICTIONARIES": False},
+        {"COMPRESSION_ALGORITHM": "zstd", "COMPRESSION_DICTIONARIES": True},
+    ],
+)
+def test_no_dictionary_warning_where_nothing_is_wasted(settings, aicache):
+    settings.AICACHE = aicache
+    assert check_aicache_settings() == []
+
+
+def test_dictionary_warning_for_one_cache_s_options(settings):
+    settings.CACHES = {
+        **settings.CACHES,
+        "ai": {
+            **settings.CACHES["ai"],
+            "OPTIONS": {**settings.CACHES["ai"]["OPTIONS"], "COMPRESSION_ALGORITHM": "none"},
+        },
+    }
+    settings.AICACHE = {"COMPRESSION_DICTIONARIES": True}
+    assert [(m.id, m.obj) for m in check_aicache_settings()] == [("aicache.W002", "ai")]

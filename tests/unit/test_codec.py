@@ -4,7 +4,16 @@ import zlib
 import orjson
 import pytest
 
-from aicache.codec import HEADER, HEADER_SIZE, MAGIC, Codec, SafeSerializer, compressor_class
+from aicache.codec import (
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    Codec,
+    SafeSerializer,
+    ZlibCompressor,
+    ZstdCompressor,
+    compressor_class,
+)
 from aicache.exceptions import CodecError
 
 PROSE = orjson.dumps(
@@ -91,3 +100,39 @@ def test_safe_serializer():
         s.dumps(object())
     with pytest.raises(CodecError):
         s.loads(pickle.dumps("x"))
+
+
+class FlagThree(ZlibCompressor):
+    """A custom compressor claiming the trained-dictionary flag."""
+
+    name = "flag-three"
+    flag = 3
+
+
+class ZstdAsZlib(ZstdCompressor):
+    """zstd frames under the zlib flag: zlib readers would fail on them."""
+
+    flag = 1
+
+
+class TunedZlib(ZlibCompressor):
+    """A zlib subclass keeping zlib's flag: it writes zlib's format, so it may."""
+
+
+class OwnFlag(ZlibCompressor):
+    name = "own-flag"
+    flag = 4
+
+
+@pytest.mark.parametrize("cls", ["FlagThree", "ZstdAsZlib"])
+def test_a_custom_compressor_may_not_take_a_builtin_flag(cls):
+    with pytest.raises(CodecError, match="reserved"):
+        Codec(f"tests.unit.test_codec.{cls}")
+
+
+def test_custom_compressors_with_their_own_flag_or_their_parents_round_trip():
+    for cls in ("TunedZlib", "OwnFlag"):
+        codec = Codec(f"tests.unit.test_codec.{cls}", threshold=0)
+        data = codec.encode(PROSE, 60).data
+        assert bytes(codec.decode(data).payload) == PROSE
+    assert Codec("tests.unit.test_codec.OwnFlag", threshold=0).encode(PROSE, 60).data[1] == 4

@@ -138,3 +138,36 @@ def test_signed_dictionary_frames_verify_before_any_dictionary_is_looked_up():
     with pytest.raises(ForgedEntry):
         signed.decode(tampered)
     assert looked_up == [90]  # a forged frame never reaches the dictionary lookup
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        *[(b"7", 7), ("4294967295", 4294967295)],
+        *[
+            (bad, None)
+            for bad in (b"0", b"-5", b"4294967296", b"1.5", b" 7", b"", b"\xff", b"1_0", b"9" * 40)
+        ],
+    ],
+)
+def test_parse_id_accepts_only_a_frame_s_u32(raw, expected):
+    assert dictionaries.parse_id(raw) == expected
+
+
+def test_a_pointer_that_is_not_an_id_is_a_fault_once_per_refresh_interval():
+    faults, fetched = [], []
+    registry = dictionaries.DictionaryRegistry("p", refresh_seconds=60)
+
+    def fetch(key):
+        fetched.append(key)
+        return b"not-an-id"
+
+    for _ in range(3):
+        assert registry.for_write("qa", fetch, lambda *fault: faults.append(fault)) is None
+    assert [f[:2] for f in faults] == [("corrupt_entry", "dictionary")]
+    assert "not a dictionary id" in str(faults[0][2]) and fetched == ["p!zdict!op:qa"]
+
+
+def test_new_ids_are_31_bit_and_above_zstd_s_registered_range():
+    ids = {dictionaries.new_id() for _ in range(1000)}
+    assert all(32768 <= i < 2**31 for i in ids) and len(ids) > 990

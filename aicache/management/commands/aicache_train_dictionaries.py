@@ -38,14 +38,21 @@ class Command(BaseCommand):
             raise CommandError("--min-samples must be at least 2")
         if samples < 2:
             raise CommandError("--samples must be at least 2")
+        if min_samples is not None and min_samples > samples:
+            raise CommandError(f"--min-samples ({min_samples}) can never be met with --samples {samples}")
         try:
             for op in operation or ():
                 validate_operation(op)
             targets = dictionaries.aicache_caches(cache)
         except (TypeError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
+        failed_caches: list[str] = []
         for alias, backend in targets:
-            for result in dictionaries.train_all(
-                backend, operation, min_samples=min_samples, samples=samples
+            for line, failed in dictionaries.train_cache(
+                alias, backend, operation, min_samples=min_samples, samples=samples
             ):
-                self.stdout.write(f"{alias} {dictionaries.describe(result)}")
+                self.stdout.write(line)
+                if failed and alias not in failed_caches:
+                    failed_caches.append(alias)
+        if failed_caches:
+            raise CommandError(f"dictionary training failed for {', '.join(failed_caches)} (see above)")
