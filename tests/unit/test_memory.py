@@ -134,3 +134,19 @@ def test_thread_instances_share_the_tier(n, ai_cache):
     for t in threads:
         t.join()
     assert all(m is ai_cache.memory for m in seen)
+
+
+def test_peek_reads_without_moving_or_counting(monkeypatch):
+    tier = MemoryTier(max_entries=2, max_bytes=10_000)
+    tier.set("a", "value a", 1, 60)
+    tier.set("b", "value b", 1, 60)
+    before = tier.stats()
+    assert tier.peek("a") == "value a" and tier.peek("zz") is MISSING
+    assert (tier.stats().hits, tier.stats().misses) == (before.hits, before.misses)
+    tier.set("c", "value c", 1, 60)  # "a" was peeked, not used: it is still the least recent
+    assert tier.peek("a") is MISSING and tier.peek("b") == "value b"
+    from tests.helpers import FakeClock
+
+    monkeypatch.setattr(memory, "time", FakeClock(memory.time.monotonic() + 120))
+    assert tier.peek("b") == "value b"  # expired, still peeked (invalidate_where matches it)
+    assert tier.get("b") is MISSING
