@@ -31,10 +31,29 @@ from redis.retry import Retry
 
 class Cluster(RedisCluster):
     """``RedisCluster`` whose MGET splits keys by slot (django-redis's ``get_many`` sends one MGET
-    of keys that hash anywhere); keys of one slot still go in one MGET."""
+    of keys that hash anywhere); keys of one slot still go in one MGET. Every command names its
+    node to the coherence watches (:mod:`aicache.cluster_coherence`): a node they do not prove
+    (a slot just moved to a node just added, a MOVED or ASK redirect) clears their tiers first."""
+
+    _node_watches: tuple[Any, ...] = ()
 
     def mget(self, keys: Any, *args: Any) -> list[Any]:
         return self.mget_nonatomic(keys, *args)
+
+    def watch_nodes(self, watch: Any) -> None:
+        with _lock:
+            self._node_watches = (*self._node_watches, watch)
+
+    def unwatch_nodes(self, watch: Any) -> None:
+        with _lock:
+            self._node_watches = tuple(w for w in self._node_watches if w is not watch)
+
+    def get_redis_connection(self, node: ClusterNode) -> Any:
+        # redis-py calls this for the node each command (or pipeline part) is sent to, after a
+        # MOVED or an ASK redirect too.
+        for watch in self._node_watches:
+            watch.using(node.host, node.port)
+        return super().get_redis_connection(node)
 
 
 _clusters: dict[str, RedisCluster] = {}

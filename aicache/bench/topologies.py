@@ -216,6 +216,10 @@ class ClusterSetup(_Processes):
             f"nodes-{port}.conf",
             "--cluster-node-timeout",
             "2000",
+            # its own file: a replica's full sync writes one, and a node started later on the same
+            # directory must not load another node's keys
+            "--dbfilename",
+            f"dump-{port}.rdb",
         )
 
     def slot_map(self) -> list[tuple[int, int, int]]:
@@ -250,6 +254,11 @@ class ClusterSetup(_Processes):
                     return False
                 if len(client.execute_command("CLUSTER", "SLOTS")) < 3:
                     return False
+                # every node agrees on the roles (a replica still seen as a master would make a
+                # coherence watch follow a map that is about to change)
+                nodes = client.execute_command("CLUSTER", "NODES").decode().splitlines()
+                if sum("master" in line.split()[2] for line in nodes) != 3:
+                    return False
             finally:
                 client.close()
         return True
@@ -276,3 +285,68 @@ class ClusterSetup(_Processes):
             "--cluster", "reshard", f"127.0.0.1:{self.ports[0]}", "--cluster-from", source,
             "--cluster-to", target, "--cluster-slots", str(slots), "--cluster-yes",
         )  # fmt: skip
+
+    def node_id(self, port: int) -> str:
+        client = redis.Redis(port=port)
+        try:
+            return client.execute_command("CLUSTER", "MYID").decode()
+        finally:
+            client.close()
+
+    def add_node(self) -> int:
+        """``redis-cli --cluster add-node``: a new, empty master (no slots); returns its port once
+        every node knows it."""
+        port = cluster_port()
+        for stale in (f"nodes-{port}.conf", f"dump-{port}.rdb"):  # a removed node's, same port
+            (self.workdir / stale).unlink(missing_ok=True)
+        self.restart(port)
+        self.cli("--cluster", "add-node", f"127.0.0.1:{port}", f"127.0.0.1:{self.ports[0]}")
+        self.ports.append(port)
+        new_id = self.node_id(port)
+
+        def known_everywhere() -> bool:
+            for other in self.ports:
+                client = redis.Redis(port=other)
+                try:
+                    nodes = client.execute_command("CLUSTER", "NODES").decode()
+                finally:
+                    client.close()
+                line = next((row for row in nodes.splitlines() if row.startswith(new_id)), "")
+                if "master" not in line or "handshake" in line or "connected" not in line:
+                    return False
+            client = redis.Redis(port=port)
+            try:
+                return "cluster_state:ok" in client.execute_command("CLUSTER", "INFO").decode()
+            finally:
+                client.close()
+
+        _wait(known_everywhere, 30, f"every node to know the new master on {port}")
+        return port
+
+    def move_slot(self, slot: int, source: int, target: int) -> None:
+        """Move one slot and its keys from the master on ``source`` to the one on ``target``
+        (the steps ``redis-cli --cluster reshard`` takes for each slot)."""
+        src, dst = redis.Redis(port=source), redis.Redis(port=target)
+        try:
+            src_id, dst_id = self.node_id(source), self.node_id(target)
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+            for port in self.ports:
+                if port in self.processes:
+                    client = redis.Redis(port=port)
+                    try:
+                        if b"master" in client.execute_command("ROLE")[0]:
+                            client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+                    finally:
+                        client.close()
+        finally:
+            src.close()
+            dst.close()
+
+    def remove_node(self, port: int) -> None:
+        """``redis-cli --cluster del-node`` of a master without slots, then stop its process."""
+        self.cli("--cluster", "del-node", f"127.0.0.1:{self.ports[0]}", self.node_id(port))
+        self.kill(port)
+        self.ports.remove(port)
