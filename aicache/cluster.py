@@ -80,6 +80,29 @@ def startup_nodes(servers: list[str]) -> tuple[list[ClusterNode], dict[str, Any]
     return nodes, auth
 
 
+def _stable(value: Any) -> Any:
+    """``value`` if its repr is a value (str, number, bool, None), else its type's name."""
+    return value if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
+
+
+def cluster_kwargs(options: dict[str, Any]) -> dict[str, Any]:
+    """``RedisCluster`` keyword arguments from a cache's OPTIONS, as django-redis's connection
+    factory reads them for one node: ``CONNECTION_POOL_KWARGS`` (``max_connections``,
+    ``health_check_interval``, ``ssl_*``, ...), then the socket timeouts and ``PASSWORD`` (which,
+    as in django-redis, wins over a password in the LOCATION URLs)."""
+    kwargs = dict(options.get("CONNECTION_POOL_KWARGS") or {})
+    # Fail-open is aicache's job (aicache.guard): one attempt per call, like the single-node pool;
+    # MOVED/ASK redirects are followed regardless.
+    kwargs.setdefault("retry", Retry(NoBackoff(), 0))
+    kwargs["socket_timeout"] = options.get("SOCKET_TIMEOUT")
+    kwargs["socket_connect_timeout"] = options.get("SOCKET_CONNECT_TIMEOUT")
+    if options.get("PASSWORD"):
+        kwargs["password"] = options["PASSWORD"]
+    for fixed in ("startup_nodes", "require_full_coverage", "protocol"):
+        kwargs.pop(fixed, None)  # aicache's own: the nodes come from LOCATION, RESP2 for tracking
+    return kwargs
+
+
 class ClusterClient(DefaultClient):
     """django-redis's ``DefaultClient`` whose one raw client is a ``RedisCluster``."""
 
@@ -88,10 +111,10 @@ class ClusterClient(DefaultClient):
 
     def connect(self, index: int = 0) -> RedisCluster:
         options = self._options
-        # Only what shapes the client: options also hold objects whose repr differs per backend
-        # instance (a Retry), and Django builds a backend per thread.
-        timeouts = (options.get("SOCKET_TIMEOUT"), options.get("SOCKET_CONNECT_TIMEOUT"))
-        identity = repr((sorted(self._server), timeouts))
+        kwargs = cluster_kwargs(options)
+        # Only what shapes the client, by value: options also hold objects whose repr differs per
+        # backend instance (a Retry), and Django builds a backend per thread.
+        identity = repr((sorted(self._server), sorted((k, _stable(v)) for k, v in kwargs.items())))
         client = _clusters.get(identity)
         if client is None:
             with _lock:
@@ -100,14 +123,9 @@ class ClusterClient(DefaultClient):
                     nodes, auth = startup_nodes(list(self._server))
                     client = Cluster(
                         startup_nodes=nodes,
-                        socket_timeout=options.get("SOCKET_TIMEOUT"),
-                        socket_connect_timeout=options.get("SOCKET_CONNECT_TIMEOUT"),
-                        # Fail-open is aicache's job (aicache.guard): one attempt per call, like
-                        # the single-node pool; MOVED/ASK redirects are followed regardless.
-                        retry=Retry(NoBackoff(), 0),
                         require_full_coverage=False,
                         protocol=2,
-                        **auth,
+                        **{**auth, **kwargs},
                     )
                     _clusters[identity] = client
         return client
