@@ -1,8 +1,9 @@
 """Writing and removing entries without blocking Redis and without losing to a race.
 
 **Writes** go through one Lua script (:data:`STORE_SCRIPT`): SET the entry, record it in its
-operation's index (a sorted set scored by expiry, trimmed of expired members, expiring with its
-longest-lived entry) and, for computed results, check the fence first. Being one script, a write
+operation's index (a sorted set scored by expiry, trimmed of expired members; no TTL, so
+``volatile-*`` eviction never takes it, and deleted through the sweep set once all its members
+expired) and, for computed results, check the fence first. Being one script, a write
 and its index entry can never be separated by an invalidation (test_invalidation_races.py).
 
 **Fencing.** ``get_or_compute`` reads the generations of "everything" and of its operation before
@@ -353,7 +354,8 @@ def _drain(
     earlier; then RENAME every bucket's live index to its drain (writes landing meanwhile start
     fresh indexes and survive) and only then remove the drains' members in batches. Members leave
     a drain only in the script that UNLINKs them, so a fault midway orphans nothing: the drain
-    stays named in its registry and the next invalidation finishes it."""
+    stays named in its registry and the next invalidation finishes it (or, if none comes, the
+    sweep set deletes it once its members have expired; ``max_ttl`` is no longer needed here)."""
     if batch is None:
 
         def batch(members: list[bytes], drain: str, b: str) -> None:
