@@ -32,7 +32,7 @@ def _wait(predicate, timeout: float, what: str):
 
 
 class _Processes:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
@@ -40,6 +40,10 @@ class _Processes:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.processes: dict[int, subprocess.Popen] = {}
+        self.password = password  # ClusterSetup: every node started with requirepass + masterauth
+
+    def connect(self, port: int, **kwargs: object) -> redis.Redis:
+        return redis.Redis(port=port, password=self.password, **kwargs)
 
     def spawn(self, port: int, *args: str, config: str | None = None) -> None:
         cmd = [self.binary]
@@ -48,7 +52,7 @@ class _Processes:
         cmd += ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         cmd += ["--dir", str(self.workdir), "--logfile", str(self.workdir / f"{port}.log"), *args]
         self.processes[port] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=port, socket_connect_timeout=0.2)
+        client = self.connect(port, socket_connect_timeout=0.2)
         try:
             _wait(client.ping, 10, f"redis on port {port} (see {self.workdir}/{port}.log)")
         finally:
@@ -220,6 +224,7 @@ class ClusterSetup(_Processes):
             # directory must not load another node's keys
             "--dbfilename",
             f"dump-{port}.rdb",
+            *(("--requirepass", self.password, "--masterauth", self.password) if self.password else ()),
         )
 
     def slot_map(self) -> list[tuple[int, int, int]]:
@@ -227,7 +232,7 @@ class ClusterSetup(_Processes):
         for port in self.ports:
             if port not in self.processes:
                 continue
-            client = redis.Redis(port=port, socket_timeout=2)
+            client = self.connect(port, socket_timeout=2)
             try:
                 return sorted((r[0], r[1], int(r[2][1])) for r in client.execute_command("CLUSTER", "SLOTS"))
             except (redis.RedisError, OSError):
@@ -240,14 +245,16 @@ class ClusterSetup(_Processes):
         binary = shutil.which("redis-cli")
         if binary is None:
             raise RuntimeError("redis-cli is not installed (it comes with Debian's redis-server package)")
-        done = subprocess.run([binary, *args], capture_output=True, text=True, timeout=120, check=False)
+        auth = ("-a", self.password, "--no-auth-warning") if self.password else ()
+        command = [binary, *auth, *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"redis-cli {' '.join(args[:3])} failed: {done.stdout}{done.stderr}")
         return done.stdout
 
     def _ready(self) -> bool:
         for port in self.ports:
-            client = redis.Redis(port=port)
+            client = self.connect(port)
             try:
                 info = client.execute_command("CLUSTER", "INFO").decode()
                 if "cluster_state:ok" not in info:
@@ -269,7 +276,7 @@ class ClusterSetup(_Processes):
 
     def primaries(self) -> list[tuple[str, int, str]]:
         """(host, port, node id) of each primary."""
-        client = redis.Redis(port=self.ports[0])
+        client = self.connect(self.ports[0])
         try:
             out = set()
             for row in client.execute_command("CLUSTER", "SLOTS"):
@@ -287,7 +294,7 @@ class ClusterSetup(_Processes):
         )  # fmt: skip
 
     def node_id(self, port: int) -> str:
-        client = redis.Redis(port=port)
+        client = self.connect(port)
         try:
             return client.execute_command("CLUSTER", "MYID").decode()
         finally:
@@ -306,7 +313,7 @@ class ClusterSetup(_Processes):
 
         def known_everywhere() -> bool:
             for other in self.ports:
-                client = redis.Redis(port=other)
+                client = self.connect(other)
                 try:
                     nodes = client.execute_command("CLUSTER", "NODES").decode()
                 finally:
@@ -314,7 +321,7 @@ class ClusterSetup(_Processes):
                 line = next((row for row in nodes.splitlines() if row.startswith(new_id)), "")
                 if "master" not in line or "handshake" in line or "connected" not in line:
                     return False
-            client = redis.Redis(port=port)
+            client = self.connect(port)
             try:
                 return "cluster_state:ok" in client.execute_command("CLUSTER", "INFO").decode()
             finally:
@@ -326,7 +333,7 @@ class ClusterSetup(_Processes):
     def move_slot(self, slot: int, source: int, target: int) -> None:
         """Move one slot and its keys from the master on ``source`` to the one on ``target``
         (the steps ``redis-cli --cluster reshard`` takes for each slot)."""
-        src, dst = redis.Redis(port=source), redis.Redis(port=target)
+        src, dst = self.connect(source), self.connect(target)
         try:
             src_id, dst_id = self.node_id(source), self.node_id(target)
             dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
@@ -335,7 +342,7 @@ class ClusterSetup(_Processes):
                 src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
             for port in self.ports:
                 if port in self.processes:
-                    client = redis.Redis(port=port)
+                    client = self.connect(port)
                     try:
                         if b"master" in client.execute_command("ROLE")[0]:
                             client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)

@@ -418,3 +418,44 @@ def test_health_and_snapshot_redis_sum_every_primary(cluster_cache, cluster_setu
     (out,) = maintenance.snapshot_redis()
     assert out["entries"] == 30
     assert out["used_memory"] > 2 * max(each) * 0.9
+
+
+@pytest.fixture
+def password_cluster(tmp_path):
+    from aicache.bench.topologies import ClusterSetup
+
+    setup = ClusterSetup(tmp_path / "auth-cluster", password="cluster-s3cret")
+    try:
+        setup.start()
+        yield setup
+    finally:
+        setup.stop()
+
+
+def test_cluster_with_requirepass_takes_options_password(settings, password_cluster):
+    """Review finding: ClusterClient.connect ignored OPTIONS PASSWORD. On a cluster started with
+    requirepass, the cache (LOCATION without credentials) answers, and its coherence listeners on
+    every primary authenticate too (a foreign delete still evicts from the tier)."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "ai": cluster_cache_settings(password_cluster, PASSWORD="cluster-s3cret"),
+    }
+    cache = caches["ai"]
+    assert cache.ping()
+    assert cache.start_coherence(wait=10) == "live"
+    text = f"{TEXT} behind a password"
+    key = cache.key_generator.generate(text, "summarize")
+    write_and_settle(cache, key, lambda: cache.cache_response(text, "summarize", None, {"v": 1}))
+    cache.get_cached_response(text, "summarize")
+    assert cache.get_cached_response(text, "summarize")["cache_source"] == "memory"
+    foreign = RedisCluster(
+        startup_nodes=[ClusterNode("127.0.0.1", password_cluster.ports[0])], password="cluster-s3cret"
+    )
+    try:
+        foreign.delete(key)
+    finally:
+        foreign.close()
+    wait_for(lambda: key not in cache.memory, 5, "the eviction through an authenticated listener")
+    assert cache.count_all() == 1  # the index outlives the deleted entry until its expiry
+    with pytest.raises(redis.RedisClusterException, match="Authentication required"):  # it is required
+        RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", password_cluster.ports[0])], protocol=2)
