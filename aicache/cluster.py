@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlparse
 from django.core.exceptions import ImproperlyConfigured
 from django_redis.client import DefaultClient
 from redis.backoff import NoBackoff
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import REPLICA, ClusterNode, RedisCluster
 from redis.retry import Retry
 
 
@@ -50,9 +50,11 @@ class Cluster(RedisCluster):
 
     def get_redis_connection(self, node: ClusterNode) -> Any:
         # redis-py calls this for the node each command (or pipeline part) is sent to, after a
-        # MOVED or an ASK redirect too.
-        for watch in self._node_watches:
-            watch.using(node.host, node.port)
+        # MOVED or an ASK redirect too. A node it holds for a replica gets no key command from
+        # aicache (PING or INFO may go to a default node that became one): nothing to fill from.
+        if node.server_type != REPLICA:
+            for watch in self._node_watches:
+                watch.using(node.host, node.port)
         return super().get_redis_connection(node)
 
 

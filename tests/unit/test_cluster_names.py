@@ -85,3 +85,26 @@ def test_cluster_client_passes_password_and_pool_kwargs(settings, monkeypatch):
     # The same settings share one client (the identity compares values, not a Retry's repr).
     caches["ai"].client.get_client(write=True)
     assert len(made) == 1
+
+
+def test_every_command_names_its_primary_to_the_watches_replicas_aside():
+    """aicache.cluster.Cluster tells each coherence watch which node a command goes to (a node the
+    watch does not prove clears its tier: tests/topologies/test_cluster.py); a node redis-py holds
+    for a replica gets no key command from aicache and is not reported."""
+    from redis.cluster import PRIMARY, REPLICA, ClusterNode
+
+    from aicache.cluster import Cluster
+
+    seen = []
+
+    class Watch:
+        def using(self, host, port):
+            seen.append((host, port))
+
+    client = Cluster.__new__(Cluster)  # no cluster needed: only the connection lookup is used
+    client.watch_nodes(Watch())
+    primary = ClusterNode("127.0.0.1", 7001, PRIMARY, redis_connection="primary connection")
+    replica = ClusterNode("127.0.0.1", 7004, REPLICA, redis_connection="replica connection")
+    assert client.get_redis_connection(primary) == "primary connection"
+    assert client.get_redis_connection(replica) == "replica connection"
+    assert seen == [("127.0.0.1", 7001)]
