@@ -5,7 +5,8 @@ Ids are stable (tests compare against them): ``aicache.E001``-``E011`` for inval
 setting in a cache's ``OPTIONS``, ``aicache.W001`` for unknown setting names, ``aicache.W002`` for
 COMPRESSION_DICTIONARIES set True with an algorithm other than zstd, ``aicache.W010`` when
 monitoring history is on but no Celery broker can take it, ``aicache.E013`` for a reachable Redis
-older than aicache needs.
+older than aicache needs, ``aicache.W011`` when ``READ_FROM_REPLICAS`` is on where there is no
+replica to read from (Redis Cluster, or one node).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from aicache import conf
 
 W_UNKNOWN = "aicache.W001"
 E_REDIS_VERSION = "aicache.E013"
+W_NO_REPLICAS = "aicache.W011"
 
 E_PICKLE = f"aicache.{conf.E_SERIALIZER}"
 PICKLE_SERIALIZERS = ("django_redis.serializers.pickle.PickleSerializer",)
@@ -110,4 +112,39 @@ def check_redis_version(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
                     id=E_REDIS_VERSION,
                 )
             )
+    return messages
+
+
+@register(Tags.caches)
+def check_read_from_replicas(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``READ_FROM_REPLICAS`` means something only under Sentinel or with a master + replicas
+    ``LOCATION``. On Redis Cluster (aicache reads every key on its primary) or on one node, reads
+    would go to the primary anyway, and the setting would still keep them out of the memory tier."""
+    from django.core.cache import caches
+    from django_redis.client import SentinelClient
+
+    from aicache.cluster import ClusterClient
+
+    messages: list[CheckMessage] = []
+    for alias, _ in aicache_aliases():
+        cache = caches[alias]
+        if cache.config is None or not cache.config.read_from_replicas:
+            continue
+        client_cls = cache._client_cls
+        if issubclass(client_cls, ClusterClient):
+            where = "on Redis Cluster aicache reads every key from its primary"
+        elif not issubclass(client_cls, SentinelClient) and len(cache.client._server) < 2:
+            where = "its LOCATION names one server, so there is no replica"
+        else:
+            continue
+        messages.append(
+            Warning(
+                f"Cache {alias!r}: READ_FROM_REPLICAS has no replica to read from ({where}); reads "
+                "still go to the primary but are never kept in the memory tier.",
+                hint="Remove READ_FROM_REPLICAS (or use Sentinel, or a LOCATION of a master followed "
+                "by its replicas).",
+                obj=alias,
+                id=W_NO_REPLICAS,
+            )
+        )
     return messages

@@ -25,16 +25,37 @@ from urllib.parse import unquote, urlparse
 from django.core.exceptions import ImproperlyConfigured
 from django_redis.client import DefaultClient
 from redis.backoff import NoBackoff
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import REPLICA, ClusterNode, RedisCluster
 from redis.retry import Retry
 
 
 class Cluster(RedisCluster):
     """``RedisCluster`` whose MGET splits keys by slot (django-redis's ``get_many`` sends one MGET
-    of keys that hash anywhere); keys of one slot still go in one MGET."""
+    of keys that hash anywhere); keys of one slot still go in one MGET. Every command names its
+    node to the coherence watches (:mod:`aicache.cluster_coherence`): a node they do not prove
+    (a slot just moved to a node just added, a MOVED or ASK redirect) clears their tiers first."""
+
+    _node_watches: tuple[Any, ...] = ()
 
     def mget(self, keys: Any, *args: Any) -> list[Any]:
         return self.mget_nonatomic(keys, *args)
+
+    def watch_nodes(self, watch: Any) -> None:
+        with _lock:
+            self._node_watches = (*self._node_watches, watch)
+
+    def unwatch_nodes(self, watch: Any) -> None:
+        with _lock:
+            self._node_watches = tuple(w for w in self._node_watches if w is not watch)
+
+    def get_redis_connection(self, node: ClusterNode) -> Any:
+        # redis-py calls this for the node each command (or pipeline part) is sent to, after a
+        # MOVED or an ASK redirect too. A node it holds for a replica gets no key command from
+        # aicache (PING or INFO may go to a default node that became one): nothing to fill from.
+        if node.server_type != REPLICA:
+            for watch in self._node_watches:
+                watch.using(node.host, node.port)
+        return super().get_redis_connection(node)
 
 
 _clusters: dict[str, RedisCluster] = {}
@@ -61,6 +82,29 @@ def startup_nodes(servers: list[str]) -> tuple[list[ClusterNode], dict[str, Any]
     return nodes, auth
 
 
+def _stable(value: Any) -> Any:
+    """``value`` if its repr is a value (str, number, bool, None), else its type's name."""
+    return value if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
+
+
+def cluster_kwargs(options: dict[str, Any]) -> dict[str, Any]:
+    """``RedisCluster`` keyword arguments from a cache's OPTIONS, as django-redis's connection
+    factory reads them for one node: ``CONNECTION_POOL_KWARGS`` (``max_connections``,
+    ``health_check_interval``, ``ssl_*``, ...), then the socket timeouts and ``PASSWORD`` (which,
+    as in django-redis, wins over a password in the LOCATION URLs)."""
+    kwargs = dict(options.get("CONNECTION_POOL_KWARGS") or {})
+    # Fail-open is aicache's job (aicache.guard): one attempt per call, like the single-node pool;
+    # MOVED/ASK redirects are followed regardless.
+    kwargs.setdefault("retry", Retry(NoBackoff(), 0))
+    kwargs["socket_timeout"] = options.get("SOCKET_TIMEOUT")
+    kwargs["socket_connect_timeout"] = options.get("SOCKET_CONNECT_TIMEOUT")
+    if options.get("PASSWORD"):
+        kwargs["password"] = options["PASSWORD"]
+    for fixed in ("startup_nodes", "require_full_coverage", "protocol"):
+        kwargs.pop(fixed, None)  # aicache's own: the nodes come from LOCATION, RESP2 for tracking
+    return kwargs
+
+
 class ClusterClient(DefaultClient):
     """django-redis's ``DefaultClient`` whose one raw client is a ``RedisCluster``."""
 
@@ -69,10 +113,10 @@ class ClusterClient(DefaultClient):
 
     def connect(self, index: int = 0) -> RedisCluster:
         options = self._options
-        # Only what shapes the client: options also hold objects whose repr differs per backend
-        # instance (a Retry), and Django builds a backend per thread.
-        timeouts = (options.get("SOCKET_TIMEOUT"), options.get("SOCKET_CONNECT_TIMEOUT"))
-        identity = repr((sorted(self._server), timeouts))
+        kwargs = cluster_kwargs(options)
+        # Only what shapes the client, by value: options also hold objects whose repr differs per
+        # backend instance (a Retry), and Django builds a backend per thread.
+        identity = repr((sorted(self._server), sorted((k, _stable(v)) for k, v in kwargs.items())))
         client = _clusters.get(identity)
         if client is None:
             with _lock:
@@ -81,14 +125,9 @@ class ClusterClient(DefaultClient):
                     nodes, auth = startup_nodes(list(self._server))
                     client = Cluster(
                         startup_nodes=nodes,
-                        socket_timeout=options.get("SOCKET_TIMEOUT"),
-                        socket_connect_timeout=options.get("SOCKET_CONNECT_TIMEOUT"),
-                        # Fail-open is aicache's job (aicache.guard): one attempt per call, like
-                        # the single-node pool; MOVED/ASK redirects are followed regardless.
-                        retry=Retry(NoBackoff(), 0),
                         require_full_coverage=False,
                         protocol=2,
-                        **auth,
+                        **{**auth, **kwargs},
                     )
                     _clusters[identity] = client
         return client

@@ -1,8 +1,9 @@
 """Writing and removing entries without blocking Redis and without losing to a race.
 
 **Writes** go through one Lua script (:data:`STORE_SCRIPT`): SET the entry, record it in its
-operation's index (a sorted set scored by expiry, trimmed of expired members, expiring with its
-longest-lived entry) and, for computed results, check the fence first. Being one script, a write
+operation's index (a sorted set scored by expiry, trimmed of expired members; no TTL, so
+``volatile-*`` eviction never takes it, and deleted through the sweep set once all its members
+expired) and, for computed results, check the fence first. Being one script, a write
 and its index entry can never be separated by an invalidation (test_invalidation_races.py).
 
 **Fencing.** ``get_or_compute`` reads the generations of "everything" and of its operation before
@@ -32,17 +33,20 @@ import time
 import uuid
 from typing import Any
 
-from redis.exceptions import ResponseError
-
 from aicache.namespace import Namespace
 
 UNLINK_BATCH = 500
 SCAN_COUNT = 1000
+SWEEP_PER_WRITE = 4  # dead index/drain keys a write deletes at most
 
 # KEYS: entry, index, operations set, generation of everything, generation of the operation,
-#       then n tag indexes and n tag generations
+#       then n tag indexes and n tag generations, then the bucket's sweep set
 # ARGV: data, ttl seconds, now ms, operation, fenced ("1"/"0"), expected gen all, expected gen op,
 #       n, then n expected tag generations
+# Indexes carry no TTL, so volatile-* eviction never takes one and leaves its entries beyond the
+# reach of an invalidation; the sweep set (score: the latest expiry of anything in the key) lets
+# each write delete up to SWEEP_PER_WRITE keys whose every member has expired, so indexes of
+# operations and tags nobody writes any more still go.
 STORE_LUA = """
 local n = tonumber(ARGV[8])
 if ARGV[5] == '1' then
@@ -55,6 +59,7 @@ if ARGV[5] == '1' then
 end
 local ttl = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
+local sweep = KEYS[6 + 2 * n]
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
 redis.call('SADD', KEYS[3], ARGV[4])
 for i = 0, n do
@@ -62,10 +67,16 @@ for i = 0, n do
   if i > 0 then idx = KEYS[5 + i] end
   redis.call('ZADD', idx, now + ttl * 1000, KEYS[1])
   redis.call('ZREMRANGEBYSCORE', idx, '-inf', now)
-  if redis.call('TTL', idx) < ttl then redis.call('EXPIRE', idx, ttl) end
+  redis.call('PERSIST', idx)
+  redis.call('ZADD', sweep, 'GT', now + ttl * 1000, idx)
+end
+local dead = redis.call('ZRANGEBYSCORE', sweep, '-inf', now, 'LIMIT', 0, SWEEP_PER_WRITE)
+for _, key in ipairs(dead) do
+  redis.call('DEL', key)
+  redis.call('ZREM', sweep, key)
 end
 return 1
-"""
+""".replace("SWEEP_PER_WRITE", str(SWEEP_PER_WRITE))
 
 
 # A batch of a tag's index: only the entries whose frame still carries the tag go (a key rewritten
@@ -117,6 +128,25 @@ local removed = redis.call('UNLINK', unpack(KEYS, 1, n))
 for i = 1, n do redis.call('ZREM', KEYS[n + i], KEYS[i]) end
 if ARGV[2] == '1' then redis.call('ZREM', KEYS[2 * n + 1], unpack(KEYS, 1, n)) end
 return removed
+"""
+
+
+# An index becomes a drain, named in its registry, in one step (one slot): a fault can never leave
+# a drain nobody names. Neither carries a TTL (eviction must not take them); the bucket's sweep set
+# deletes them once everything they name has expired, if no invalidation finished them first.
+# KEYS: index, drain, registry, sweep. Returns 0 when nothing is indexed.
+DRAIN_START_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('PERSIST', KEYS[2])
+local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+redis.call('SADD', KEYS[3], KEYS[2])
+redis.call('PERSIST', KEYS[3])
+if top[2] then
+  redis.call('ZADD', KEYS[4], 'GT', top[2], KEYS[2])
+  redis.call('ZADD', KEYS[4], 'GT', top[2], KEYS[3])
+end
+return 1
 """
 
 
@@ -174,6 +204,7 @@ def store(
     b = ns.bucket(key)
     keys = [key, ns.index(operation, b), ns.operations(b), ns.gen_all(b), ns.generation(operation, b)]
     keys += [ns.tag_index(t, b) for t in tags] + [ns.tag_generation(t, b) for t in tags]
+    keys.append(ns.sweep(b))
     return bool(script(keys=keys, args=args, client=client))
 
 
@@ -181,11 +212,12 @@ def bump(
     client: Any, ns: Namespace, operations: list[str] | None, tags: tuple[str, ...] = (), ttl: int = 0
 ) -> None:
     """Fence in-flight computes: of these operations and tags, or (``None``) of everything. Tag
-    generations expire after ``ttl`` (the longest entry TTL): tags can be per document, and a
-    vanished generation only ever refuses a store."""
+    generations go after ``ttl`` (the longest entry TTL; tags can be per document) through the
+    bucket's sweep set, never by a TTL: an evicted generation could let a stale compute store."""
     if operations is None and not tags and not ns.clustered:
         client.incr(ns.gen_all())
         return
+    now_ms = int(time.time() * 1000)
     pipe = client.pipeline(transaction=False)
     for b in ns.buckets:
         if operations is None and not tags:
@@ -195,7 +227,8 @@ def bump(
         for tag in tags:
             pipe.incr(ns.tag_generation(tag, b))
             if ttl:
-                pipe.expire(ns.tag_generation(tag, b), ttl)
+                pipe.persist(ns.tag_generation(tag, b))
+                pipe.zadd(ns.sweep(b), {ns.tag_generation(tag, b): now_ms + ttl * 1000}, gt=True)
     pipe.execute()
 
 
@@ -321,7 +354,8 @@ def _drain(
     earlier; then RENAME every bucket's live index to its drain (writes landing meanwhile start
     fresh indexes and survive) and only then remove the drains' members in batches. Members leave
     a drain only in the script that UNLINKs them, so a fault midway orphans nothing: the drain
-    stays named in its registry and the next invalidation finishes it."""
+    stays named in its registry and the next invalidation finishes it (or, if none comes, the
+    sweep set deletes it once its members have expired; ``max_ttl`` is no longer needed here)."""
     if batch is None:
 
         def batch(members: list[bytes], drain: str, b: str) -> None:
@@ -330,20 +364,11 @@ def _drain(
     for b, _, _, registry in parts:
         for leftover in sorted(client.smembers(registry)):
             _drain_members(client, leftover.decode(), registry, b, batch)
+    start = _script(client, DRAIN_START_LUA)
     renamed = []
     for b, index, drain, registry in parts:
-        try:
-            client.rename(index, drain)
-        except ResponseError as exc:
-            if "no such key" in str(exc).lower():
-                continue  # nothing indexed in this bucket
-            raise
-        pipe = client.pipeline(transaction=False)
-        pipe.expire(drain, max_ttl)  # if nobody ever finishes it, it still goes
-        pipe.sadd(registry, drain)
-        pipe.expire(registry, max_ttl)
-        pipe.execute()
-        renamed.append((b, drain, registry))
+        if start(keys=[index, drain, registry, ns.sweep(b)], client=client):
+            renamed.append((b, drain, registry))
     for b, drain, registry in renamed:
         _drain_members(client, drain, registry, b, batch)
 

@@ -84,6 +84,9 @@ class Listener:
         self.sockets: tuple[Any, Any] | None = None  # (listener, tracker) local addresses, for tests
         self.watch: Any = None  # a cluster's per-primary listeners (aicache.cluster_coherence)
         self.parent: Listener | None = None  # a cluster node's listener counts into its cache's too
+        # False for a cluster master that owns no slot yet: it cannot take a probe key, so it only
+        # carries messages (the watch does not wait for its proof; it restarts it once it has slots).
+        self.probing = True
 
     def ensure_started(self, source: Any) -> None:
         """Start the thread once (lazily, from the first cache call that needs it). ``source`` is
@@ -198,6 +201,10 @@ class Listener:
         px = max(1, int(self.liveness_seconds * 2000))
         while not self._stop.is_set():
             now = time.monotonic()
+            if not self.probing:
+                if listener.can_read(timeout=0.25):
+                    self._handle(listener.read_response(), sent)
+                continue
             if now >= next_probe:
                 seq += 1
                 tracker.send_command("SET", self.ns.probe(self.process, seq), b"1", "PX", px)

@@ -16,8 +16,13 @@
     {prefix}!drain:{token}              a tag index being drained
     {prefix}!drains:{op} / !drains!tag:{tag}  drains not finished (a fault midway): the next
                                         invalidation of that operation or tag finishes them
+    {prefix}!sweep                      sorted set: index, drain and tag-generation names by the
+                                        expiry of the last thing they hold; writes delete the dead
     {prefix}!lock:{operation}:{digest}  single-flight lease of one entry
     {prefix}!events                     pub/sub: ``clear`` and ``w<key>`` (wake waiters)
+
+Indexes, drains and generations carry no TTL, so ``volatile-*`` eviction can never take an index
+and leave its entries beyond an invalidation's reach; the sweep set bounds them instead.
 
 Only entries and probes live under ``{prefix}:``, the prefix that client tracking watches and that
 pattern invalidation scans; index, lock and generation traffic never reaches a listener.
@@ -145,6 +150,9 @@ class Namespace:
 
     def tag_drains(self, tag: str, bucket: str = "") -> str:
         return f"{self.prefix}!drains!tag:{tag}{_tag(bucket)}"
+
+    def sweep(self, bucket: str = "") -> str:
+        return f"{self.prefix}!sweep{_tag(bucket)}"
 
 
 # ---------------------------------------------------------------------- trained dictionaries

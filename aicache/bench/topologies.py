@@ -32,7 +32,7 @@ def _wait(predicate, timeout: float, what: str):
 
 
 class _Processes:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
@@ -40,6 +40,10 @@ class _Processes:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.processes: dict[int, subprocess.Popen] = {}
+        self.password = password  # ClusterSetup: every node started with requirepass + masterauth
+
+    def connect(self, port: int, **kwargs: object) -> redis.Redis:
+        return redis.Redis(port=port, password=self.password, **kwargs)
 
     def spawn(self, port: int, *args: str, config: str | None = None) -> None:
         cmd = [self.binary]
@@ -48,7 +52,7 @@ class _Processes:
         cmd += ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         cmd += ["--dir", str(self.workdir), "--logfile", str(self.workdir / f"{port}.log"), *args]
         self.processes[port] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=port, socket_connect_timeout=0.2)
+        client = self.connect(port, socket_connect_timeout=0.2)
         try:
             _wait(client.ping, 10, f"redis on port {port} (see {self.workdir}/{port}.log)")
         finally:
@@ -216,6 +220,11 @@ class ClusterSetup(_Processes):
             f"nodes-{port}.conf",
             "--cluster-node-timeout",
             "2000",
+            # its own file: a replica's full sync writes one, and a node started later on the same
+            # directory must not load another node's keys
+            "--dbfilename",
+            f"dump-{port}.rdb",
+            *(("--requirepass", self.password, "--masterauth", self.password) if self.password else ()),
         )
 
     def slot_map(self) -> list[tuple[int, int, int]]:
@@ -223,7 +232,7 @@ class ClusterSetup(_Processes):
         for port in self.ports:
             if port not in self.processes:
                 continue
-            client = redis.Redis(port=port, socket_timeout=2)
+            client = self.connect(port, socket_timeout=2)
             try:
                 return sorted((r[0], r[1], int(r[2][1])) for r in client.execute_command("CLUSTER", "SLOTS"))
             except (redis.RedisError, OSError):
@@ -236,19 +245,26 @@ class ClusterSetup(_Processes):
         binary = shutil.which("redis-cli")
         if binary is None:
             raise RuntimeError("redis-cli is not installed (it comes with Debian's redis-server package)")
-        done = subprocess.run([binary, *args], capture_output=True, text=True, timeout=120, check=False)
+        auth = ("-a", self.password, "--no-auth-warning") if self.password else ()
+        command = [binary, *auth, *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"redis-cli {' '.join(args[:3])} failed: {done.stdout}{done.stderr}")
         return done.stdout
 
     def _ready(self) -> bool:
         for port in self.ports:
-            client = redis.Redis(port=port)
+            client = self.connect(port)
             try:
                 info = client.execute_command("CLUSTER", "INFO").decode()
                 if "cluster_state:ok" not in info:
                     return False
                 if len(client.execute_command("CLUSTER", "SLOTS")) < 3:
+                    return False
+                # every node agrees on the roles (a replica still seen as a master would make a
+                # coherence watch follow a map that is about to change)
+                nodes = client.execute_command("CLUSTER", "NODES").decode().splitlines()
+                if sum("master" in line.split()[2] for line in nodes) != 3:
                     return False
             finally:
                 client.close()
@@ -260,7 +276,7 @@ class ClusterSetup(_Processes):
 
     def primaries(self) -> list[tuple[str, int, str]]:
         """(host, port, node id) of each primary."""
-        client = redis.Redis(port=self.ports[0])
+        client = self.connect(self.ports[0])
         try:
             out = set()
             for row in client.execute_command("CLUSTER", "SLOTS"):
@@ -276,3 +292,68 @@ class ClusterSetup(_Processes):
             "--cluster", "reshard", f"127.0.0.1:{self.ports[0]}", "--cluster-from", source,
             "--cluster-to", target, "--cluster-slots", str(slots), "--cluster-yes",
         )  # fmt: skip
+
+    def node_id(self, port: int) -> str:
+        client = self.connect(port)
+        try:
+            return client.execute_command("CLUSTER", "MYID").decode()
+        finally:
+            client.close()
+
+    def add_node(self) -> int:
+        """``redis-cli --cluster add-node``: a new, empty master (no slots); returns its port once
+        every node knows it."""
+        port = cluster_port()
+        for stale in (f"nodes-{port}.conf", f"dump-{port}.rdb"):  # a removed node's, same port
+            (self.workdir / stale).unlink(missing_ok=True)
+        self.restart(port)
+        self.cli("--cluster", "add-node", f"127.0.0.1:{port}", f"127.0.0.1:{self.ports[0]}")
+        self.ports.append(port)
+        new_id = self.node_id(port)
+
+        def known_everywhere() -> bool:
+            for other in self.ports:
+                client = self.connect(other)
+                try:
+                    nodes = client.execute_command("CLUSTER", "NODES").decode()
+                finally:
+                    client.close()
+                line = next((row for row in nodes.splitlines() if row.startswith(new_id)), "")
+                if "master" not in line or "handshake" in line or "connected" not in line:
+                    return False
+            client = self.connect(port)
+            try:
+                return "cluster_state:ok" in client.execute_command("CLUSTER", "INFO").decode()
+            finally:
+                client.close()
+
+        _wait(known_everywhere, 30, f"every node to know the new master on {port}")
+        return port
+
+    def move_slot(self, slot: int, source: int, target: int) -> None:
+        """Move one slot and its keys from the master on ``source`` to the one on ``target``
+        (the steps ``redis-cli --cluster reshard`` takes for each slot)."""
+        src, dst = self.connect(source), self.connect(target)
+        try:
+            src_id, dst_id = self.node_id(source), self.node_id(target)
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+            for port in self.ports:
+                if port in self.processes:
+                    client = self.connect(port)
+                    try:
+                        if b"master" in client.execute_command("ROLE")[0]:
+                            client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+                    finally:
+                        client.close()
+        finally:
+            src.close()
+            dst.close()
+
+    def remove_node(self, port: int) -> None:
+        """``redis-cli --cluster del-node`` of a master without slots, then stop its process."""
+        self.cli("--cluster", "del-node", f"127.0.0.1:{self.ports[0]}", self.node_id(port))
+        self.kill(port)
+        self.ports.remove(port)

@@ -279,9 +279,7 @@ def delete_entries_view(request: HttpRequest) -> HttpResponse:
             )
             messages.success(request, f"Deleted {removed} of {len(data['keys'])} selected entries.")
             return HttpResponseRedirect(back)
-        found = entries.describe(
-            cache, [k for k in data["keys"] if entries.parse_key(cache.config.key_prefix, k)]
-        )
+        found = entries.describe(cache, [k for k in data["keys"] if entries.parse_key(cache.ns, k)])
     except ValueError as exc:
         form.add_error(None, str(exc))
         return _bad_request(request, "Delete entries", form)

@@ -3,7 +3,9 @@
 Entries are never all loaded: without an operation a page is a few ``SCAN MATCH {prefix}:*``
 steps (the cursor is the page token); with one, a page is a slice of the operation's index
 ``{prefix}!idx:{operation}`` (members scored by expiry, so soonest-to-expire first; the offset is
-the page token). For each key only the frame header is read (``GETRANGE`` of its first bytes),
+the page token). On Redis Cluster the token also names where the walk is: SCAN goes through every
+primary in turn (the primary's position in the top bits), an index through its 16 buckets.
+For each key only the frame header is read (``GETRANGE`` of its first bytes),
 with ``STRLEN`` and ``PTTL``: the digest, operation, bytes stored, compression, TTL left and age
 come from those, never from the cached value. Nothing read is unpickled.
 
@@ -52,6 +54,9 @@ COMPRESSION_NAMES = {cls.flag: cls.name for cls in BUILTIN_COMPRESSORS.values()}
 }
 STORAGE_TIERS = ("memory", "redis")
 _DIGEST_RE = re.compile(r"[0-9a-f]{16,128}")
+_SLOTTED_DIGEST_RE = re.compile(r"\{[0-9a-f]\}[0-9a-f]{15,127}")  # Cluster: the first digit as hash tag
+_BUCKET_SHIFT = 40  # page token of an index walk: bucket << 40 | offset
+_NODE_SHIFT = 56  # page token of a SCAN walk on Cluster: primary << 56 | cursor
 
 
 @dataclass(frozen=True)
@@ -87,16 +92,65 @@ class Page:
     scanned: int  # keys looked at (SCAN can return other keys under the prefix)
 
 
-def parse_key(prefix: str, key: str) -> tuple[str, str] | None:
-    """(operation, digest) of an entry key ``{prefix}:{operation}:{digest}``, else ``None``."""
-    ns = Namespace(prefix)
-    if not ns.is_entry(key):
+def parse_key(prefix: str | Namespace, key: str) -> tuple[str, str] | None:
+    """(operation, digest) of an entry key ``{prefix}:{operation}:{digest}``, else ``None``. With
+    a clustered :class:`Namespace` (``cache.ns``) the digest carries its hash tag: ``{3}fa9...``."""
+    ns = prefix if isinstance(prefix, Namespace) else Namespace(prefix)
+    if not isinstance(key, str) or not ns.is_entry(key):
         return None
     operation = ns.operation_of(key)
     digest = key[len(ns.operation_prefix(operation)) :]
-    if not OPERATION_RE.fullmatch(operation) or not _DIGEST_RE.fullmatch(digest):
+    digest_re = _SLOTTED_DIGEST_RE if ns.clustered else _DIGEST_RE
+    if not OPERATION_RE.fullmatch(operation) or not digest_re.fullmatch(digest):
         return None
     return operation, digest
+
+
+def _primaries(client: Any) -> list[Any]:
+    """The plain client of each primary, in a stable order (one: the client itself off Cluster)."""
+    if not hasattr(client, "get_primaries"):
+        return [client]
+    nodes = sorted(client.get_primaries(), key=lambda node: node.name)
+    return [client.get_redis_connection(node) for node in nodes]
+
+
+def _index_page(client: Any, indexes: list[str], token: int, size: int) -> tuple[list[str], str]:
+    """``size`` live members from ``indexes`` (an index's buckets) in turn, from ``token``."""
+    bucket, start = divmod(token, 1 << _BUCKET_SHIFT)
+    now_ms = int(time.time() * 1000)
+    keys: list[str] = []
+    while bucket < len(indexes):
+        want = size - len(keys)
+        members = client.zrangebyscore(indexes[bucket], now_ms, "+inf", start=start, num=want + 1)
+        keys.extend(m.decode() for m in members[:want])
+        if len(members) > want:
+            return keys, str(bucket << _BUCKET_SHIFT | (start + want))
+        bucket, start = bucket + 1, 0
+        if len(keys) == size:
+            return keys, str(bucket << _BUCKET_SHIFT) if bucket < len(indexes) else ""
+    return keys, ""
+
+
+def _scan_page(client: Any, match: str, token: int, size: int) -> tuple[list[str], str, int]:
+    """A few SCAN steps over each primary in turn, from ``token``."""
+    nodes = _primaries(client)
+    node, cursor = divmod(token, 1 << _NODE_SHIFT)
+    keys: list[str] = []
+    scanned = 0
+    for _ in range(MAX_SCAN_STEPS):
+        if node >= len(nodes):
+            return keys, "", scanned
+        # small steps: a page overshoots ``size`` by at most about one step
+        cursor, found = nodes[node].scan(cursor=cursor, match=match, count=max(10, size // 4))
+        keys.extend(k.decode() for k in found)
+        scanned += len(found)
+        if cursor == 0:
+            node += 1
+        if len(keys) >= size:
+            break
+    if node >= len(nodes):
+        return keys, "", scanned
+    return keys, str(node << _NODE_SHIFT | cursor), scanned
 
 
 def page(
@@ -111,7 +165,7 @@ def page(
 ) -> Page:
     """One page of live entries (``ValueError`` for a bad argument). ``tier`` "memory" keeps the
     entries also held in this process's memory tier, "redis" those that are not."""
-    ns = Namespace(cache.config.key_prefix)
+    ns = cache.ns
     if operation and not OPERATION_RE.fullmatch(operation):
         raise ValueError("operation must be 1-64 characters of [a-z0-9_-]")
     if tag and not TAG_RE.fullmatch(tag):
@@ -127,23 +181,11 @@ def page(
     start = int(token or 0)
     client = cache.redis
     if operation or tag:
-        now_ms = int(time.time() * 1000)
-        index = ns.index(operation) if operation else ns.tag_index(tag)
-        members = client.zrangebyscore(index, now_ms, "+inf", start=start, num=size + 1)
-        keys = [m.decode() for m in members[:size]]
-        next_token = str(start + size) if len(members) > size else ""
+        indexes = [ns.index(operation, b) if operation else ns.tag_index(tag, b) for b in ns.buckets]
+        keys, next_token = _index_page(client, indexes, start, size)
         scanned = len(keys)
     else:
-        keys, cursor, scanned = [], start, 0
-        match = ns.entries_match()
-        for _ in range(MAX_SCAN_STEPS):
-            # small steps: a page overshoots ``size`` by at most about one step
-            cursor, found = client.scan(cursor=cursor, match=match, count=max(10, size // 4))
-            keys.extend(k.decode() for k in found)
-            scanned += len(found)
-            if cursor == 0 or len(keys) >= size:
-                break
-        next_token = str(cursor) if cursor else ""
+        keys, next_token, scanned = _scan_page(client, ns.entries_match(), start, size)
     entries = describe(cache, keys, preview_chars=preview_chars)
     if tag:  # the index may name a key rewritten without the tag since
         entries = [e for e in entries if tag in e.tags]
@@ -154,8 +196,7 @@ def page(
 
 def describe(cache: Any, keys: list[str], *, preview_chars: int = 0) -> list[Entry]:
     """Header facts of each key that is still there (gone keys are left out)."""
-    prefix = cache.config.key_prefix
-    parsed = [(k, parse_key(prefix, k)) for k in keys]
+    parsed = [(k, parse_key(cache.ns, k)) for k in keys]
     parsed = [(k, p) for k, p in parsed if p is not None]
     if not parsed:
         return []
@@ -228,14 +269,13 @@ def delete(cache: Any, keys: list[str], *, actor: str, reason: str = "") -> int:
     """Remove the selected entries (and their index members and memory-tier copies); recorded as
     one invalidation event of type ``keys`` whose context names the actor, like every admin action.
     ``ValueError`` if a key is not an entry key of this cache (nothing is removed then)."""
-    prefix = cache.config.key_prefix
-    ns = Namespace(prefix)
+    ns = cache.ns
     if not keys:
         raise ValueError("select at least one entry")
     if len(keys) > MAX_PAGE_SIZE:
         raise ValueError(f"at most {MAX_PAGE_SIZE} entries at once")
     for key in keys:
-        if not isinstance(key, str) or parse_key(prefix, key) is None:
+        if not isinstance(key, str) or parse_key(ns, key) is None:
             raise ValueError(f"not an aicache entry key: {str(key)[:120]!r}")
     # The same context format as every other action (the reason is validated there too).
     ctx = actions.context(actions.Invalidation("all", reason=reason), actor=actor, via="admin")

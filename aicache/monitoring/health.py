@@ -22,6 +22,20 @@ HEALTHY_COHERENCE = ("live", "local")
 BROKER_TIMEOUT = 2.0
 
 
+def server_totals(client: Any, section: str, fields: tuple[str, ...]) -> dict[str, int]:
+    """``INFO section`` figures of the cache's Redis: on Redis Cluster, summed over every primary
+    (each holds its share of the entries; a replica's copy is not more data)."""
+    if not hasattr(client, "get_primaries"):
+        info = client.info(section)
+        return {field: int(info.get(field, 0) or 0) for field in fields}
+    totals = dict.fromkeys(fields, 0)
+    for node in client.get_primaries():
+        info = client.get_redis_connection(node).info(section)
+        for field in fields:
+            totals[field] += int(info.get(field, 0) or 0)
+    return totals
+
+
 def redis_status(alias: str) -> dict[str, Any]:
     """Ping, version, memory and live entries of one cache's Redis, and its listener state."""
     cache = caches[alias]
@@ -32,7 +46,7 @@ def redis_status(alias: str) -> dict[str, Any]:
         return out
     try:
         info = cache.redis.info("server")
-        memory = cache.redis.info("memory")
+        memory = server_totals(cache.redis, "memory", ("used_memory",))
     except (RedisError, OSError) as exc:
         out["reason"] = f"Redis of cache {alias!r}: {exc}"
         out["coherence"] = cache.coherence.status

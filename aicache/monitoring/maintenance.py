@@ -54,14 +54,17 @@ def compact(now: dt.datetime | None = None) -> dict[str, int]:
 
 
 def snapshot_redis() -> list[dict[str, Any]]:
-    """Record Redis memory, live entry count and hit/miss counters for each aicache cache."""
+    """Record Redis memory, live entry count and hit/miss counters for each aicache cache (on Redis
+    Cluster, summed over every primary)."""
+    from aicache.monitoring.health import server_totals
+
     out = []
     for alias, _ in aicache_aliases():
         cache = caches[alias]
         try:
             client = cache.redis
-            memory = client.info("memory")
-            stats = client.info("stats")
+            memory = server_totals(client, "memory", ("used_memory",))
+            stats = server_totals(client, "stats", ("keyspace_hits", "keyspace_misses"))
             entries = invalidation.live_entries(client, cache.ns)
         except RedisError as exc:
             out.append({"alias": alias, "error": str(exc)})

@@ -266,24 +266,25 @@ def test_maxmemory_volatile_lru_no_stale_no_crash(real_cache, evicting):
     assert real_cache.ping()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Finding (issue 16, docs/reliability.md): the operation's index has a TTL, so volatile-lru "
-    "may evict it before entries; invalidate_by_operation then finds none of them and they stay "
-    "readable until their own TTL. Remove this mark when invalidation covers it.",
-)
-def test_invalidation_after_the_index_was_evicted_leaves_nothing_readable(real_cache, redis_server):
-    """The eviction volatile-lru may choose, made deterministic: the index goes, the entries stay
-    (under maxmemory it happened in some runs of the test above, not in all)."""
-    for i in range(20):
-        real_cache.cache_response(text(i), "summarize", None, {"summary": f"{i}"})
-    admin = redis_server.client()
-    assert admin.ttl(real_cache.ns.index("summarize")) > 0  # volatile: a candidate for eviction
-    admin.unlink(real_cache.ns.index("summarize"))
-    real_cache.invalidate_by_operation("summarize")
-    leftovers = [i for i in range(20) if real_cache.get_cached_response(text(i), "summarize")]
-    print(f"index evicted: {len(leftovers)} of 20 entries still readable after invalidate_by_operation")
+def test_invalidation_under_eviction_leaves_nothing_readable(real_cache, evicting):
+    """Issue 16's finding: an index with a TTL could be evicted by volatile-lru before its entries,
+    and invalidate_by_operation then missed them (20 of 20 stayed readable when the index was
+    unlinked). Indexes now carry no TTL, so volatile-* never chooses them: after eviction under
+    pressure, every surviving entry is still indexed and the invalidation removes each of them."""
+    ns = real_cache.ns
+    assert evicting.ttl(ns.index("summarize")) == -1  # not volatile: never an eviction candidate
+    assert evicting.ttl(ns.sweep()) == -1 and evicting.ttl(ns.operations()) == -1
+    evicted = evicting.info("stats")["evicted_keys"]  # Redis evicts before any command: count from here
+    survivors = {k for k in evicting.scan_iter(match=ns.entries_match("summarize"), count=1000)}
+    assert 0 < len(survivors) < EVICTION_ENTRIES
+    indexed = set(evicting.zrange(ns.index("summarize"), 0, -1))
+    assert survivors <= indexed, f"{len(survivors - indexed)} live entries no index names"
+    removed = real_cache.invalidate_by_operation("summarize")
+    evicted = evicting.info("stats")["evicted_keys"] - evicted
+    leftovers = [i for i in range(EVICTION_ENTRIES) if real_cache.get_cached_response(text(i), "summarize")]
+    print(f"volatile-lru: {len(survivors)} survivors, {removed} removed, {len(leftovers)} readable after")
     assert leftovers == []
+    assert len(survivors) - evicted <= removed <= len(survivors)
 
 
 class MarkerPickle:

@@ -1,5 +1,7 @@
 """Invalidation by tag on a real Redis: scope, exact counts, fencing, expiry, other processes."""
 
+import time
+
 import pytest
 
 from aicache.decorators import ai_cached
@@ -63,11 +65,21 @@ def test_other_tags_do_not_fence(real_cache):
     assert real_cache.get_cached_response(TEXT, "qa")["v"] == "kept"
 
 
-def test_tag_index_expires_with_its_entries(real_cache):
+def test_tag_index_is_swept_with_its_entries(real_cache):
+    """No TTL on a tag index (eviction must not take it); the sweep set deletes it after the
+    expiry of its longest-lived entry."""
     real_cache.cache_response(TEXT, "qa", None, {"v": 1}, ttl=100, tags=["doc:1"])
-    real_cache.cache_response(f"{TEXT} b", "qa", None, {"v": 1}, ttl=40, tags=["doc:1"])
     bucket = real_cache.ns.bucket(real_cache.key_generator.generate(TEXT, "qa"))  # "" on one node
-    assert 95 <= real_cache.redis.ttl(real_cache.ns.tag_index("doc:1", bucket)) <= 100
+    other = next(
+        f"{TEXT} {i}"
+        for i in range(100)
+        if real_cache.ns.bucket(real_cache.key_generator.generate(f"{TEXT} {i}", "qa")) == bucket
+    )
+    real_cache.cache_response(other, "qa", None, {"v": 1}, ttl=40, tags=["doc:1"])
+    index = real_cache.ns.tag_index("doc:1", bucket)
+    assert real_cache.redis.ttl(index) == -1
+    left = real_cache.redis.zscore(real_cache.ns.sweep(bucket), index) / 1000 - time.time()
+    assert 95 <= left <= 100
 
 
 def test_memory_tier_here_and_in_another_process(real_cache, workers):
@@ -132,7 +144,12 @@ def test_a_key_rewritten_without_a_tag_is_not_removed_by_it(real_cache):
     assert real_cache.invalidate_tags(["prompt:v4"]) == 1
 
 
-def test_tag_generations_expire(real_cache):
+def test_tag_generations_are_swept_not_expired(real_cache):
+    """No TTL (an evicted generation could let a stale compute store); the sweep set deletes it
+    after the longest entry TTL."""
     real_cache.invalidate_tags(["doc:1234"])
-    ttl = real_cache.redis.ttl(real_cache.ns.tag_generation("doc:1234", real_cache.ns.buckets[0]))
-    assert 0 < ttl <= real_cache._max_ttl
+    b = real_cache.ns.buckets[0]
+    generation = real_cache.ns.tag_generation("doc:1234", b)
+    assert real_cache.redis.ttl(generation) == -1
+    left = real_cache.redis.zscore(real_cache.ns.sweep(b), generation) / 1000 - time.time()
+    assert real_cache._max_ttl - 5 < left <= real_cache._max_ttl

@@ -264,3 +264,198 @@ def test_health_status_on_the_cluster(cluster_cache):
     status = redis_status("ai")
     assert status["ok"] and status["coherence"] == "live"
     assert status["live_entries"] == 20 and status["version"].startswith(("6.", "7.", "8."))
+
+
+def test_a_node_added_and_given_a_slot_is_never_served_unheard(
+    cluster_cache, cluster_setup, foreign, monkeypatch
+):
+    """Review finding: after ``redis-cli --cluster add-node`` and a slot moved to the new master, a
+    foreign write there went unheard until the watch's next poll (the tier served the old value
+    115 times in 0.62 s). Now (1) a master without slots is tracked as soon as the watch sees it,
+    and (2) staged with the watch's view frozen (it has not seen the new node at all): a command
+    that meets a node outside the proven map clears the tier, so nothing read there is filled and
+    the foreign write is what every read returns."""
+    from aicache import cluster_coherence
+
+    cache = cluster_cache
+    watch = cache._state.listener.watch
+    text = texts_per_bucket(cache)["7"]
+    key = cache.key_generator.generate(text, "summarize")
+    slot = key_slot(b"7")
+    source = owner(topology(cache.redis), key)
+    write_and_settle(cache, key, lambda: cache.cache_response(text, "summarize", None, {"v": 1}))
+    cache.get_cached_response(text, "summarize")
+    assert cache.get_cached_response(text, "summarize")["cache_source"] == "memory"
+
+    # (1) a slotless master is tracked, and the tier stays live (it proves nothing, holds nothing)
+    first = cluster_setup.add_node()
+    try:
+        wait_for(lambda: ("127.0.0.1", first) in watch.nodes, 10, "the watch to track the new master")
+        assert ("127.0.0.1", first) not in watch.proving
+        assert cache._state.listener.wait_live(10)
+    finally:
+        cluster_setup.remove_node(first)
+        cache.redis.nodes_manager.initialize()
+    wait_for(lambda: ("127.0.0.1", first) not in watch.nodes, 10, "the watch to drop the removed node")
+    assert cache._state.listener.wait_live(10)
+
+    # (2) the watch's view frozen: it never learns of the second node by polling
+    frozen = watch.topology
+    real_view = cluster_coherence.cluster_view
+    thaw = threading.Event()
+    monkeypatch.setattr(
+        cluster_coherence, "cluster_view", lambda c: real_view(c) if thaw.is_set() else frozen
+    )
+    write_and_settle(cache, key, lambda: cache.cache_response(text, "summarize", None, {"v": 1}))
+    cache.get_cached_response(text, "summarize")
+    assert cache.get_cached_response(text, "summarize")["cache_source"] == "memory"
+    added = cluster_setup.add_node()
+    moved = False
+    try:
+        cluster_setup.move_slot(slot, source, added)
+        moved = True
+        # MIGRATE deleted the key on its old master: that master's tracking evicted our copy
+        wait_for(lambda: key not in cache.memory, 5, "the migrated key's eviction")
+        unproven = watch.unproven_commands
+        assert cache.get_cached_response(text, "summarize")["v"] == 1  # MOVED: read on the new node
+        assert key not in cache.memory  # read from a node no listener proves: never filled
+        req = cache._request(text, "summarize", None, None)
+        frame = cache.codec.encode(b'{"v": 2}', req.ttl).data
+        foreign.set(key, frame, ex=req.ttl)  # a foreign write on the new master
+        sources = []
+        for _ in range(50):
+            got = cache.get_cached_response(text, "summarize")
+            assert got["v"] == 2, f"stale answer {got} after a foreign write on the added node"
+            sources.append(got["cache_source"])
+        assert set(sources) == {"redis"}
+        assert watch.unproven_commands > unproven  # each read met the unproven node
+        # thawed: the watch follows, proves the new master too, and the tier works there again
+        thaw.set()
+        watch.wakeup.set()
+        wait_for(lambda: ("127.0.0.1", added) in watch.proving, 10, "the watch to prove the new master")
+        assert cache._state.listener.wait_live(10)
+        cache.get_cached_response(text, "summarize")
+        assert cache.get_cached_response(text, "summarize")["cache_source"] == "memory"
+        foreign.delete(key)
+        wait_for(lambda: key not in cache.memory, 5, "the new master's eviction message")
+    finally:
+        thaw.set()
+        if moved:
+            cluster_setup.move_slot(slot, added, source)
+        cluster_setup.remove_node(added)
+        cache.redis.nodes_manager.initialize()  # the shared client forgets the removed node
+    wait_for(
+        lambda: watch.topology and not watch.topology[1] and added not in {p for *_, p in watch.topology[0]},
+        15,
+        "the watch to follow the original map",
+    )
+
+
+def primary_figures(cluster_setup, section: str, field: str) -> list[int]:
+    out = []
+    for port in sorted({port for *_, port in cluster_setup.slot_map()}):
+        client = redis.Redis(port=port)
+        try:
+            out.append(int(client.info(section)[field]))
+        finally:
+            client.close()
+    return out
+
+
+def test_admin_entry_browser_on_the_cluster(cluster_cache, foreign):
+    """Review finding: on Cluster an unfiltered page raised DataError, operation and tag filters
+    showed 0 entries and delete refused ``{b}`` keys. Pages walk every primary (SCAN) and every
+    bucket (indexes); a selected key is deleted on its own primary."""
+    from aicache.monitoring import entries
+
+    cache = cluster_cache
+    keys = set()
+    for i in range(45):
+        operation = "qa" if i % 3 else "summarize"
+        cache.cache_response(f"{TEXT}{i}", operation, None, {"v": i}, tags=["doc:1"] if i < 20 else None)
+        keys.add(cache.key_generator.generate(f"{TEXT}{i}", operation))
+    foreign.set("ai_cache:!live!x!1", b"1")  # a probe-shaped key is not an entry
+
+    def walk(**kwargs) -> list[str]:
+        seen, token = [], ""
+        for _ in range(100):
+            page = entries.page(cache, token=token, size=7, **kwargs)
+            seen += [e.key for e in page.entries]
+            if not page.next_token:
+                return seen
+            token = page.next_token
+        raise AssertionError("no last page")
+
+    everything = walk()
+    assert sorted(everything) == sorted(keys)  # every primary scanned, each key once
+    qa = walk(operation="qa")
+    assert len(qa) == len(set(qa)) == 30 and all(":qa:" in k for k in qa)
+    tagged = walk(tag="doc:1")
+    assert len(set(tagged)) == 20
+    assert {entries.parse_key(cache.ns, k)[1][0] for k in everything} == {"{"}  # the tagged digest
+    chosen = sorted(keys)[:5]
+    assert len({cache.ns.bucket(k) for k in chosen}) >= 1
+    assert entries.delete(cache, chosen, actor="staff") == 5
+    assert not any(foreign.exists(k) for k in chosen)
+    assert cache.count_all() == 40
+    with pytest.raises(ValueError, match="not an aicache entry key"):
+        entries.delete(cache, [chosen[0].replace("{", "").replace("}", "")], actor="staff")
+
+
+@pytest.mark.django_db
+def test_health_and_snapshot_redis_sum_every_primary(cluster_cache, cluster_setup, settings):
+    from aicache.monitoring import maintenance
+    from aicache.monitoring.health import redis_status
+
+    settings.CACHES = {"default": settings.CACHES["default"], "ai": settings.CACHES["ai"]}
+    for i in range(30):
+        cluster_cache.cache_response(f"{TEXT}{i}", "qa", None, {"v": i})
+    status = redis_status("ai")
+    each = primary_figures(cluster_setup, "memory", "used_memory")
+    assert len(each) == 3
+    # one node's figure is about a third of the sum (each primary holds its share)
+    assert status["used_memory"] > 2 * max(each) * 0.9
+    (out,) = maintenance.snapshot_redis()
+    assert out["entries"] == 30
+    assert out["used_memory"] > 2 * max(each) * 0.9
+
+
+@pytest.fixture
+def password_cluster(tmp_path):
+    from aicache.bench.topologies import ClusterSetup
+
+    setup = ClusterSetup(tmp_path / "auth-cluster", password="cluster-s3cret")
+    try:
+        setup.start()
+        yield setup
+    finally:
+        setup.stop()
+
+
+def test_cluster_with_requirepass_takes_options_password(settings, password_cluster):
+    """Review finding: ClusterClient.connect ignored OPTIONS PASSWORD. On a cluster started with
+    requirepass, the cache (LOCATION without credentials) answers, and its coherence listeners on
+    every primary authenticate too (a foreign delete still evicts from the tier)."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "ai": cluster_cache_settings(password_cluster, PASSWORD="cluster-s3cret"),
+    }
+    cache = caches["ai"]
+    assert cache.ping()
+    assert cache.start_coherence(wait=10) == "live"
+    text = f"{TEXT} behind a password"
+    key = cache.key_generator.generate(text, "summarize")
+    write_and_settle(cache, key, lambda: cache.cache_response(text, "summarize", None, {"v": 1}))
+    cache.get_cached_response(text, "summarize")
+    assert cache.get_cached_response(text, "summarize")["cache_source"] == "memory"
+    foreign = RedisCluster(
+        startup_nodes=[ClusterNode("127.0.0.1", password_cluster.ports[0])], password="cluster-s3cret"
+    )
+    try:
+        foreign.delete(key)
+    finally:
+        foreign.close()
+    wait_for(lambda: key not in cache.memory, 5, "the eviction through an authenticated listener")
+    assert cache.count_all() == 1  # the index outlives the deleted entry until its expiry
+    with pytest.raises(redis.RedisClusterException, match="Authentication required"):  # it is required
+        RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", password_cluster.ports[0])], protocol=2)

@@ -38,8 +38,8 @@ from tests.integration.test_tags import (  # noqa: F401
     test_a_key_rewritten_without_a_tag_is_not_removed_by_it,
     test_counts_are_exact_when_an_entry_has_several_of_the_tags,
     test_other_tags_do_not_fence,
-    test_tag_generations_expire,
-    test_tag_index_expires_with_its_entries,
+    test_tag_generations_are_swept_not_expired,
+    test_tag_index_is_swept_with_its_entries,
     test_tags_on_every_write_path,
 )
 

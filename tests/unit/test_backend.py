@@ -201,10 +201,12 @@ def test_invalidation_spans_many_batches(ai_cache):
     for i in range(1234):
         ai_cache.cache_response(f"text {i}", "questions", None, {"q": i})
     assert ai_cache.invalidate_by_operation("questions") == 1234
-    # Bookkeeping remains: the set naming the indexed operations and the operation's fence.
+    # Bookkeeping remains: the set naming the indexed operations, the operation's fence and the
+    # sweep set (which deletes dead indexes).
     assert sorted(k.decode() for k in ai_cache.redis.scan_iter()) == [
         "ai_cache!gen:questions",
         "ai_cache!ops",
+        "ai_cache!sweep",
     ]
     from aicache import invalidation
 
@@ -404,23 +406,29 @@ def test_custom_tiers_and_memory_tiers(make_cache):
         assert (hit["tier"], hit["cache_source"]) == (tier, source)
 
 
-def test_index_trims_expired_members_and_expires_with_its_longest_entry(ai_cache, monkeypatch):
-    """Each write trims index members whose entries have expired, and the index itself lives as
-    long as its longest-lived entry (it never outlives them by much, never dies before them)."""
+def test_index_trims_expired_members_has_no_ttl_and_the_sweep_deletes_it_when_dead(ai_cache, monkeypatch):
+    """Each write trims index members whose entries have expired. The index has no TTL (volatile-*
+    eviction must never take it: issue 16's finding); the sweep set holds its latest expiry, and
+    a write after that moment deletes it."""
     from aicache import invalidation
 
     index = ai_cache.ns.index("qa")
     ai_cache.cache_response("short lived", "qa", None, {"a": 1}, ttl=10)
     ai_cache.cache_response("long lived", "qa", None, {"a": 2}, ttl=500)
-    assert 490 <= ai_cache.redis.ttl(index) <= 500
+    assert ai_cache.redis.ttl(index) == -1
     ai_cache.cache_response("shorter again", "qa", None, {"a": 3}, ttl=5)
-    assert 490 <= ai_cache.redis.ttl(index) <= 500  # a shorter write never shortens the index
+    sweep_at = ai_cache.redis.zscore(ai_cache.ns.sweep(), index)
+    assert 490_000 <= sweep_at - time.time() * 1000 <= 500_000  # a shorter write never lowers it
     assert ai_cache.redis.zcard(index) == 3
     now = time.time()
     monkeypatch.setattr(invalidation.time, "time", lambda: now + 60)  # both short ones expired
     ai_cache.cache_response("later", "qa", None, {"a": 4}, ttl=500)
     members = {m.decode() for m in ai_cache.redis.zrange(index, 0, -1)}
     assert members == {ai_cache.key_generator.generate(t, "qa") for t in ("long lived", "later")}
+    monkeypatch.setattr(invalidation.time, "time", lambda: now + 600)  # everything of qa expired
+    ai_cache.cache_response("another operation", "summarize", None, {"a": 5}, ttl=500)
+    assert not ai_cache.redis.exists(index)  # swept by a write of anything
+    assert ai_cache.redis.zscore(ai_cache.ns.sweep(), index) is None
 
 
 def test_async_compute_using_to_thread_never_deadlocks(ai_cache):

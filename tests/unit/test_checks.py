@@ -172,3 +172,59 @@ def test_dictionary_warning_for_one_cache_s_options(settings):
     }
     settings.AICACHE = {"COMPRESSION_DICTIONARIES": True}
     assert [(m.id, m.obj) for m in check_aicache_settings()] == [("aicache.W002", "ai")]
+
+
+def _replica_cache(settings, location: str, **options) -> None:
+    settings.CACHES = {
+        "default": settings.CACHES["default"],
+        "ai": {
+            "BACKEND": "aicache.backend.AIResponseCache",
+            "LOCATION": location,
+            "OPTIONS": {"READ_FROM_REPLICAS": True, **options},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("location", "options", "why"),
+    [
+        ("redis://127.0.0.1:1/0", {}, "names one server"),
+        (
+            "redis://127.0.0.1:1,redis://127.0.0.1:2",
+            {"CLIENT_CLASS": "aicache.cluster.ClusterClient"},
+            "Cluster",
+        ),
+    ],
+)
+def test_read_from_replicas_without_replicas_warns(settings, location, options, why):
+    """Review finding: READ_FROM_REPLICAS on Cluster or on one node silently read the primary and
+    stopped filling the memory tier; now manage.py check says so (nothing connects to Redis)."""
+    from aicache.checks import check_read_from_replicas
+
+    _replica_cache(settings, location, **options)
+    (message,) = check_read_from_replicas()
+    assert message.id == "aicache.W011" and message.obj == "ai"
+    assert "READ_FROM_REPLICAS" in message.msg and why in message.msg and "memory tier" in message.msg
+
+
+@pytest.mark.parametrize(
+    ("location", "options"),
+    [
+        ("redis://127.0.0.1:1/0,redis://127.0.0.1:2/0", {}),  # a master and its replica
+        (
+            "redis://mymaster/0",
+            {
+                "CLIENT_CLASS": "django_redis.client.SentinelClient",
+                "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+                "SENTINELS": [("127.0.0.1", 1)],
+            },
+        ),
+    ],
+)
+def test_read_from_replicas_with_replicas_is_clean(settings, location, options):
+    from aicache.checks import check_read_from_replicas
+
+    _replica_cache(settings, location, **options)
+    assert check_read_from_replicas() == []
+    _replica_cache(settings, "redis://127.0.0.1:1/0", READ_FROM_REPLICAS=False)
+    assert check_read_from_replicas() == []
