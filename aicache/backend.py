@@ -36,6 +36,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 from django_redis.cache import RedisCache
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from aicache import conf, dictionaries, invalidation, lean, singleflight, state
@@ -80,6 +82,32 @@ class MemoryEntry(NamedTuple):
 
 #: What a decode error counts as (any other CodecError: ``corrupt_entry``).
 _DECODE_FAULTS = {ForgedEntry: "forged_entry", UnknownDictionary: "unknown_dictionary"}
+
+
+_CONNECT_FAULTS = (RedisClusterException, RedisConnectionError, OSError)
+
+
+class Unreachable:
+    """Stands in for a client that could not be built: every command fails as unreachable."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+
+    def __getattr__(self, name: str) -> Any:
+        return self._fail
+
+    def _fail(self, *args: Any, **kwargs: Any) -> Any:
+        raise RedisConnectionError(f"Redis unreachable: {self.cause}")
+
+    def lock(self, name: str, **kwargs: Any) -> _UnreachableLock:
+        """A lease that cannot be taken: single flight computes alone, as with Redis down."""
+        return _UnreachableLock(name, self._fail)
+
+
+class _UnreachableLock:
+    def __init__(self, name: str, fail: Callable[..., Any]) -> None:
+        self.name = name
+        self.acquire = self.reacquire = self.release = fail
 
 
 class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, RedisCache):
@@ -185,7 +213,13 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
     def redis(self) -> Any:
         """The raw redis-py client (from django-redis's pool) used for aicache entries."""
         if self._raw_client is None:
-            self._raw_client = self.client.get_client(write=True)
+            try:
+                self._raw_client = self.client.get_client(write=True)
+            except _CONNECT_FAULTS as exc:
+                # redis-py's RedisCluster connects when built: with every startup node down, each
+                # call meets a client that fails as unreachable (fail-open, counted) and the next
+                # call builds it again.
+                return Unreachable(exc)
         version = _versions.get(self._identity)
         if version is None:
             if self.config is not None:
@@ -198,7 +232,10 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
     def replica_redis(self) -> Any:
         """django-redis's read client (a replica under Sentinel), for READ_FROM_REPLICAS."""
         if self._replica_client is None:
-            self._replica_client = self.client.get_client(write=False)
+            try:
+                self._replica_client = self.client.get_client(write=False)
+            except _CONNECT_FAULTS as exc:
+                return Unreachable(exc)
         return self._replica_client
 
     def _request(

@@ -92,8 +92,8 @@ class Listener:
         """Start the thread once (lazily, from the first cache call that needs it). ``source`` is
         the cache's redis-py client (or its connection pool); a ``RedisCluster`` gets a listener on
         every primary (:mod:`aicache.cluster_coherence`)."""
-        if self._thread is not None:
-            return
+        if self._thread is not None or getattr(source, "cause", None) is not None:
+            return  # no client yet (a cluster none of whose nodes answered): the next call retries
         with self._start_lock:
             if self._thread is not None:
                 return
