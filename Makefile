@@ -45,7 +45,7 @@ prod-like-stop:
 # The long load run against prod-like (tests/load, -m soak): locust for DURATION.
 DURATION ?= 5m
 soak: deps redis postgres
-	AICACHE_SOAK_DURATION=$(DURATION) $(BIN)/pytest -m soak tests/load $(PYTEST_ARGS)
+	AICACHE_SOAK_DURATION=$(DURATION) $(BIN)/pytest -s -m soak tests/load $(PYTEST_ARGS)  # -s: the figures
 
 ARGS ?=
 manage: deps

@@ -368,6 +368,13 @@ def validate(raw: Mapping[str, Any]) -> list[Problem]:
             f"({liveness}) must be longer than COHERENCE_PROBE_SECONDS ({probe}).",
             "A probe must have time to come back before the proof lapses: e.g. 3x the probe interval.",
         )
+    if not isinstance(raw["READ_FROM_REPLICAS"], bool):
+        bad(
+            E_RESILIENCE,
+            "READ_FROM_REPLICAS",
+            f"must be True or False, got {raw['READ_FROM_REPLICAS']!r}.",
+            "Replica reads can be stale; False is the default.",
+        )
     problems.extend(validate_signing(raw))
     problems.extend(validate_savings(raw))
     problems.extend(validate_monitoring(raw))
@@ -403,7 +410,7 @@ def validate_dictionaries(raw: Mapping[str, Any]) -> list[Problem]:
                     E_COMPRESSION,
                     name,
                     f"AICACHE {name}: must be {expected}, got {raw[name]!r}.",
-                    "See README, Configuration (trained dictionaries).",
+                    "See README, Performance (trained dictionaries).",
                 )
             )
     return problems
@@ -568,12 +575,6 @@ def validate_monitoring(raw: Mapping[str, Any]) -> list[Problem]:
             "ADMIN_ENTRY_PREVIEW_CHARS",
             f"must be an integer from 0 to 10000, got {preview!r}.",
             "0 (the default) never shows cached values in the admin.",
-        )
-    if not isinstance(raw["READ_FROM_REPLICAS"], bool):
-        bad(
-            "READ_FROM_REPLICAS",
-            "must be True or False.",
-            "Replica reads can be stale; False is the default.",
         )
     if not isinstance(raw["METRICS_PUBLIC"], bool):
         bad("METRICS_PUBLIC", "must be True or False.", "False: /metrics needs the token or a staff user.")

@@ -32,7 +32,15 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "keys": ("aicache/keys.py", ["tests/unit/test_keys.py", "tests/unit/test_properties.py"]),
     "codec": (
         "aicache/codec.py",
-        ["tests/unit/test_codec.py", "tests/unit/test_properties.py", "tests/integration/test_signing.py"],
+        [
+            "tests/unit/test_codec.py",
+            "tests/unit/test_dictionaries.py",
+            "tests/unit/test_checks.py",
+            "tests/unit/test_backend.py",
+            "tests/unit/test_properties.py",
+            "tests/integration/test_signing.py",
+            "tests/integration/test_dictionaries.py",
+        ],
     ),
     "memory": ("aicache/memory.py", ["tests/unit/test_memory.py", "tests/unit/test_backend.py"]),
     "coherence": (

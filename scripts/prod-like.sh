@@ -136,6 +136,9 @@ start celery-beat "$BIN/celery" -A aicache_project -q beat --loglevel=INFO --sch
 cat >&2 <<MSG
 aicache (prod-like) is running on http://127.0.0.1:$WEB_PORT/ : gunicorn x$GUNICORN_WORKERS, Celery worker + beat,
 Redis 127.0.0.1:$REDIS_PORT, PostgreSQL 127.0.0.1:$PG_PORT ($RUN). Stop: Ctrl-C or make prod-like-stop.
+  metrics    curl -H "Authorization: Bearer \$(cat $RUN/metrics_token)" http://127.0.0.1:$WEB_PORT/metrics
+  a staff user for the admin and the API (gone at stop, with the throwaway PostgreSQL):
+             RUN_DIR=$RUN make manage ARGS="createsuperuser"
 MSG
 
 set +e
