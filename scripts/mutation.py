@@ -34,6 +34,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "aicache/codec.py",
         [
             "tests/unit/test_codec.py",
+            "tests/unit/test_frames.py",
             "tests/unit/test_dictionaries.py",
             "tests/unit/test_checks.py",
             "tests/unit/test_backend.py",

@@ -1,0 +1,156 @@
+"""The frame format of README / aicache.codec, checked byte by byte with ``struct`` written out here
+(not the codec's own constants), and every way a frame can be malformed, each with its message."""
+
+import hmac
+import struct
+import zlib
+
+import orjson
+import pytest
+import zstandard
+
+from aicache.codec import Codec, CodecError, ForgedEntry, SafeSerializer, UnknownDictionary, read_meta
+
+PAYLOAD = orjson.dumps({"answer": "The quick brown fox jumps over the lazy dog. " * 20})
+SMALL = orjson.dumps({"a": 1})
+KEY, OLD_KEY = b"k" * 32, b"o" * 32
+
+
+def header(magic, flag, stamp_ms, ttl):
+    return struct.pack(">BBQI", magic, flag, stamp_ms, ttl)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "flag", "inflate"),
+    [
+        ("zlib", 1, zlib.decompress),
+        ("zstd", 2, lambda b: zstandard.ZstdDecompressor().decompress(b)),
+        ("none", 0, lambda b: b),
+    ],
+)
+def test_a_plain_frame_byte_by_byte(algorithm, flag, inflate):
+    codec = Codec(algorithm, threshold=256)
+    encoded = codec.encode(PAYLOAD, 3600, cached_at=1_795_000_000.25)
+    data = encoded.data
+    assert data[:14] == header(0xA1, flag, 1_795_000_000_250, 3600)
+    assert inflate(data[14:]) == PAYLOAD
+    assert (encoded.payload_size, encoded.stored_size) == (len(PAYLOAD), len(data) - 14)
+    assert encoded.compression_used is (flag != 0)
+    assert (encoded.compression_seconds > 0) is (flag != 0)
+    decoded = codec.decode(data)
+    assert bytes(decoded.payload) == PAYLOAD
+    assert (decoded.cached_at, decoded.ttl, decoded.compression_used, decoded.meta) == (
+        1_795_000_000.25,
+        3600,
+        flag != 0,
+        None,
+    )
+    assert codec.loads(data) == orjson.loads(PAYLOAD)
+
+
+def test_the_threshold_and_a_payload_compression_does_not_shrink():
+    codec = Codec("zlib", threshold=len(PAYLOAD))
+    assert codec.encode(PAYLOAD, 60).data[1] == 1  # at the threshold: compressed
+    assert Codec("zlib", threshold=len(PAYLOAD) + 1).encode(PAYLOAD, 60).data[1] == 0  # below: plain
+    incompressible = __import__("os").urandom(512)
+    plain = Codec("zlib", threshold=1).encode(incompressible, 60)
+    assert plain.data[1] == 0 and plain.data[14:] == incompressible and plain.compression_seconds == 0.0
+
+
+def test_a_frame_with_metadata_byte_by_byte():
+    codec = Codec("none")
+    meta = {"tags": ["prompt:v3"], "cost": 1.5}
+    data = codec.encode(SMALL, 60, cached_at=10.0, meta=meta).data
+    packed = orjson.dumps(meta)
+    assert data == header(0xA2, 0, 10_000, 60) + struct.pack(">H", len(packed)) + packed + SMALL
+    assert codec.decode(data).meta == meta
+    assert read_meta(data) == (meta, 14 + 2 + len(packed))
+    assert codec.encode(SMALL, 60, cached_at=10.0, meta={}).data[0] == 0xA1  # empty meta: none
+
+
+def test_metadata_larger_than_its_length_field_is_refused():
+    with pytest.raises(ValueError, match="entry metadata is 65544 bytes; at most 65535"):
+        Codec("none").encode(SMALL, 60, meta={"x": "y" * 65_536})
+
+
+def test_signed_frames_carry_an_hmac_of_everything_before_it():
+    codec = Codec("none", signing_keys=(KEY, OLD_KEY))
+    data = codec.encode(SMALL, 60, cached_at=10.0).data
+    body = header(0xB1, 0, 10_000, 60) + SMALL
+    assert data == body + hmac.new(KEY, body, "sha256").digest()
+    with_meta = codec.encode(SMALL, 60, cached_at=10.0, meta={"a": 1}).data
+    assert with_meta[0] == 0xB2 and codec.decode(with_meta).meta == {"a": 1}
+    # A frame signed with the older key still reads (rotation); with no key of ours, forged.
+    old = Codec("none", signing_keys=(OLD_KEY,)).encode(SMALL, 60).data
+    assert codec.loads(old) == {"a": 1}
+    stranger = Codec("none", signing_keys=(b"s" * 32,)).encode(SMALL, 60).data
+    with pytest.raises(ForgedEntry, match="does not verify against any signing key"):
+        codec.decode(stranger)
+    # A reader without keys takes signed frames as they are.
+    assert Codec("none").loads(data) == {"a": 1}
+
+
+def _meta_frame(meta_bytes, declared=None):
+    declared = len(meta_bytes) if declared is None else declared
+    return header(0xA2, 0, 1, 60) + struct.pack(">H", declared) + meta_bytes + SMALL
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "message"),
+    [
+        (b"\xa1\x00\x00", CodecError, "entry is shorter than the frame header"),
+        ("not bytes", CodecError, "entry is shorter than the frame header"),
+        (header(0xC3, 0, 1, 60) + SMALL, CodecError, "unknown frame magic 0xc3 (not an aicache entry)"),
+        (header(0xA1, 9, 1, 60) + SMALL, CodecError, "unknown codec flag 9"),
+        (header(0xA2, 0, 1, 60) + b"\x00", CodecError, "entry is shorter than its metadata header"),
+        (_meta_frame(b'{"a":1}', declared=400), CodecError, "entry metadata is truncated"),
+        (_meta_frame(b"{nope}"), CodecError, "entry metadata is not JSON"),
+        (_meta_frame(b"[1,2]"), CodecError, "entry metadata is not an object"),
+        (header(0xA1, 1, 1, 60) + b"garbage", CodecError, "corrupt zlib payload"),
+        (header(0xA1, 1, 1, 60) + zlib.compress(PAYLOAD)[:-6], CodecError, "truncated zlib payload"),
+        (header(0xA1, 2, 1, 60) + b"garbage", CodecError, "corrupt zstd payload"),
+        (
+            header(0xA1, 3, 1, 60) + b"\x00\x01",
+            CodecError,
+            "dictionary frame is shorter than its dictionary id",
+        ),
+        (header(0xA1, 3, 1, 60) + struct.pack(">I", 77) + b"zz", UnknownDictionary, "dictionary 77"),
+        (header(0xB1, 0, 1, 60) + b"short", ForgedEntry, "signed entry is shorter than its signature"),
+    ],
+)
+def test_each_malformed_frame_says_what_is_wrong(data, error, message):
+    with pytest.raises(error) as info:
+        Codec("zlib").decode(data)
+    assert message in str(info.value)
+
+
+def test_a_cache_that_signs_refuses_unsigned_frames():
+    unsigned = Codec("none").encode(SMALL, 60).data
+    with pytest.raises(ForgedEntry, match="entry is not signed, and this cache signs its entries"):
+        Codec("none", signing_keys=(KEY,)).decode(unsigned)
+    unsigned_meta = Codec("none").encode(SMALL, 60, meta={"a": 1}).data
+    with pytest.raises(ForgedEntry):
+        Codec("none", signing_keys=(KEY,)).decode(unsigned_meta)
+
+
+def test_a_zlib_bomb_is_refused_past_the_limit(monkeypatch):
+    from aicache import codec as codec_module
+
+    monkeypatch.setattr(codec_module, "MAX_DECOMPRESSED_BYTES", 1000)
+    bomb = header(0xA1, 1, 1, 60) + zlib.compress(b"0" * 5000)
+    with pytest.raises(CodecError, match="zlib payload inflates beyond 1000 bytes"):
+        Codec("zlib").decode(bomb)
+
+
+def test_the_payload_must_be_json():
+    with pytest.raises(CodecError, match="payload is not JSON"):
+        Codec("none").loads(header(0xA1, 0, 1, 60) + b"\x80\x04pickle")
+
+
+def test_the_plain_api_serializer():
+    s = SafeSerializer({})
+    assert s.options == {} and s.loads(s.dumps({"a": [1, 2]})) == {"a": [1, 2]}
+    with pytest.raises(TypeError, match="aicache stores JSON-typed values only"):
+        s.dumps({1, 2})
+    with pytest.raises(CodecError, match="cached value is not JSON"):
+        s.loads(b"\x80\x04")
