@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Task, shared_task
+from celery import shared_task
+from celery.signals import task_failure
 from django.db import DatabaseError, IntegrityError
 
 from aicache.monitoring import maintenance
@@ -22,29 +23,7 @@ INGEST_RETRY_BACKOFF_MAX = 300
 INGEST_MAX_RETRIES = 48
 
 
-class IngestTask(Task):
-    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
-        """The batch is given up: count it (``aicache_monitoring_dropped_total{what="ingest_batches"}``)
-        and say why, so no monitoring data is lost silently."""
-        payload = args[0] if args else kwargs.get("payload")
-        batch_id = payload.get("batch_id") if isinstance(payload, dict) else None
-        logger.error(
-            "aicache: monitoring batch %s lost after %d retries: %s: %s",
-            batch_id,
-            self.request.retries,
-            type(exc).__name__,
-            exc,
-        )
-        try:
-            from aicache.monitoring import prometheus
-
-            prometheus.MONITORING_DROPS.labels(what="ingest_batches").inc()
-        except ImportError:  # prometheus-client not installed: the log line above still says it
-            pass
-
-
 @shared_task(
-    base=IngestTask,
     name="aicache.monitoring.ingest_batch",
     ignore_result=True,
     acks_late=True,  # a worker killed mid-task leaves the message to be redelivered
@@ -58,6 +37,30 @@ class IngestTask(Task):
 )
 def ingest_batch(payload: dict[str, Any]) -> dict[str, Any]:
     return ingest(payload)
+
+
+@task_failure.connect(sender=ingest_batch, weak=False)
+def _batch_lost(sender=None, task_id=None, exception=None, args=None, kwargs=None, **extra) -> None:
+    """The batch is given up (retries exhausted, or malformed): count it
+    (``aicache_monitoring_dropped_total{what="ingest_batches"}``) and say why, so no monitoring
+    data is lost silently. A signal, not a Task subclass: a custom base class changed how a worker
+    killed mid-task gets its message back."""
+    payload = (args or [None])[0] if args else (kwargs or {}).get("payload")
+    batch_id = payload.get("batch_id") if isinstance(payload, dict) else None
+    retries = getattr(getattr(sender, "request", None), "retries", 0) or 0
+    logger.error(
+        "aicache: monitoring batch %s lost after %d retries: %s: %s",
+        batch_id,
+        retries,
+        type(exception).__name__,
+        exception,
+    )
+    try:
+        from aicache.monitoring import prometheus
+
+        prometheus.MONITORING_DROPS.labels(what="ingest_batches").inc()
+    except ImportError:  # prometheus-client not installed: the log line above still says it
+        pass
 
 
 @shared_task(name="aicache.monitoring.cleanup", rate_limit="6/m", soft_time_limit=600, time_limit=660)
