@@ -209,3 +209,95 @@ def test_a_dictionary_frame_byte_by_byte():
     # Not used above DICTIONARY_MAX_PAYLOAD, nor where it would not shrink the payload.
     big = orjson.dumps({"answer": "x" * 20_000})
     assert codec.encode(big, 60, dictionary=(7, zdict)).data[1] == 2
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "level", "expected"),
+    [
+        ("zlib", None, lambda p: zlib.compress(p, 6)),
+        ("zlib", 9, lambda p: zlib.compress(p, 9)),
+        ("zstd", None, lambda p: zstandard.ZstdCompressor(level=3).compress(p)),
+        ("zstd", 19, lambda p: zstandard.ZstdCompressor(level=19).compress(p)),
+    ],
+)
+def test_compression_levels_and_their_defaults(algorithm, level, expected):
+    codec = Codec(algorithm, level=level)
+    assert codec.compressor.level == level
+    assert codec.encode(PAYLOAD, 60).data[14:] == expected(PAYLOAD)
+
+
+def test_the_default_threshold_is_256_bytes():
+    at = orjson.dumps({"a": "b" * 248})
+    assert len(at) == 256
+    assert Codec("zlib").encode(at, 60).data[1] == 1
+    below = orjson.dumps({"a": "b" * 247})
+    assert len(below) == 255 and Codec("zlib").encode(below, 60).data[1] == 0
+
+
+def _compressor(flag, base=None):
+    from aicache.codec import BaseCompressor
+
+    return type("Custom", (base or BaseCompressor,), {"flag": flag, "name": "custom"})
+
+
+@pytest.mark.parametrize(
+    ("flag", "problem"),
+    [
+        (255, ""),
+        (4, ""),
+        (256, "flag must be an integer from 4 to 255, got 256"),
+        (-1, "flag must be an integer from 4 to 255, got -1"),
+        (True, "flag must be an integer from 4 to 255, got True"),
+        ("5", "flag must be an integer from 4 to 255, got '5'"),
+        (
+            3,
+            "flag 3 is reserved for zstd with a trained dictionary (frames with it would be decoded as "
+            "that); give the compressor a flag from 4 to 255",
+        ),
+        (
+            1,
+            "flag 1 is reserved for the built-in 'zlib' (frames with it would be decoded as that); "
+            "give the compressor a flag from 4 to 255",
+        ),
+    ],
+)
+def test_which_flags_a_custom_compressor_may_use(flag, problem):
+    from aicache.codec import reserved_flag_problem
+
+    assert reserved_flag_problem(_compressor(flag)) == problem
+
+
+def test_a_compressor_without_a_flag_is_refused():
+    from aicache.codec import BaseCompressor, reserved_flag_problem
+
+    assert reserved_flag_problem(type("NoFlag", (BaseCompressor,), {})) == (
+        "flag must be an integer from 4 to 255, got None"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("lz4", "unknown compression algorithm 'lz4'"),
+        ("no.such.Compressor", "cannot import compressor 'no.such.Compressor': "),
+        ("json.dumps", "'json.dumps' is not an aicache.codec.BaseCompressor subclass"),
+    ],
+)
+def test_compressor_resolution_errors(name, message):
+    from aicache.codec import compressor_class
+
+    with pytest.raises(CodecError) as info:
+        compressor_class(name)
+    assert str(info.value).startswith(message)
+
+
+def test_zstd_without_its_package(monkeypatch):
+    import sys
+
+    from aicache.codec import ZlibCompressor, compressor_class
+
+    monkeypatch.setitem(sys.modules, "zstandard", None)
+    with pytest.raises(CodecError) as info:
+        compressor_class("zstd")
+    assert str(info.value) == "zstd needs the 'zstandard' package"
+    assert compressor_class("zlib") is ZlibCompressor  # the others need nothing
