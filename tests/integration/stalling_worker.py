@@ -36,7 +36,11 @@ if stall:
 
 app.conf.update(
     broker_url=os.environ["AICACHE_TEST_BROKER_URL"],
-    broker_transport_options={"visibility_timeout": 2},  # an unacknowledged batch comes back in 2 s
+    # An unacknowledged batch is due again after 2 s; kombu looks for such batches every 10 s but
+    # scans Redis only on every 10th look by default (unacked_restore_throttle): once a scan fell
+    # just before the 2 s, the next came 100 s later and the test's 60 s wait ran out. Scan on
+    # every look.
+    broker_transport_options={"visibility_timeout": 2, "unacked_restore_throttle": 1},
     task_always_eager=False,
     result_backend=None,
     worker_hijack_root_logger=False,
