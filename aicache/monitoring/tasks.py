@@ -43,8 +43,8 @@ def ingest_batch(payload: dict[str, Any]) -> dict[str, Any]:
 def _batch_lost(sender=None, task_id=None, exception=None, args=None, kwargs=None, **extra) -> None:
     """The batch is given up (retries exhausted, or malformed): count it
     (``aicache_monitoring_dropped_total{what="ingest_batches"}``) and say why, so no monitoring
-    data is lost silently. A signal, not a Task subclass: a custom base class changed how a worker
-    killed mid-task gets its message back."""
+    data is lost silently. A signal rather than a Task subclass keeps the task class as Celery's
+    app builds it."""
     payload = (args or [None])[0] if args else (kwargs or {}).get("payload")
     batch_id = payload.get("batch_id") if isinstance(payload, dict) else None
     retries = getattr(getattr(sender, "request", None), "retries", 0) or 0
