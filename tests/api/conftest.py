@@ -4,6 +4,8 @@ import pytest
 from celery import current_app
 from django.contrib.auth.models import Permission
 from django.core.cache import caches
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -100,3 +102,14 @@ def history_on_for_health(monkeypatch):
     from aicache.monitoring import health
 
     monkeypatch.setattr(health, "merged", lambda: {**merged(), "HISTORY_ENABLED": True})
+
+
+@pytest.fixture
+def keep_test_connection(db):
+    """A raw WSGI call ends with request_finished, which closes the database connection (and the
+    test's transaction with it); Django's test client disconnects that handler the same way."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)

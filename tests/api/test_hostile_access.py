@@ -13,8 +13,6 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from django.core.cache import caches
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from rest_framework.test import APIClient
 from schemathesis.specs.openapi.checks import (
@@ -121,16 +119,6 @@ def test_no_response_carries_another_callers_cached_text(django_user_model, ai_c
 
 
 @pytest.fixture
-def keep_connection(db):
-    """As test_schema.py: a raw WSGI call must not close the test's database connection."""
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
-
-
-@pytest.fixture
 def user_token(django_user_model, settings, ai_cache):
     from rest_framework.authtoken.models import Token
 
@@ -148,7 +136,7 @@ schema.app = application
 
 @schema.parametrize()
 @settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-def test_schemathesis_as_an_ordinary_user(case, keep_connection, user_token):
+def test_schemathesis_as_an_ordinary_user(case, keep_test_connection, user_token):
     response = case.call(headers={"Authorization": f"Token {user_token}"})
     assert response.status_code < 500, f"{case.method} {case.formatted_path} -> {response.status_code}"
     if case.path != PROCESS:

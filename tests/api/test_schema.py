@@ -7,8 +7,6 @@ schema must be refused."""
 
 import pytest
 import schemathesis
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -54,17 +52,6 @@ def test_schema_lists_every_endpoint_and_validates(staff):
 def test_ui_pages_use_the_sidecar_not_a_cdn(staff, page):
     html = staff.get(page).content.decode()
     assert "drf_spectacular_sidecar" in html and "cdn.jsdelivr" not in html
-
-
-@pytest.fixture
-def keep_test_connection(db):
-    """A raw WSGI call ends with request_finished, which closes the database connection (and the
-    test's transaction with it); Django's test client disconnects that handler the same way."""
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture
