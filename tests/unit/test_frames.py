@@ -301,3 +301,110 @@ def test_zstd_without_its_package(monkeypatch):
         compressor_class("zstd")
     assert str(info.value) == "zstd needs the 'zstandard' package"
     assert compressor_class("zlib") is ZlibCompressor  # the others need nothing
+
+
+def test_size_checks_at_their_exact_edges():
+    codec = Codec("none")
+    # a metadata header and no metadata, no payload: an empty object is not there to read
+    only_length = header(0xA2, 0, 1, 60) + struct.pack(">H", 0)
+    with pytest.raises(CodecError, match=r"^entry metadata is not JSON"):
+        codec.decode(only_length)
+    # metadata exactly as long as declared, nothing after it: an empty payload
+    exact = header(0xA2, 0, 1, 60) + struct.pack(">H", 2) + b"{}"
+    assert read_meta(exact) == ({}, 18) and bytes(codec.decode(exact).payload) == b""
+    # a signed frame of header + signature only: verified, an empty payload
+    signer = Codec("none", signing_keys=(KEY,))
+    body = header(0xB1, 0, 1, 60)
+    assert bytes(signer.decode(body + hmac.new(KEY, body, "sha256").digest()).payload) == b""
+
+
+def _zdict():
+    samples = [
+        orjson.dumps({"answer": f"Summary {i}: revenue of {i * 7} units in region {i % 9}."})
+        for i in range(400)
+    ]
+    return zstandard.train_dictionary(2048, samples)
+
+
+def test_a_dictionary_frame_with_only_its_id_is_corrupt_not_missing():
+    codec = Codec("zstd", dictionaries=Dictionaries(d7=_zdict()))
+    with pytest.raises(CodecError) as info:
+        codec.decode(header(0xA1, 3, 1, 60) + struct.pack(">I", 7))
+    assert str(info.value).startswith("corrupt zstd payload (dictionary 7): ")
+    assert not isinstance(info.value, UnknownDictionary)
+
+
+def test_a_retrained_dictionary_under_the_same_id_is_used_not_the_cached_one():
+    payload = orjson.dumps({"answer": "Summary 5: revenue of 35 units in region 5."})
+    first, second = (
+        _zdict(),
+        zstandard.train_dictionary(
+            2048, [orjson.dumps({"other": f"Completely different text number {i} here."}) for i in range(400)]
+        ),
+    )
+    codec = Codec("zstd", threshold=1, dictionaries=Dictionaries(d7=first))
+    assert codec.loads(codec.encode(payload, 60, dictionary=(7, first)).data) == orjson.loads(payload)
+    codec.dictionaries = Dictionaries(d7=second)
+    other = orjson.dumps({"other": "Completely different text number 5 here. And number 6 here."})
+    frame = codec.encode(other, 60, dictionary=(7, second)).data
+    assert frame[1] == 3
+    assert zstandard.ZstdDecompressor(dict_data=second).decompress(frame[18:]) == other
+    assert codec.loads(frame) == orjson.loads(other)
+
+
+def test_the_per_thread_dictionary_pairs_stay_bounded():
+    from aicache.codec import ZstdCompressor
+
+    compressor = ZstdCompressor()
+    zdict = _zdict()
+    for dict_id in range(70):
+        compressor.compress_with(dict_id, zdict, b"x" * 100)
+    assert len(compressor._local.dict_pairs) == 70 - 64  # cleared at 64, then 6 more
+
+
+def test_zstd_size_declarations_at_the_limit_and_frames_that_do_not_declare(monkeypatch):
+    from aicache import codec as codec_module
+
+    payload = orjson.dumps({"a": "b" * 2000})
+    monkeypatch.setattr(codec_module, "MAX_DECOMPRESSED_BYTES", len(payload))
+    declared = header(0xA1, 2, 1, 60) + zstandard.ZstdCompressor().compress(payload)
+    assert bytes(Codec("zstd").decode(declared).payload) == payload  # exactly at the limit
+    monkeypatch.setattr(codec_module, "MAX_DECOMPRESSED_BYTES", len(payload) - 1)
+    with pytest.raises(CodecError) as info:
+        Codec("zstd").decode(declared)
+    assert str(info.value) == f"zstd payload declares more than {len(payload) - 1} bytes"
+    undeclared = zstandard.ZstdCompressor(write_content_size=False).compressobj()
+    frame = undeclared.compress(payload) + undeclared.flush()
+    with pytest.raises(CodecError, match=r"^corrupt zstd payload: "):
+        Codec("zstd").decode(header(0xA1, 2, 1, 60) + frame)  # inflating stops at the limit
+
+
+def test_a_dictionary_frame_past_the_limit(monkeypatch):
+    from aicache import codec as codec_module
+
+    zdict = _zdict()
+    payload = orjson.dumps({"answer": "Summary 5: revenue of 35 units in region 5. " * 40})
+    codec = Codec("zstd", threshold=1, dictionaries=Dictionaries(d7=zdict))
+    frame = codec.encode(payload, 60, dictionary=(7, zdict)).data
+    monkeypatch.setattr(codec_module, "MAX_DECOMPRESSED_BYTES", len(payload) - 1)
+    with pytest.raises(CodecError) as info:
+        codec.decode(frame)
+    assert str(info.value) == f"zstd payload declares more than {len(payload) - 1} bytes"
+
+
+def test_a_dictionary_zstd_cannot_use_says_so():
+    from aicache.codec import ZstdCompressor
+
+    with pytest.raises(CodecError) as info:
+        ZstdCompressor().compress_with(
+            9, zstandard.ZstdCompressionDict(b"\x37\xa4\x30\xec" + b"\x00" * 40), b"x"
+        )
+    assert str(info.value).startswith("dictionary 9 cannot compress: ")
+
+
+def test_a_dictionary_frame_without_zstandard(monkeypatch):
+    codec = Codec("zlib")
+    monkeypatch.setattr(codec, "_zstd", None)
+    with pytest.raises(CodecError) as info:
+        codec.decode(header(0xA1, 3, 1, 60) + struct.pack(">I", 7) + b"zz")
+    assert str(info.value) == "entry needs zstd (the 'zstandard' package) and a dictionary"
