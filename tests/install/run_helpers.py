@@ -81,8 +81,11 @@ class MakeRun:
             "REDIS_PORT": str(redis_port),
             "WEB_PORT": str(web_port),
         }
-        # A job backgrounded by a non-interactive shell starts with SIGINT ignored.
-        preexec = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
+        # A job backgrounded by a non-interactive shell starts with SIGINT ignored; a terminal's
+        # foreground job with it at its default. Set either explicitly: this test process may itself
+        # have been started with SIGINT ignored (CI backgrounded by a script), which make would inherit.
+        disposition = signal.SIG_IGN if ignore_sigint else signal.SIG_DFL
+        preexec = lambda: signal.signal(signal.SIGINT, disposition)  # noqa: E731
         self.proc = subprocess.Popen(
             ["make", "--no-print-directory", "run"],
             cwd=ROOT,
