@@ -36,15 +36,20 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 from django_redis.cache import RedisCache
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from aicache import conf, dictionaries, invalidation, lean, singleflight, state
 from aicache.aio import AsyncMixin
 from aicache.cluster import ClusterClient
 from aicache.codec import Codec, CodecError, Encoded, ForgedEntry, UnknownDictionary
-from aicache.guard import MIN_REDIS_VERSION, GuardMixin, _versions, too_old_message
+from aicache.guard import (
+    _CONNECT_FAULTS,
+    MIN_REDIS_VERSION,
+    GuardMixin,
+    Unreachable,
+    _versions,
+    too_old_message,
+)
 from aicache.instrument import NullMonitor, build_monitor, timed_lookup, timed_store
 from aicache.invalidation_api import InvalidationMixin
 from aicache.keys import CacheKeyGenerator
@@ -82,32 +87,6 @@ class MemoryEntry(NamedTuple):
 
 #: What a decode error counts as (any other CodecError: ``corrupt_entry``).
 _DECODE_FAULTS = {ForgedEntry: "forged_entry", UnknownDictionary: "unknown_dictionary"}
-
-
-_CONNECT_FAULTS = (RedisClusterException, RedisConnectionError, OSError)
-
-
-class Unreachable:
-    """Stands in for a client that could not be built: every command fails as unreachable."""
-
-    def __init__(self, cause: BaseException) -> None:
-        self.cause = cause
-
-    def __getattr__(self, name: str) -> Any:
-        return self._fail
-
-    def _fail(self, *args: Any, **kwargs: Any) -> Any:
-        raise RedisConnectionError(f"Redis unreachable: {self.cause}")
-
-    def lock(self, name: str, **kwargs: Any) -> _UnreachableLock:
-        """A lease that cannot be taken: single flight computes alone, as with Redis down."""
-        return _UnreachableLock(name, self._fail)
-
-
-class _UnreachableLock:
-    def __init__(self, name: str, fail: Callable[..., Any]) -> None:
-        self.name = name
-        self.acquire = self.reacquire = self.release = fail
 
 
 class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, RedisCache):

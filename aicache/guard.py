@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger("aicache")
@@ -107,3 +107,29 @@ class GuardMixin:
 
     def count(self, kind: str) -> None:
         self._state.count(kind)
+
+
+_CONNECT_FAULTS = (RedisClusterException, RedisConnectionError, OSError)
+
+
+class Unreachable:
+    """Stands in for a client that could not be built: every command fails as unreachable."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+
+    def __getattr__(self, name: str) -> Any:
+        return self._fail
+
+    def _fail(self, *args: Any, **kwargs: Any) -> Any:
+        raise RedisConnectionError(f"Redis unreachable: {self.cause}")
+
+    def lock(self, name: str, **kwargs: Any) -> _UnreachableLock:
+        """A lease that cannot be taken: single flight computes alone, as with Redis down."""
+        return _UnreachableLock(name, self._fail)
+
+
+class _UnreachableLock:
+    def __init__(self, name: str, fail: Callable[..., Any]) -> None:
+        self.name = name
+        self.acquire = self.reacquire = self.release = fail

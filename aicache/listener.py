@@ -37,6 +37,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aicache.coherence import DISCONNECTED, LIVE, STARTING, STOPPED, UNSUPPORTED, CoherentTier
+from aicache.guard import Unreachable
 from aicache.namespace import Namespace
 
 logger = logging.getLogger("aicache.coherence")
@@ -92,7 +93,7 @@ class Listener:
         """Start the thread once (lazily, from the first cache call that needs it). ``source`` is
         the cache's redis-py client (or its connection pool); a ``RedisCluster`` gets a listener on
         every primary (:mod:`aicache.cluster_coherence`)."""
-        if self._thread is not None or getattr(source, "cause", None) is not None:
+        if self._thread is not None or isinstance(source, Unreachable):
             return  # no client yet (a cluster none of whose nodes answered): the next call retries
         with self._start_lock:
             if self._thread is not None:
