@@ -7,6 +7,14 @@ from aicache_project.celery import app as celery_app
 from tests.integration.processes import Worker
 
 
+def pytest_collection_modifyitems(items):
+    """Mark the tests that run aicache in worker processes: mutmut's per-function test selection
+    cannot see calls made there, so scripts/mutation.py rechecks survivors with ``-m processes``."""
+    for item in items:
+        if "workers" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.processes)
+
+
 @pytest.fixture
 def real_cache_settings(redis_server):
     return {
