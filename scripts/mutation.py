@@ -36,6 +36,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         [
             "tests/unit/test_codec.py",
             "tests/unit/test_frames.py",
+            "tests/unit/test_zstd_compressor.py",
             "tests/unit/test_dictionaries.py",
             "tests/unit/test_checks.py",
             "tests/unit/test_backend.py",
@@ -83,6 +84,9 @@ source_paths = ["aicache/"]
 only_mutate = [{module!r}]
 pytest_add_cli_args_test_selection = {tests!r}
 pytest_add_cli_args = ["-p", "no:cacheprovider", "--timeout=120"]
+# the project beside the mutated package: pytest-django then finds manage.py in mutants/ itself
+# (otherwise it puts the work tree first on sys.path, and worker processes import unmutated code)
+also_copy = ["aicache_project/", "templates/", "manage.py"]
 """
 
 
@@ -140,7 +144,8 @@ def _pytest_with(tree: Path, mutant: str, tests: list[str]) -> int:
         "AICACHE_HYPOTHESIS_EXAMPLES": "25",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    command = [str(ROOT / ".venv" / "bin" / "pytest"), "-x", "-q", "-p", "no:cacheprovider", "--timeout=120"]
+    command = [str(ROOT / ".venv" / "bin" / "pytest"), "--rootdir=.", "-x", "-q", "-p", "no:cacheprovider"]
+    command.append("--timeout=120")
     try:
         return subprocess.run(
             [*command, "-m", "processes", *tests],
@@ -166,6 +171,7 @@ def recheck(tree: Path, tests: list[str], found: dict[str, str], children: int) 
     collected = subprocess.run(
         [
             str(ROOT / ".venv" / "bin" / "pytest"),
+            "--rootdir=.",
             "-q",
             "--collect-only",
             "-p",

@@ -1,0 +1,138 @@
+"""ZstdCompressor's own promises: frames that do not declare their size, the limit on dictionary
+frames, one (de)compressor pair per thread reused by that thread, a dictionary digested once."""
+
+import sys
+import threading
+
+import orjson
+import pytest
+import zstandard
+
+from aicache.codec import CodecError, ZstdCompressor
+from tests.helpers import run_threads
+
+PAYLOAD = orjson.dumps({"answer": "Summary 5: revenue of 35 units in region 5. " * 40})
+
+
+def _samples():
+    return [
+        orjson.dumps({"answer": f"Summary {i}: revenue of {i * 7} units in region {i % 9}."})
+        for i in range(400)
+    ]
+
+
+def _undeclared(data: bytes, dictionary=None) -> bytes:
+    """A zstd frame that does not declare its content size (a streaming writer's frame)."""
+    options = {"write_content_size": False}
+    if dictionary is not None:
+        options.update(dict_data=dictionary, write_dict_id=False)
+    writer = zstandard.ZstdCompressor(**options).compressobj()
+    frame = writer.compress(data) + writer.flush()
+    assert zstandard.frame_content_size(frame) == -1
+    return frame
+
+
+def test_an_undeclared_frame_within_the_limit_inflates():
+    """max_output_size is what lets zstd inflate a frame that does not declare its size at all."""
+    compressor = ZstdCompressor()
+    assert compressor.decompress(_undeclared(PAYLOAD), len(PAYLOAD)) == PAYLOAD
+    with pytest.raises(CodecError, match=r"^corrupt zstd payload: "):
+        compressor.decompress(_undeclared(PAYLOAD), len(PAYLOAD) - 1)
+
+
+def test_an_undeclared_dictionary_frame_within_the_limit_inflates():
+    zdict = zstandard.train_dictionary(2048, _samples())
+    compressor = ZstdCompressor()
+    frame = _undeclared(PAYLOAD, zdict)
+    assert compressor.decompress_with(7, zdict, frame, len(PAYLOAD)) == PAYLOAD
+    with pytest.raises(CodecError, match=r"^corrupt zstd payload \(dictionary 7\): "):
+        compressor.decompress_with(7, zdict, frame, len(PAYLOAD) - 1)
+
+
+def test_a_dictionary_frame_declaring_exactly_the_limit_inflates():
+    zdict = zstandard.train_dictionary(2048, _samples())
+    compressor = ZstdCompressor()
+    frame = compressor.compress_with(7, zdict, PAYLOAD)
+    assert zstandard.frame_content_size(frame) == len(PAYLOAD)
+    assert compressor.decompress_with(7, zdict, frame, len(PAYLOAD)) == PAYLOAD
+    with pytest.raises(CodecError) as info:
+        compressor.decompress_with(7, zdict, frame, len(PAYLOAD) - 1)
+    assert str(info.value) == f"zstd payload declares more than {len(PAYLOAD) - 1} bytes"
+
+
+def test_each_thread_reuses_its_own_pair():
+    """zstandard's (de)compressors are not thread-safe: one pair per thread, built once."""
+    compressor = ZstdCompressor()
+    here = compressor._pair()
+    assert compressor._pair() is here
+    assert compressor.decompress(compressor.compress(PAYLOAD), len(PAYLOAD)) == PAYLOAD
+    assert compressor._pair() is here
+    elsewhere = run_threads(lambda _: (compressor._pair(), compressor._pair()), 2)
+    for first, again in elsewhere:
+        assert first is again and first is not here
+    assert elsewhere[0][0] is not elsewhere[1][0]
+
+
+def test_each_thread_reuses_its_pair_per_dictionary_and_rebuilds_it_for_a_new_one():
+    compressor = ZstdCompressor()
+    first = zstandard.train_dictionary(2048, _samples())
+    pair = compressor._dict_pair(7, first)
+    assert compressor._dict_pair(7, first) is pair
+    compressor.compress_with(7, first, PAYLOAD)
+    compressor.decompress_with(7, first, compressor.compress_with(7, first, PAYLOAD), len(PAYLOAD))
+    assert compressor._dict_pair(7, first) is pair
+    retrained = zstandard.ZstdCompressionDict(first.as_bytes())  # same id, another dictionary
+    assert compressor._dict_pair(7, retrained) is not pair
+    assert compressor._dict_pair(7, retrained)[2] is retrained
+    (other_thread,) = run_threads(lambda _: compressor._dict_pair(7, retrained), 1)
+    assert other_thread is not compressor._dict_pair(7, retrained)
+
+
+def _digests_during(fn):
+    """The dictionaries ``precompute_compress`` was called on while ``fn`` ran, in any thread it
+    starts (a profile hook sees C calls; zstandard's types cannot be patched or safely subclassed)."""
+    seen = []
+
+    def profile(frame, event, arg):
+        if event == "c_call" and getattr(arg, "__name__", "") == "precompute_compress":
+            seen.append(arg.__self__)
+
+    sys.setprofile(profile)
+    threading.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)
+    return seen
+
+
+def test_a_dictionary_is_digested_once_whatever_the_threads_and_ids():
+    """Without the digest zstd re-reads the whole dictionary on every compress (docs/performance.md);
+    digesting mutates a shared object, so it happens once per dictionary, under a lock."""
+    compressor = ZstdCompressor(level=5)
+    zdict = zstandard.train_dictionary(2048, _samples())
+    other = zstandard.train_dictionary(2048, _samples()[::-1])
+
+    def use(i):
+        compressor.compress_with(7, zdict, PAYLOAD)
+        compressor.compress_with(8, zdict, PAYLOAD)  # the same dictionary under another id
+        return compressor.compress_with(9, other, PAYLOAD)
+
+    digested = _digests_during(lambda: run_threads(use, 4))
+    assert sum(d is zdict for d in digested) == 1
+    assert sum(d is other for d in digested) == 1
+    assert len(digested) == 2
+    assert compressor._precomputed == {id(zdict), id(other)}
+
+
+@pytest.mark.parametrize("level", [None, 1, 19])
+def test_the_level_reaches_plain_and_dictionary_frames(level):
+    zdict = zstandard.train_dictionary(2048, _samples())
+    compressor = ZstdCompressor(level=level)
+    effective = 3 if level is None else level
+    assert compressor.compress(PAYLOAD) == zstandard.ZstdCompressor(level=effective).compress(PAYLOAD)
+    reference = zstandard.ZstdCompressionDict(zdict.as_bytes())
+    reference.precompute_compress(level=effective)
+    expected = zstandard.ZstdCompressor(level=effective, dict_data=reference, write_dict_id=False)
+    assert compressor.compress_with(7, zdict, PAYLOAD) == expected.compress(PAYLOAD)
