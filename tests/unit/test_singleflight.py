@@ -251,8 +251,16 @@ def test_a_wait_never_outlasts_the_time_left(frozen):
 
 
 # ---------------------------------------------------------------------------- renewing the lease
-def test_the_lease_is_renewed_every_third_while_the_compute_runs(renewers):
+def test_the_lease_is_renewed_every_third_while_the_compute_runs(renewers, monkeypatch):
     host, lock = Host(), Lock()
+    waits = []
+
+    class Stop(threading.Event):
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            return super().wait(timeout)
+
+    monkeypatch.setattr(singleflight, "threading", SimpleNamespace(Event=Stop, Thread=threading.Thread))
 
     def slow():
         assert lock.wait_renewals(3), "the lease was not renewed"
@@ -264,6 +272,7 @@ def test_the_lease_is_renewed_every_third_while_the_compute_runs(renewers):
     renewer._thread.join(5)
     assert not renewer._thread.is_alive()
     assert renewer.renewals == lock.reacquired >= 3
+    assert waits == pytest.approx([0.01] * len(waits))  # a third of the 30 ms lease, each time
     assert set(host.guarded_calls) == {"lock", "lock_renew", "unlock"}
     assert host.faults == []
 
