@@ -58,6 +58,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "aicache/invalidation.py",
         [
             "tests/integration/test_invalidation_races.py",
+            "tests/integration/test_counts.py",
             "tests/integration/test_tags.py",
             "tests/integration/test_redis_backend.py",
         ],
@@ -83,7 +84,10 @@ CONFIG = """
 source_paths = ["aicache/"]
 only_mutate = [{module!r}]
 pytest_add_cli_args_test_selection = {tests!r}
-pytest_add_cli_args = ["-p", "no:cacheprovider", "--timeout=120"]
+# A hung mutant costs a timeout: the slowest selected test takes ~11 s (100k entries invalidated), so
+# 45 s per test and 10x the tests' CPU estimate bound it without flagging a slow machine's runs.
+pytest_add_cli_args = ["-p", "no:cacheprovider", "--timeout=45"]
+timeout_multiplier = 5.0
 # the project beside the mutated package: pytest-django then finds manage.py in mutants/ itself
 # (otherwise it puts the work tree first on sys.path, and worker processes import unmutated code)
 also_copy = ["aicache_project/", "templates/", "manage.py"]
@@ -134,21 +138,34 @@ def diff(tree: Path, mutant: str) -> str:
 
 RECHECK_SECONDS = 300
 
+# Tests mutmut's selection cannot attribute, run against every survivor after mutmut (see recheck):
+# those that run aicache in worker processes, and for the modules whose keys and scripts differ on
+# Redis Cluster (hash-tag buckets, one slot per script, no MULTI across slots), the Cluster runs of
+# the shared guarantees: on one node every bucket is "", so only a cluster tells bucket mistakes.
+CLUSTER = [
+    "-m",
+    "cluster",
+    "tests/topologies/test_shared_guarantees.py",
+    "tests/topologies/test_cluster.py::test_counts_exact_across_primaries",
+    "tests/topologies/test_cluster.py::test_single_flight_lease_and_fence_in_every_bucket",
+]
+RECHECK_CLUSTER = {"invalidation", "backend", "coherence"}
 
-def _pytest_with(tree: Path, mutant: str, tests: list[str]) -> int:
-    """The module's worker-process tests, run with ``mutant`` active (mutmut's trampolines read
-    MUTANT_UNDER_TEST, and worker processes inherit it); a hang counts as detected."""
+
+def _pytest(tree: Path, mutant: str, args: list[str], collect: bool = False) -> int:
+    """pytest in the mutants directory with ``mutant`` active (mutmut's trampolines read
+    MUTANT_UNDER_TEST, and worker processes inherit it); a hang counts as detected (-1)."""
     env = {
         **os.environ,
         "MUTANT_UNDER_TEST": mutant,
         "AICACHE_HYPOTHESIS_EXAMPLES": "25",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    command = [str(ROOT / ".venv" / "bin" / "pytest"), "--rootdir=.", "-x", "-q", "-p", "no:cacheprovider"]
-    command.append("--timeout=120")
+    command = [str(ROOT / ".venv" / "bin" / "pytest"), "--rootdir=.", "-q", "-p", "no:cacheprovider"]
+    command += ["--collect-only"] if collect else ["-x", "--timeout=45"]
     try:
         return subprocess.run(
-            [*command, "-m", "processes", *tests],
+            [*command, *args],
             cwd=tree / "mutants",
             env=env,
             capture_output=True,
@@ -159,42 +176,27 @@ def _pytest_with(tree: Path, mutant: str, tests: list[str]) -> int:
         return -1
 
 
-def recheck(tree: Path, tests: list[str], found: dict[str, str], children: int) -> list[str]:
-    """Survivors (and mutants mutmut found no test for) that the worker-process tests kill.
+def recheck(tree: Path, selections: list[list[str]], found: dict[str, str], children: int) -> list[str]:
+    """Survivors (and mutants mutmut found no test for) that tests outside mutmut's view kill.
 
     mutmut learns which tests cover a function by recording calls in the test process; calls made
-    in the worker processes those tests start (tests/integration/processes.py: the stampede across
+    in the worker processes some tests start (tests/integration/processes.py: the stampede across
     processes, lease renewal, a crashed holder, coherence between processes) are invisible to it,
-    so it never runs those tests against mutants of code that only they reach. Each candidate gets
-    them here, after a clean run proved they pass without a mutant."""
+    and the Cluster tests are not in the fast selection at all. Each candidate gets each selection
+    here, after a clean run proved the selection passes without a mutant."""
     candidates = sorted(k for k, v in found.items() if v in ("survived", "no tests"))
-    collected = subprocess.run(
-        [
-            str(ROOT / ".venv" / "bin" / "pytest"),
-            "--rootdir=.",
-            "-q",
-            "--collect-only",
-            "-p",
-            "no:cacheprovider",
-            "-m",
-            "processes",
-            *tests,
-        ],
-        cwd=tree / "mutants",
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if not candidates or collected.returncode != 0:
-        return []  # no candidate, or none of the module's tests starts a worker process (exit 5)
-    clean = _pytest_with(tree, "", tests)
-    if clean != 0:
-        raise SystemExit(f"the worker-process tests fail without a mutant (exit {clean}): fix them first")
-    with ThreadPoolExecutor(max_workers=children) as pool:
-        codes = dict(
-            zip(candidates, pool.map(lambda m: _pytest_with(tree, m, tests), candidates), strict=True)
-        )
-    return [m for m, code in codes.items() if code != 0]
+    killed: list[str] = []
+    for args in selections:
+        candidates = [m for m in candidates if m not in killed]
+        if not candidates or _pytest(tree, "", args, collect=True) != 0:
+            continue  # nothing left, or the selection holds no test (pytest exit 5)
+        clean = _pytest(tree, "", args)
+        if clean != 0:
+            raise SystemExit(f"{' '.join(args)} fails without a mutant (exit {clean}): fix it first")
+        with ThreadPoolExecutor(max_workers=children) as pool:
+            codes = list(pool.map(lambda m, a=args: _pytest(tree, m, a), candidates))
+        killed += [m for m, code in zip(candidates, codes, strict=True) if code != 0]
+    return killed
 
 
 def run(name: str, children: int) -> dict:
@@ -212,7 +214,10 @@ def run(name: str, children: int) -> dict:
         check=False,
     )
     found = outcomes(tree)
-    rechecked = recheck(tree, [t for t in tests if (ROOT / t).exists()], found, children)
+    selections = [["-m", "processes", *(t for t in tests if (ROOT / t).exists())]]
+    if name in RECHECK_CLUSTER:
+        selections.append(CLUSTER)
+    rechecked = recheck(tree, selections, found, children)
     for mutant in rechecked:
         found[mutant] = "killed"
     counts: dict[str, int] = {}
