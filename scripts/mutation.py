@@ -59,6 +59,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         [
             "tests/integration/test_invalidation_races.py",
             "tests/integration/test_counts.py",
+            "tests/integration/test_invalidation_batches.py",
             "tests/integration/test_tags.py",
             "tests/integration/test_redis_backend.py",
         ],

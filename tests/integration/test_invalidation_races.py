@@ -170,3 +170,23 @@ def test_a_fault_midway_through_a_drain_orphans_nothing(real_cache, monkeypatch)
     assert real_cache.invalidate_by_operation("summarize") == 1200 - first
     assert real_cache.count_by_operation("summarize") == 0
     assert not list(real_cache.redis.scan_iter("ai_cache:summarize:*"))
+
+
+def test_each_invalidation_drains_under_its_own_name(real_cache, monkeypatch):
+    """Two invalidations of one operation must never share a drain: the second's RENAME would land
+    on the first's members before it drained them, and they would stay in Redis unindexed."""
+    seen = []
+    original = invalidation._drain
+
+    def record(client, ns, parts, *args, **kwargs):
+        seen.append([drain for _, _, drain, _ in parts])
+        return original(client, ns, parts, *args, **kwargs)
+
+    monkeypatch.setattr(invalidation, "_drain", record)
+    for round_ in range(2):
+        real_cache.cache_response(f"{TEXT} {round_}", "summarize", None, {"v": round_})
+        assert real_cache.invalidate_by_operation("summarize") == 1
+    first, second = seen
+    assert len(first) == len(real_cache.ns.buckets) and not set(first) & set(second)
+    prefix = real_cache.ns.drain("summarize", "")
+    assert all(name.startswith(prefix) and len(name) > len(prefix) for name in first + second)
