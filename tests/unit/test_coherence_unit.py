@@ -3,12 +3,14 @@
 import math
 import time
 
+import pytest
+
 from aicache.coherence import DISCONNECTED, LIVE, LOCAL, STARTING, CoherentTier
 from aicache.decorators import ai_cached
 from aicache.listener import Listener
 from aicache.memory import MISSING, MemoryTier
 from aicache.namespace import Namespace
-from tests.helpers import run_threads
+from tests.helpers import FakeClock, run_threads
 
 KEY = "p:a:1"
 
@@ -121,12 +123,88 @@ def test_usable_only_while_proven():
     assert CoherentTier(MemoryTier(1, 1), "p", LOCAL).usable_until == math.inf
 
 
-def test_memory_copy_never_outlives_the_given_expiry():
+@pytest.fixture
+def frozen(monkeypatch):
+    """One fake monotonic clock for the tier and its memory (tests move ``frozen.now``)."""
+    from aicache import coherence, memory
+
+    clock = FakeClock(1_000.0)
+    monkeypatch.setattr(coherence, "time", clock)
+    monkeypatch.setattr(memory, "time", clock)
+    return clock
+
+
+def test_memory_copy_never_outlives_the_given_expiry(frozen):
     _memory, tier = make()
-    tier.fill(KEY, "v", 1, tier.token(KEY), time.monotonic() + 0.05)
+    tier.fill(KEY, "v", 1, tier.token(KEY), frozen.now + 5)
+    frozen.now += 4.999
     assert tier.get(KEY) == "v"
-    time.sleep(0.06)
+    frozen.now += 0.001
     assert tier.get(KEY) is MISSING
+
+
+def test_a_local_write_keeps_exactly_the_given_expiry(frozen):
+    tier = CoherentTier(MemoryTier(10, 1000), "p", LOCAL)
+    token = tier.begin_write(KEY)
+    assert tier.end_write(KEY, token, "v", 1, True, frozen.now + 5) is True
+    frozen.now += 4.999
+    assert tier.get(KEY) == "v"
+    frozen.now += 0.001
+    assert tier.get(KEY) is MISSING
+
+
+def test_the_proof_ends_exactly_at_usable_until(frozen):
+    _memory, tier = make(status=STARTING)
+    tier.set_proven(frozen.now + 10)
+    assert tier.fill(KEY, "v", 1, tier.token(KEY), frozen.now + 60) and tier.get(KEY) == "v"
+    frozen.now += 10
+    assert tier.get(KEY) is MISSING and not tier.usable
+    assert tier.fill("p:a:2", "v", 1, tier.token("p:a:2"), frozen.now + 60) is False
+    local = CoherentTier(MemoryTier(10, 1000), "p", LOCAL)
+    local.usable_until = frozen.now  # ends now: a write stores nothing
+    token = local.begin_write(KEY)
+    assert local.end_write(KEY, token, "v", 1, True, frozen.now + 60) is False
+
+
+def test_every_clear_refuses_what_began_before_it():
+    _memory, tier = make()
+    tier.clear()
+    token = tier.token(KEY)  # a read that began between two clears
+    tier.clear()
+    assert tier.fill(KEY, "v", 1, token, later()) is False
+
+
+def _filled(tier, *keys):
+    for key in keys:
+        assert tier.fill(
+            key, {"v": key, "tags": ["t"] if key.endswith("1") else []}, 1, tier.token(key), later()
+        )
+
+
+@pytest.mark.parametrize(
+    "delete",
+    [
+        lambda tier: tier.delete_where(lambda key: key == KEY),
+        lambda tier: tier.delete_keys([KEY]),
+        lambda tier: tier.delete_entries(lambda entry: "t" in entry["tags"]),
+    ],
+    ids=["where", "keys", "entries"],
+)
+def test_local_deletes_remove_exactly_their_keys_and_fence_reads_in_flight(delete):
+    _memory, tier = make()
+    _filled(tier, KEY, "p:a:2")
+    in_flight = tier.token(KEY)  # a read of KEY that began before the delete
+    assert delete(tier) == 1
+    assert tier.get(KEY) is MISSING and tier.get("p:a:2") == {"v": "p:a:2", "tags": []}
+    assert tier.fill(KEY, {"v": "stale"}, 1, in_flight, later()) is False
+
+
+def test_messages_for_keys_nobody_waits_on_wake_only_the_waiters():
+    _, tier = make()
+    with tier.waiter(KEY) as woken:
+        tier.invalidate(["p:a:other", KEY, "p:a:third"])
+        assert woken.is_set()
+        tier.wake(["p:a:nobody"])
 
 
 def test_waiters_are_woken_by_key_or_clear():
