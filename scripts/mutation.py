@@ -66,7 +66,13 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "backend": (
         "aicache/backend.py",
-        ["tests/unit/test_backend.py", "tests/integration/test_redis_backend.py"],
+        [
+            "tests/unit/test_backend.py",
+            "tests/integration/test_redis_backend.py",
+            "tests/integration/test_single_flight.py",
+            "tests/integration/test_faults.py",
+            "tests/integration/test_settings_take_effect.py",
+        ],
     ),
     "recorder": ("aicache/monitoring/recorder.py", ["tests/unit/monitoring"]),
     "readings": ("aicache/monitoring/readings.py", ["tests/unit/monitoring"]),

@@ -120,7 +120,9 @@ def test_usable_only_while_proven():
     assert tier.get(KEY) is MISSING
     tier.lapse(DISCONNECTED)
     assert len(memory) == 0 and tier.status == DISCONNECTED and not tier.usable
-    assert CoherentTier(MemoryTier(1, 1), "p", LOCAL).usable_until == math.inf
+    local = CoherentTier(MemoryTier(1, 1), "p", LOCAL)
+    assert local.usable_until == math.inf and local.status == LOCAL and local.signals is False
+    assert CoherentTier(MemoryTier(1, 1), "p", "tracking").status == STARTING
 
 
 @pytest.fixture
