@@ -113,6 +113,7 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         self._raw_client: Any = None
         self._replica_client: Any = None
         self._getter: Callable[[str], bytes | None] | None = None
+        self._lean: lean.LeanClient | None = None  # GET and the store script (aicache.lean)
         if not valid:
             # Never raise here: Django instantiates every cache during `manage.py check`, which
             # must be able to report the aicache.E0xx errors. Use of the AI API raises instead.
@@ -330,8 +331,18 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         """True when stored; None when the fence refused it (an invalidation came first)."""
         if self._store_script is None:
             self._store_script = self.redis.register_script(invalidation.STORE_LUA)
+        if self._getter is None:
+            self._lean_getter()
         stored = invalidation.store(
-            self._store_script, self.redis, self.ns, req.operation, req.key, data, req.ttl, fence, req.tags
+            self._store_script,
+            self._lean or self.redis,
+            self.ns,
+            req.operation,
+            req.key,
+            data,
+            req.ttl,
+            fence,
+            req.tags,
         )
         return True if stored else None
 
@@ -358,8 +369,16 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         return self._respond(dict(result), req, entry, "compute") | {"cache_hit": False}
 
     def _lean_getter(self) -> Callable[[str], bytes | None]:
-        """GET without redis-py's per-command overhead where that is safe (aicache.lean)."""
-        self._getter = lean.lean_get(self.redis)
+        """GET (and the store script) without redis-py's per-command overhead where that is safe
+        (aicache.lean)."""
+        client = self.redis
+        if isinstance(client, Unreachable):  # not built yet: try again on the next call
+            return client.get
+        if lean.usable(client):
+            self._lean = lean.LeanClient(client)
+            self._getter = self._lean.get
+        else:
+            self._getter = client.get
         return self._getter
 
     def _fetch_dictionary(self, key: str) -> bytes | None:
