@@ -484,7 +484,8 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
                 st.count("single_flight_coalesced", report=False)  # the monitor counts coalesced lookups
                 result["cache_source"] = "coalesced"
                 lookup_seconds = perf_counter() - started
-            flight.result = orjson.dumps(result)  # a copy taken before our caller can change it
+            # Serialized by finish() below only if a follower joined: before our caller can change it.
+            flight.value = result
             flight.cost = req.saved if source != "compute" else req.cost
         except BaseException as exc:
             flight.error = exc
