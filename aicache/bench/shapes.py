@@ -47,7 +47,10 @@ def trained_caches(url: str, shape: str, quick: bool | float = False) -> tuple[A
     """(memory-tier cache, Redis-only cache, training result) sharing one prefix whose operation
     has a trained dictionary; returns before either has written a measured entry."""
     prefix = f"shape{next(_runs)}_{shape}"
-    redis_only = make_aicache(url, KEY_PREFIX=prefix, MEMORY_TIERS=[])
+    # No listener of its own: with MEMORY_TIERS=[] nothing starts one in a deployment, and a second
+    # listener on the same prefix in this process would take every measured write's invalidation
+    # message once more (~45 us per write pinned: docs/performance.md, "Hot path").
+    redis_only = make_aicache(url, coherence=False, KEY_PREFIX=prefix, MEMORY_TIERS=[])
     make = SHAPES[shape]
     count = 60 if quick else TRAINING_RESPONSES
     with corpus_half(0):  # measured responses come from the other half (corpus_half(1))
