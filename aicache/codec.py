@@ -55,9 +55,13 @@ ZSTD_DICT_FLAG = 3
 # ways (26 vs 32 us, 9.3 vs 10.6 us) and smaller (0.356 vs 0.440) (docs/performance.md).
 DICTIONARY_MAX_PAYLOAD = 16384
 # Dictionary frames up to this size are compressed at SMALL_DICTIONARY_LEVEL when no level is
-# configured: at 800 B it took cyrillic from 0.367 to 0.330 of the JSON and prose from 0.267 to
-# 0.251 for 7 -> 12 us per compression after a round trip (5 KB at that level: 40 -> 96 us for
-# 0.320 -> 0.287 cyrillic, 0.351 -> 0.341 prose, so larger frames stay at level 3; issue 14).
+# configured (and dictionaries are trained for that level: aicache.dictionaries.train_operation).
+# Trained and compressed at 5 instead of 3, 800 B answers went from 0.367 to 0.330 of the JSON
+# (cyrillic), 0.267 to 0.251 (prose), 0.321 to 0.319 (fields); over 8 other answers each 0.438 ->
+# 0.389, 0.384 -> 0.364, 0.323 -> 0.313; 2 KB 0.392 -> 0.350 cyrillic. It costs 7 -> 12 us per
+# 800 B compression after a round trip. At 5 KB level 5 took 40 -> 96 us (0.320 -> 0.287 cyrillic,
+# 0.351 -> 0.341 prose), so larger frames stay at level 3 (with a level-5 dictionary: prose 0.351
+# -> 0.363, cyrillic 0.320 -> 0.313, fields 0.238 -> 0.243; issue 14, docs/performance.md).
 SMALL_DICTIONARY_PAYLOAD = 2048
 SMALL_DICTIONARY_LEVEL = 5
 META_LENGTH = struct.Struct(">H")
