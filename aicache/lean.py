@@ -32,7 +32,14 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+import redis.connection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # redis-py then packs in Python, and so do we (through the connection)
+    _hiredis_pack = None
 
 _clients: weakref.WeakSet[LeanClient] = weakref.WeakSet()
 
@@ -78,6 +85,16 @@ class LeanClient:
         if needs_command_name(pool):  # redis-py < 5.3 (pyproject allows redis>=5)
             self.acquire = functools.partial(pool.get_connection, "GET")
         self.attributes = client.__dict__
+        # What redis-py's HiredisRespSerializer ends in, without its per-argument generator (a
+        # store's EVALSHA has 14 arguments); only where redis-py would use it too. A GET went from
+        # 28.1 to 22.8 us, with run_script a 5 KB store from 137 to 116 us (pinned, 15 rounds).
+        self.pack = (
+            _hiredis_pack
+            if _hiredis_pack is not None
+            and redis.connection.HIREDIS_AVAILABLE
+            and pool.connection_kwargs.get("command_packer") is None
+            else None
+        )
         # At most one connection kept between calls; list.pop/append are atomic, so two threads
         # sharing this object never get the same connection (the second checks one out).
         self.spare: list[Any] = []
@@ -100,6 +117,15 @@ class LeanClient:
     def script_load(self, script: Any) -> str:
         return self.client.script_load(script)  # once per script and server: the full path
 
+    def run_script(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
+        """What ``script(keys=keys, args=args, client=self)`` does (``script``: a redis-py
+        ``Script``), without its per-call tuple building and import."""
+        try:
+            return self.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:  # the server does not know it (restarted, flushed): load it once
+            script.sha = self.script_load(script.script)
+            return self.evalsha(script.sha, len(keys), *keys, *args)
+
     def call(self, *command: Any) -> Any:
         spare = self.spare
         try:
@@ -108,9 +134,13 @@ class LeanClient:
         except IndexError:
             conn = self.acquire()
             reused = False
+        pack = self.pack
         try:
             try:
-                conn.send_command(*command)
+                if pack is not None:
+                    conn.send_packed_command([pack(command)])
+                else:
+                    conn.send_command(*command)
                 return conn.read_response()
             except RedisConnectionError:
                 if not reused:

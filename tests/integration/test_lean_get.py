@@ -103,9 +103,13 @@ def test_the_store_script_runs_through_evalsha_and_loads_itself_when_unknown(cli
     assert script(keys=["lean:k"], args=[b"w"], client=lean) == 7  # NOSCRIPT, then loaded
     assert script(keys=["lean:k"], args=[b"x"], client=lean) == 7
     assert client.get("lean:k") == b"x"
+    client.script_flush()
+    assert lean.run_script(script, ["lean:k"], [b"y"]) == 7  # the same, without Script.__call__
+    assert lean.run_script(script, ["lean:k"], [b"z"]) == 7
+    assert client.get("lean:k") == b"z"
     with pytest.raises(redis.ResponseError):
         lean.call("INCR", "lean:k")  # an error reply: the kept connection stays in step
-    assert lean.get("lean:k") == b"x"
+    assert lean.get("lean:k") == b"z"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
