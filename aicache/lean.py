@@ -17,9 +17,9 @@ What the pool's checkout does and this keeps: a connection whose command failed 
 sat idle (``timeout``, ``CLIENT KILL``, a restart) is found when its next command fails with a
 connection error, and that command is sent once more on a fresh connection, as the pool's
 readiness poll would have replaced it before sending (both commands are idempotent: a GET, and a
-store that writes the same entry and index member again); a timeout is never retried. A forked
-child forgets the parent's connection. Anything else (Sentinel or cluster clients, decoded
-responses, RESP3, a subclass, a client-side cache) uses the client's own methods.
+store that writes the same entry and index member again); a timeout, and a connect that fails, are
+never retried. A forked child forgets the parent's connection. Anything else (Sentinel or cluster
+clients, decoded responses, RESP3, a subclass, a client-side cache) uses the client's own methods.
 """
 
 from __future__ import annotations
@@ -130,10 +130,13 @@ class LeanClient:
         spare = self.spare
         try:
             conn = spare.pop()
-            reused = True
         except IndexError:
             conn = self.acquire()
-            reused = False
+            idle = False
+        else:
+            # A socket kept open between calls may have been closed by the server meanwhile; one
+            # without a socket connects now, and a failed connect is not retried.
+            idle = conn._sock is not None
         pack = self.pack
         try:
             try:
@@ -143,7 +146,7 @@ class LeanClient:
                     conn.send_command(*command)
                 return conn.read_response()
             except RedisConnectionError:
-                if not reused:
+                if not idle:
                     raise
                 # Closed while idle (what the pool's readiness poll catches): once more, fresh.
                 conn.disconnect()

@@ -190,3 +190,28 @@ def test_redis_py_5_3_and_later_get_no_deprecated_argument(client):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # passing command_name warns since 5.3
         assert get("lean:k") == b"v"
+
+
+@pytest.mark.parametrize(("connected", "sends"), [(True, 2), (False, 1)])
+def test_only_a_connection_kept_open_is_given_a_second_try(client, monkeypatch, connected, sends):
+    """An open socket kept idle may have been closed by the server: one more try on a fresh one.
+    A kept connection without a socket connects on this call, and a failed connect is final."""
+    lean = LeanClient(client)
+    client.set("lean:k", b"v")
+    assert lean.get("lean:k") == b"v"
+    (conn,) = lean.spare
+    if not connected:
+        conn.disconnect()
+    calls = []
+
+    def refused(*args, **kwargs):
+        calls.append(1)
+        raise redis.ConnectionError("Connection refused")
+
+    monkeypatch.setattr(conn, "send_packed_command", refused)
+    monkeypatch.setattr(conn, "send_command", refused)
+    with pytest.raises(redis.ConnectionError):
+        lean.get("lean:k")
+    assert len(calls) == sends and conn._sock is None
+    monkeypatch.undo()
+    assert lean.get("lean:k") == b"v"
