@@ -114,6 +114,7 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         self._replica_client: Any = None
         self._getter: Callable[[str], bytes | None] | None = None
         self._lean: lean.LeanClient | None = None  # GET and the store script (aicache.lean)
+        self._lean_decided = False
         if not valid:
             # Never raise here: Django instantiates every cache during `manage.py check`, which
             # must be able to report the aicache.E0xx errors. Use of the AI API raises instead.
@@ -331,11 +332,9 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         """True when stored; None when the fence refused it (an invalidation came first)."""
         if self._store_script is None:
             self._store_script = self.redis.register_script(invalidation.STORE_LUA)
-        if self._getter is None:
-            self._lean_getter()
         stored = invalidation.store(
             self._store_script,
-            self._lean or self.redis,
+            self._lean_client() or self.redis,
             self.ns,
             req.operation,
             req.key,
@@ -369,17 +368,23 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         return self._respond(dict(result), req, entry, "compute") | {"cache_hit": False}
 
     def _lean_getter(self) -> Callable[[str], bytes | None]:
-        """GET (and the store script) without redis-py's per-command overhead where that is safe
-        (aicache.lean)."""
+        """GET without redis-py's per-command overhead where that is safe (aicache.lean)."""
         client = self.redis
         if isinstance(client, Unreachable):  # not built yet: try again on the next call
             return client.get
-        if lean.usable(client):
-            self._lean = lean.LeanClient(client)
-            self._getter = self._lean.get
-        else:
-            self._getter = client.get
+        lean_client = self._lean_client()
+        self._getter = lean_client.get if lean_client is not None else client.get
         return self._getter
+
+    def _lean_client(self) -> lean.LeanClient | None:
+        """The GET and store-script sender for a plain ``redis.Redis`` (aicache.lean), else None."""
+        if self._lean is None and not self._lean_decided:
+            client = self.redis
+            if isinstance(client, Unreachable):  # not built yet: decide on a later call
+                return None
+            self._lean = lean.LeanClient(client) if lean.usable(client) else None
+            self._lean_decided = True
+        return self._lean
 
     def _fetch_dictionary(self, key: str) -> bytes | None:
         """One dictionary key or pointer (fail-open: None when Redis cannot answer)."""
