@@ -113,6 +113,8 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         self._raw_client: Any = None
         self._replica_client: Any = None
         self._getter: Callable[[str], bytes | None] | None = None
+        self._lean: lean.LeanClient | None = None  # GET and the store script (aicache.lean)
+        self._lean_decided = False
         if not valid:
             # Never raise here: Django instantiates every cache during `manage.py check`, which
             # must be able to report the aicache.E0xx errors. Use of the AI API raises instead.
@@ -331,7 +333,15 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         if self._store_script is None:
             self._store_script = self.redis.register_script(invalidation.STORE_LUA)
         stored = invalidation.store(
-            self._store_script, self.redis, self.ns, req.operation, req.key, data, req.ttl, fence, req.tags
+            self._store_script,
+            self._lean_client() or self.redis,
+            self.ns,
+            req.operation,
+            req.key,
+            data,
+            req.ttl,
+            fence,
+            req.tags,
         )
         return True if stored else None
 
@@ -359,8 +369,22 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
 
     def _lean_getter(self) -> Callable[[str], bytes | None]:
         """GET without redis-py's per-command overhead where that is safe (aicache.lean)."""
-        self._getter = lean.lean_get(self.redis)
+        client = self.redis
+        if isinstance(client, Unreachable):  # not built yet: try again on the next call
+            return client.get
+        lean_client = self._lean_client()
+        self._getter = lean_client.get if lean_client is not None else client.get
         return self._getter
+
+    def _lean_client(self) -> lean.LeanClient | None:
+        """The GET and store-script sender for a plain ``redis.Redis`` (aicache.lean), else None."""
+        if self._lean is None and not self._lean_decided:
+            client = self.redis
+            if isinstance(client, Unreachable):  # not built yet: decide on a later call
+                return None
+            self._lean = lean.LeanClient(client) if lean.usable(client) else None
+            self._lean_decided = True
+        return self._lean
 
     def _fetch_dictionary(self, key: str) -> bytes | None:
         """One dictionary key or pointer (fail-open: None when Redis cannot answer)."""
@@ -465,7 +489,8 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
                 st.count("single_flight_coalesced", report=False)  # the monitor counts coalesced lookups
                 result["cache_source"] = "coalesced"
                 lookup_seconds = perf_counter() - started
-            flight.result = orjson.dumps(result)  # a copy taken before our caller can change it
+            # Serialized by finish() below only if a follower joined: before our caller can change it.
+            flight.value = result
             flight.cost = req.saved if source != "compute" else req.cost
         except BaseException as exc:
             flight.error = exc

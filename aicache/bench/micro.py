@@ -25,9 +25,12 @@ SIZES = ((500, 800), (5000, 5000), (50000, 50000))
 _prefixes = itertools.count()
 
 
-def make_aicache(url: str, **options: Any) -> AIResponseCache:
+def make_aicache(url: str, *, coherence: bool = True, **options: Any) -> AIResponseCache:
+    """A cache on ``url``; its coherence listener started (as a gunicorn post_fork hook would)
+    unless ``coherence`` is False."""
     cache = AIResponseCache(url, {"OPTIONS": {"KEY_PREFIX": f"bench{next(_prefixes)}", **options}})
-    cache.start_coherence(wait=5)
+    if coherence:
+        cache.start_coherence(wait=5)
     return cache
 
 

@@ -21,6 +21,7 @@ from aicache import dictionaries
 from aicache.bench.harness import measure
 from aicache.bench.micro import SMOKE, make_aicache, text_key
 from aicache.bench.payloads import SHAPES, corpus_half, prose
+from aicache.codec import SMALL_DICTIONARY_LEVEL, SMALL_DICTIONARY_PAYLOAD
 
 OPERATION = "summarize"
 RESPONSE_SIZES = (800, 5000, 50000)
@@ -47,7 +48,10 @@ def trained_caches(url: str, shape: str, quick: bool | float = False) -> tuple[A
     """(memory-tier cache, Redis-only cache, training result) sharing one prefix whose operation
     has a trained dictionary; returns before either has written a measured entry."""
     prefix = f"shape{next(_runs)}_{shape}"
-    redis_only = make_aicache(url, KEY_PREFIX=prefix, MEMORY_TIERS=[])
+    # No listener of its own: with MEMORY_TIERS=[] nothing starts one in a deployment, and a second
+    # listener on the same prefix in this process would take every measured write's invalidation
+    # message once more (~45 us per write pinned: docs/performance.md, "Hot path").
+    redis_only = make_aicache(url, coherence=False, KEY_PREFIX=prefix, MEMORY_TIERS=[])
     make = SHAPES[shape]
     count = 60 if quick else TRAINING_RESPONSES
     with corpus_half(0):  # measured responses come from the other half (corpus_half(1))
@@ -167,18 +171,33 @@ def dictionary_codecs(quick: bool | float = False) -> list[dict[str, Any]]:
         started = time.perf_counter()
         zdict = zstandard.train_dictionary(16384, samples, level=3)
         train_seconds = time.perf_counter() - started
+        # As the codec writes by default: a dictionary trained for SMALL_DICTIONARY_LEVEL, used at
+        # that level up to SMALL_DICTIONARY_PAYLOAD and at level 3 above (aicache.codec).
+        small = zstandard.train_dictionary(16384, samples, level=SMALL_DICTIONARY_LEVEL)
+        small_copy = zstandard.ZstdCompressionDict(small.as_bytes())
         codecs = {
             "zstd-3": (zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()),
             "zstd-3 + dictionary": (
                 zstandard.ZstdCompressor(level=3, dict_data=zdict, write_dict_id=False),
                 zstandard.ZstdDecompressor(dict_data=zdict),
             ),
+            "codec default (+ dictionary, level 5 up to 2 KB)": (
+                zstandard.ZstdCompressor(level=3, dict_data=small, write_dict_id=False),
+                zstandard.ZstdDecompressor(dict_data=small),
+            ),
         }
+        small_level = zstandard.ZstdCompressor(
+            level=SMALL_DICTIONARY_LEVEL, dict_data=small_copy, write_dict_id=False
+        )
         zdict.precompute_compress(level=3)  # as the codec does (aicache.codec.ZstdCompressor)
+        small.precompute_compress(level=3)
+        small_copy.precompute_compress(level=SMALL_DICTIONARY_LEVEL)
         for size in DICTIONARY_SIZES:
             with corpus_half(1):
                 payload = orjson.dumps(make(size, size + 7))
             for name, (comp, dec) in codecs.items():
+                if name.startswith("codec default") and len(payload) <= SMALL_DICTIONARY_PAYLOAD:
+                    comp = small_level
                 packed = comp.compress(payload)
                 calls = max(5, int((2000 if size < 10_000 else 200) * share))
                 c = measure("c", lambda p=payload, z=comp: z.compress(p), calls=calls, rounds=3)
@@ -189,7 +208,7 @@ def dictionary_codecs(quick: bool | float = False) -> list[dict[str, Any]]:
                         "payload_bytes": len(payload),
                         "codec": name,
                         # + the frame's 4-byte dictionary id with a dictionary
-                        "ratio": (len(packed) + (4 if "dictionary" in name else 0)) / len(payload),
+                        "ratio": (len(packed) + (0 if name == "zstd-3" else 4)) / len(payload),
                         "compress_us": c.p50_us,
                         "decompress_us": d.p50_us,
                         "train_seconds": train_seconds,

@@ -89,4 +89,4 @@ def test_smoke_run_of_the_shape_targets_and_dictionaries(redis_server):
     assert all(r["trained"] == "trained" and r["memory_usage"]["aicache_bytes"] > 0 for r in rows)
     assert all(r["dictionary"] for r in rows if r["response_bytes"] < 16384)  # small answers use it
     assert sum(t["target"].startswith("stored value") for t in data["targets"]) == 6
-    assert len(data["dictionaries"]) == 3 * 5 * 2
+    assert len(data["dictionaries"]) == 3 * 5 * 3  # shapes x sizes x (plain, dictionary, codec default)

@@ -318,3 +318,27 @@ def test_the_beat_task_skips_caches_whose_writers_use_no_dictionary(cache, setti
 def test_min_samples_above_samples_is_refused_before_anything_runs(cache):
     with pytest.raises(CommandError, match="can never be met"):
         call_command("aicache_train_dictionaries", "--min-samples", "500", "--samples", "400")
+
+
+@pytest.mark.parametrize(("level", "trained_for"), [(None, "small"), (7, 7)])
+def test_a_dictionary_is_trained_for_the_level_small_frames_are_written_at(
+    cache, settings, monkeypatch, level, trained_for
+):
+    import zstandard
+
+    from aicache.codec import SMALL_DICTIONARY_LEVEL
+
+    if level is not None:
+        settings.CACHES["dict"]["OPTIONS"]["COMPRESSION_LEVEL"] = level
+        cache = type(cache)(settings.CACHES["dict"]["LOCATION"], settings.CACHES["dict"])
+    fill(cache, 0, 60)
+    levels = []
+    real = zstandard.train_dictionary
+
+    def recording(*args, **kwargs):
+        levels.append(kwargs["level"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zstandard, "train_dictionary", recording)
+    assert dictionaries.train_operation(cache, "summarize").outcome == "trained"
+    assert levels == [SMALL_DICTIONARY_LEVEL if trained_for == "small" else trained_for]

@@ -408,3 +408,27 @@ def test_a_dictionary_frame_without_zstandard(monkeypatch):
     with pytest.raises(CodecError) as info:
         codec.decode(header(0xA1, 3, 1, 60) + struct.pack(">I", 7) + b"zz")
     assert str(info.value) == "entry needs zstd (the 'zstandard' package) and a dictionary"
+
+
+def test_small_dictionary_frames_use_the_small_payload_level_and_larger_ones_the_configured():
+    from aicache.codec import SMALL_DICTIONARY_LEVEL, SMALL_DICTIONARY_PAYLOAD, ZstdCompressor
+
+    zdict = _zdict()
+    small = orjson.dumps({"answer": "Summary 5: revenue of 35 units in region 5. " * 10})
+    large = orjson.dumps({"answer": "Summary 6: revenue of 42 units in region 6. " * 60})
+    assert len(small) <= SMALL_DICTIONARY_PAYLOAD < len(large)
+
+    def at(level, payload):
+        copy = zstandard.ZstdCompressionDict(zdict.as_bytes())
+        copy.precompute_compress(level=level)
+        return zstandard.ZstdCompressor(level=level, dict_data=copy, write_dict_id=False).compress(payload)
+
+    default = ZstdCompressor()
+    assert default.compress_with(7, zdict, small) == at(SMALL_DICTIONARY_LEVEL, small)
+    assert default.compress_with(7, zdict, large) == at(3, large)
+    configured = ZstdCompressor(level=3)  # an explicit COMPRESSION_LEVEL holds for every size
+    assert configured.compress_with(7, zdict, small) == at(3, small)
+    for compressor in (default, configured):
+        for payload in (small, large):
+            frame = compressor.compress_with(7, zdict, payload)
+            assert compressor.decompress_with(7, zdict, frame, 1 << 20) == payload
