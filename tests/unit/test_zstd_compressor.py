@@ -8,7 +8,7 @@ import orjson
 import pytest
 import zstandard
 
-from aicache.codec import CodecError, ZstdCompressor
+from aicache.codec import SMALL_DICTIONARY_PAYLOAD, CodecError, ZstdCompressor
 from tests.helpers import run_threads
 
 PAYLOAD = orjson.dumps({"answer": "Summary 5: revenue of 35 units in region 5. " * 40})
@@ -123,16 +123,27 @@ def test_a_dictionary_is_digested_once_whatever_the_threads_and_ids():
     assert sum(d is zdict for d in digested) == 1
     assert sum(d is other for d in digested) == 1
     assert len(digested) == 2
-    assert compressor._precomputed == {id(zdict), id(other)}
+    assert set(compressor._precomputed) == {id(zdict), id(other)}
 
 
-@pytest.mark.parametrize("level", [None, 1, 19])
-def test_the_level_reaches_plain_and_dictionary_frames(level):
+def test_without_a_level_a_dictionary_and_its_small_payload_copy_are_each_digested_once():
+    compressor = ZstdCompressor()
+    zdict = zstandard.train_dictionary(2048, _samples())
+    digested = _digests_during(lambda: run_threads(lambda i: compressor.compress_with(7, zdict, PAYLOAD), 3))
+    assert sum(d is zdict for d in digested) == 1
+    assert len(digested) == 2  # and one copy, for frames up to 2 KB at level 5
+
+
+@pytest.mark.parametrize(("level", "small", "large"), [(None, 5, 3), (1, 1, 1), (19, 19, 19)])
+def test_the_level_reaches_plain_and_dictionary_frames(level, small, large):
+    """Without a configured level: plain frames at 3, dictionary frames up to 2 KB at 5 (issue 14)."""
     zdict = zstandard.train_dictionary(2048, _samples())
     compressor = ZstdCompressor(level=level)
-    effective = 3 if level is None else level
-    assert compressor.compress(PAYLOAD) == zstandard.ZstdCompressor(level=effective).compress(PAYLOAD)
-    reference = zstandard.ZstdCompressionDict(zdict.as_bytes())
-    reference.precompute_compress(level=effective)
-    expected = zstandard.ZstdCompressor(level=effective, dict_data=reference, write_dict_id=False)
-    assert compressor.compress_with(7, zdict, PAYLOAD) == expected.compress(PAYLOAD)
+    big = PAYLOAD * 2
+    assert len(PAYLOAD) <= SMALL_DICTIONARY_PAYLOAD < len(big)
+    assert compressor.compress(PAYLOAD) == zstandard.ZstdCompressor(level=large).compress(PAYLOAD)
+    for data, expected_level in ((PAYLOAD, small), (big, large)):
+        reference = zstandard.ZstdCompressionDict(zdict.as_bytes())
+        reference.precompute_compress(level=expected_level)
+        expected = zstandard.ZstdCompressor(level=expected_level, dict_data=reference, write_dict_id=False)
+        assert compressor.compress_with(7, zdict, data) == expected.compress(data)
