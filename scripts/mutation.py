@@ -93,14 +93,20 @@ CONFIG = """
 source_paths = ["aicache/"]
 only_mutate = [{module!r}]
 pytest_add_cli_args_test_selection = {tests!r}
-# A hung mutant costs a timeout: the slowest selected test takes ~11 s (100k entries invalidated), so
-# 45 s per test and 10x the tests' CPU estimate bound it without flagging a slow machine's runs.
-pytest_add_cli_args = ["-p", "no:cacheprovider", "--timeout=45"]
+# A hung mutant costs a timeout: TEST_TIMEOUT per test, and 10x the tests' CPU estimate.
+pytest_add_cli_args = ["-p", "no:cacheprovider", "--timeout={timeout}"]
 timeout_multiplier = 5.0
 # the project beside the mutated package: pytest-django then finds manage.py in mutants/ itself
 # (otherwise it puts the work tree first on sys.path, and worker processes import unmutated code)
 also_copy = ["aicache_project/", "templates/", "manage.py"]
 """
+
+
+# Seconds one test may take before its mutant counts as a hang (detected). Most selected tests take
+# under 5 s, and a mutant that breaks a wake-up leaves a test waiting on its event: 20 s bounds that
+# cost. The coherence selection holds the 100k-entry invalidation (~11 s alone, more under load).
+DEFAULT_TEST_TIMEOUT = 20
+TEST_TIMEOUT = {"coherence": 60}
 
 
 def prepare(name: str, module: str, tests: list[str]) -> Path:
@@ -123,7 +129,13 @@ def prepare(name: str, module: str, tests: list[str]) -> Path:
         shutil.copy2(ROOT / path, tree / path)
     (tree / ".venv").symlink_to(ROOT / ".venv")
     with (tree / "pyproject.toml").open("a") as f:
-        f.write(CONFIG.format(module=module, tests=[t for t in tests if (ROOT / t).exists()]))
+        f.write(
+            CONFIG.format(
+                module=module,
+                tests=[t for t in tests if (ROOT / t).exists()],
+                timeout=TEST_TIMEOUT.get(name, DEFAULT_TEST_TIMEOUT),
+            )
+        )
     return tree
 
 
@@ -171,7 +183,11 @@ def _pytest(tree: Path, mutant: str, args: list[str], collect: bool = False) -> 
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     command = [str(ROOT / ".venv" / "bin" / "pytest"), "--rootdir=.", "-q", "-p", "no:cacheprovider"]
-    command += ["--collect-only"] if collect else ["-x", "--timeout=45"]
+    command += (
+        ["--collect-only"]
+        if collect
+        else ["-x", f"--timeout={TEST_TIMEOUT.get(tree.name, DEFAULT_TEST_TIMEOUT)}"]
+    )
     try:
         return subprocess.run(
             [*command, *args],
