@@ -126,9 +126,9 @@ class ZstdCompressor(BaseCompressor):
         self._small_level = SMALL_DICTIONARY_LEVEL if level is None else level
         self._local = threading.local()
         self._precompute_lock = threading.Lock()
-        # id(dictionary) -> (dictionary, its copy digested at the small-payload level); holding the
-        # dictionary keeps its id from being reused by another one meanwhile.
-        self._precomputed: dict[int, tuple[Any, Any]] = {}
+        # id(dictionary) -> (dictionary, its copies digested at this level and at the small-payload
+        # level); holding the dictionary keeps its id from being reused by another one meanwhile.
+        self._precomputed: dict[int, tuple[Any, Any, Any]] = {}
 
     # zstandard (de)compressor objects are not thread-safe: one pair per thread (and, with
     # dictionaries, one pair per thread and dictionary id).
@@ -148,10 +148,10 @@ class ZstdCompressor(BaseCompressor):
         if pair is None or pair[2] is not dictionary:
             if len(pairs) >= 64:  # retrained dictionaries come and go: keep a bounded set
                 pairs.clear()
-            small = self._digested(dictionary)
+            large, small = self._digested(dictionary)
             # The frame names its dictionary itself (DICT_ID): zstd's own copy would be 4 bytes more.
             pair = (
-                self._zstd.ZstdCompressor(level=self._level, dict_data=dictionary, write_dict_id=False),
+                self._zstd.ZstdCompressor(level=self._level, dict_data=large, write_dict_id=False),
                 self._zstd.ZstdDecompressor(dict_data=dictionary),
                 dictionary,
                 self._zstd.ZstdCompressor(level=self._small_level, dict_data=small, write_dict_id=False),
@@ -159,24 +159,30 @@ class ZstdCompressor(BaseCompressor):
             pairs[dict_id] = pair
         return pair
 
-    def _digested(self, dictionary: Any) -> Any:
-        """Digest ``dictionary`` once at this level (and a copy of it once at the small-payload
-        level); returns the dictionary to compress small payloads with."""
+    def _digested(self, dictionary: Any) -> tuple[Any, Any]:
+        """Private copies of ``dictionary`` digested at this level and at the small-payload level
+        (one object when they are equal), made once per dictionary object.
+
+        The digested dictionary, built once: without it zstd re-digests the whole dictionary per
+        call (compressing 50 KB of prose: 558 us, 398 with it; short run). Copies, never the
+        shared object: a digest replaces the object's previous one, which python-zstandard frees,
+        and another thread may be compressing with it right then (once this bounded set was
+        cleared, the same dictionary would be digested again: review of issue 14). Each thread's
+        compressors hold their copy, so clearing the set frees nothing in use."""
         with self._precompute_lock:
             entry = self._precomputed.get(id(dictionary))
             if entry is None or entry[0] is not dictionary:
-                if len(self._precomputed) >= 64:
+                if len(self._precomputed) >= 64:  # retrained dictionaries come and go
                     self._precomputed.clear()
-                # The digested dictionary, built once: without it zstd re-digests the whole
-                # dictionary per call (compressing 50 KB of prose: 558 us, 398 with it; short
-                # run). Mutates the shared dict: once, under the lock.
-                dictionary.precompute_compress(level=self._level)
-                small = dictionary
-                if self._small_level != self._level:  # one digest per object: a copy for the other
-                    small = self._zstd.ZstdCompressionDict(dictionary.as_bytes())
+                raw = dictionary.as_bytes()
+                large = self._zstd.ZstdCompressionDict(raw)
+                large.precompute_compress(level=self._level)
+                small = large
+                if self._small_level != self._level:
+                    small = self._zstd.ZstdCompressionDict(raw)
                     small.precompute_compress(level=self._small_level)
-                entry = self._precomputed[id(dictionary)] = (dictionary, small)
-            return entry[1]
+                entry = self._precomputed[id(dictionary)] = (dictionary, large, small)
+            return entry[1], entry[2]
 
     def compress(self, data: bytes) -> bytes:
         return self._pair()[0].compress(data)

@@ -6,11 +6,19 @@ reconnect check (``Redis._execute_command``), and every pool checkout and releas
 readiness poll, event dispatch and four connection-count recordings. aicache already turns
 redis-py's retries off (a hung Redis must cost one timeout) and keeps its own metrics, so on a
 plain ``redis.Redis`` with a plain ``ConnectionPool`` a :class:`LeanClient` sends those commands
-itself, on a connection it keeps checked out of the pool between calls (one per client object:
-Django builds one cache backend per thread). Figures (docs/performance.md, "Hot path"): sending on
-a pooled connection took a GET loop from 61.6 to 46.3 µs; keeping the connection between calls
-took it from 71 to 34 µs (pinned, one run: the pool's checkout and release cost more than the
-round trip's own Python).
+itself, on a connection taken from a small stack of idle connections aicache keeps checked out
+of each pool (:data:`SPARE_PER_POOL` at most, shared by every backend object and thread on that
+pool, and none on a pool too small to spare them). Figures (docs/performance.md, "Hot path"):
+sending on a pooled connection took a GET loop from 61.6 to 46.3 µs; keeping the connection
+between calls took it from 71 to 34 µs (pinned, one run: the pool's checkout and release cost more
+than the round trip's own Python).
+
+Why per pool and bounded, not per backend object: Django makes a backend object per thread (and
+per request under ASGI), and a connection held by each object for its life would use up the pool
+(redis-py's default holds 100) and starve everything else on it, the single-flight lease included
+(review of issue 14: 120 concurrent async requests stored nothing). The stack holds only what
+recent calls returned: the connections checked out of the pool stay as many as the calls in
+flight, plus at most SPARE_PER_POOL idle ones.
 
 What the pool's checkout does and this keeps: a connection whose command failed is disconnected
 (its reply state is unknown) and reconnects on next use; a connection the server closed while it
@@ -27,6 +35,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -41,13 +50,32 @@ try:
 except ImportError:  # redis-py then packs in Python, and so do we (through the connection)
     _hiredis_pack = None
 
-_clients: weakref.WeakSet[LeanClient] = weakref.WeakSet()
+#: Idle connections aicache keeps checked out of one pool between calls, at most; a pool of fewer
+#: than 4 * SPARE_PER_POOL connections gets a quarter of its size (a pool of 1 to 3: none kept).
+SPARE_PER_POOL = 4
+
+# pool -> its stack of idle connections (list.pop and append are atomic: two threads never get the
+# same connection). Weak: a pool that goes away takes its stack along.
+_spares: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+_spares_lock = threading.Lock()
 
 
 def _forget_in_child() -> None:
     # The parent owns those sockets: the child must neither use nor close them.
-    for client in list(_clients):
-        client.spare.clear()
+    global _spares_lock
+    _spares_lock = threading.Lock()  # another thread may have held it at the fork
+    for spare in list(_spares.values()):
+        spare.clear()
+
+
+def spare_stack(pool: Any) -> tuple[list[Any], int]:
+    """The pool's stack of idle connections, and how many it may hold."""
+    with _spares_lock:
+        spare = _spares.get(pool)
+        if spare is None:
+            spare = _spares[pool] = []
+    size = getattr(pool, "max_connections", None) or 0
+    return spare, min(SPARE_PER_POOL, size // 4)
 
 
 if hasattr(os, "register_at_fork"):
@@ -95,11 +123,8 @@ class LeanClient:
             and pool.connection_kwargs.get("command_packer") is None
             else None
         )
-        # At most one connection kept between calls; list.pop/append are atomic, so two threads
-        # sharing this object never get the same connection (the second checks one out).
-        self.spare: list[Any] = []
-        _clients.add(self)
-        weakref.finalize(self, _release_all, pool, self.spare)
+        # Idle connections shared with every other client of this pool (see spare_stack).
+        self.spare, self.spare_limit = spare_stack(pool)
 
     def get(self, key: str) -> bytes | None:
         override = self.attributes.get("get")  # a test (or a wrapper) patched this client's get: use it
@@ -161,16 +186,10 @@ class LeanClient:
         finally:
             if self.check_reconnect and conn.should_reconnect():  # the server announced maintenance
                 conn.disconnect()
-            if spare:  # another thread kept one meanwhile: this one goes back to the pool
-                self.pool.release(conn)
-            else:
+            if len(spare) < self.spare_limit:  # a race may add one or two more: still bounded
                 spare.append(conn)
-
-
-def _release_all(pool: Any, spare: list[Any]) -> None:
-    """The client object is gone: its kept connection goes back to the pool (same process only)."""
-    while spare:
-        pool.release(spare.pop())
+            else:
+                self.pool.release(conn)
 
 
 def needs_command_name(pool: object) -> bool:

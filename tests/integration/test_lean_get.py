@@ -42,16 +42,37 @@ def test_an_idle_connection_killed_by_the_server_is_replaced(client):
     assert conn._sock.getsockname()[:2] != (host, port)  # reconnected, not the killed socket
 
 
-def test_the_connection_is_kept_between_calls_and_released_when_the_client_goes(client):
-    lean = LeanClient(client)
-    client.set("lean:k", b"v")
-    ids = {lean.call("CLIENT", "ID") for _ in range(5)}
-    assert len(ids) == 1 and lean.get("lean:k") == b"v"
+def test_idle_connections_are_kept_per_pool_not_per_client_object(client):
+    """Django makes a backend object per thread (per request under ASGI): a connection held per
+    object would use up the pool. One idle connection serves every client of the pool instead."""
     pool = client.connection_pool
-    (kept,) = pool._in_use_connections
-    del lean
+    first, second = LeanClient(client), LeanClient(client)
+    client.set("lean:k", b"v")
+    ids = {first.call("CLIENT", "ID") for _ in range(3)} | {second.call("CLIENT", "ID") for _ in range(3)}
+    assert len(ids) == 1 and len(pool._in_use_connections) == 1
+    del first, second
     gc.collect()
-    assert not pool._in_use_connections and kept in pool._available_connections
+    for _ in range(150):  # more objects made and dropped than the pool's 100 connections
+        assert LeanClient(client).get("lean:k") == b"v"
+    assert len(pool._in_use_connections) == 1  # still the one idle connection, kept for the pool
+
+
+def _nested_calls(lean, monkeypatch, depth):
+    """``depth`` calls in flight at once, staged: each call's read starts the next one first."""
+    ids = []
+    read = redis.connection.Connection.read_response
+
+    def read_then_nest(conn, *args, **kwargs):
+        if len(ids) < depth - 1:
+            slot = len(ids)
+            ids.append(None)
+            ids[slot] = lean.call("CLIENT", "ID")
+        return read(conn, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.Connection, "read_response", read_then_nest)
+    ids.append(lean.call("CLIENT", "ID"))
+    monkeypatch.undo()
+    return ids
 
 
 def test_a_second_caller_meanwhile_gets_its_own_connection(client, monkeypatch):
@@ -60,21 +81,32 @@ def test_a_second_caller_meanwhile_gets_its_own_connection(client, monkeypatch):
     lean = LeanClient(client)
     client.set("lean:k", b"v")
     assert lean.get("lean:k") == b"v"
-    (first,) = client.connection_pool._in_use_connections
-    nested = []
-    read = first.read_response
+    ids = _nested_calls(lean, monkeypatch, 2)
+    assert len(set(ids)) == 2  # two connections, each reply on its own
+    assert len(lean.spare) == 2 and len(client.connection_pool._in_use_connections) == 2
 
-    def read_then_interleave(*args, **kwargs):
-        if not nested:
-            nested.append(lean.call("CLIENT", "ID"))  # the "other thread", mid-command
-        return read(*args, **kwargs)
 
-    monkeypatch.setattr(first, "read_response", read_then_interleave)
-    ours = lean.call("CLIENT", "ID")
-    monkeypatch.undo()
-    assert nested[0] != ours  # two connections, each reply on its own
-    assert len(lean.spare) == 1  # one is kept, the other went back to the pool
-    assert len(client.connection_pool._in_use_connections) == 1
+def test_at_most_four_idle_connections_stay_out_of_the_pool(client, monkeypatch):
+    lean = LeanClient(client)
+    ids = _nested_calls(lean, monkeypatch, 7)
+    assert len(set(ids)) == 7
+    assert len(lean.spare) == 4  # the other three went back to the pool
+    pool = client.connection_pool
+    assert len(pool._in_use_connections) == 4 and len(pool._available_connections) == 3
+
+
+@pytest.mark.parametrize(("max_connections", "kept"), [(1, 0), (3, 0), (4, 1), (8, 2), (1000, 4)])
+def test_a_small_pool_lends_fewer_idle_connections(redis_server, max_connections, kept, monkeypatch):
+    """A pool of 1-3 connections keeps none idle: the single-flight lease and every other command
+    of the app need them (review of issue 14: max_connections=1 lost the lease)."""
+    client = redis.Redis.from_url(f"{redis_server.url}/0", max_connections=max_connections)
+    lean = LeanClient(client)
+    assert lean.spare_limit == kept
+    assert lean.get("lean:absent") is None
+    assert len(client.connection_pool._in_use_connections) == min(kept, 1)
+    assert client.set("lean:k", b"v") and client.get("lean:k") == b"v"  # redis-py has a connection
+    client.delete("lean:k")
+    client.close()
 
 
 def test_a_timeout_is_not_retried(client, monkeypatch):

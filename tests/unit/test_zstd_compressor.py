@@ -108,8 +108,9 @@ def _digests_during(fn):
 
 
 def test_a_dictionary_is_digested_once_whatever_the_threads_and_ids():
-    """Without the digest zstd re-reads the whole dictionary on every compress (docs/performance.md);
-    digesting mutates a shared object, so it happens once per dictionary, under a lock."""
+    """Without the digest zstd re-reads the whole dictionary on every compress (docs/performance.md).
+    The digest is made once per dictionary, on a private copy: digesting the shared object again
+    would free the digest another thread may be compressing with."""
     compressor = ZstdCompressor(level=5)
     zdict = zstandard.train_dictionary(2048, _samples())
     other = zstandard.train_dictionary(2048, _samples()[::-1])
@@ -120,18 +121,31 @@ def test_a_dictionary_is_digested_once_whatever_the_threads_and_ids():
         return compressor.compress_with(9, other, PAYLOAD)
 
     digested = _digests_during(lambda: run_threads(use, 4))
-    assert sum(d is zdict for d in digested) == 1
-    assert sum(d is other for d in digested) == 1
-    assert len(digested) == 2
+    assert len(digested) == 2  # one per dictionary (level 5 is also the small-payload level)
+    assert not any(d is zdict or d is other for d in digested)  # copies, never the shared objects
+    assert {d.as_bytes() for d in digested} == {zdict.as_bytes(), other.as_bytes()}
     assert set(compressor._precomputed) == {id(zdict), id(other)}
 
 
-def test_without_a_level_a_dictionary_and_its_small_payload_copy_are_each_digested_once():
+def test_without_a_level_a_dictionary_gets_one_copy_per_level_digested_once():
     compressor = ZstdCompressor()
     zdict = zstandard.train_dictionary(2048, _samples())
-    digested = _digests_during(lambda: run_threads(lambda i: compressor.compress_with(7, zdict, PAYLOAD), 3))
-    assert sum(d is zdict for d in digested) == 1
-    assert len(digested) == 2  # and one copy, for frames up to 2 KB at level 5
+    digested = _digests_during(
+        lambda: run_threads(lambda i: compressor.compress_with(7, zdict, PAYLOAD * (1 + i % 2)), 4)
+    )
+    assert len(digested) == 2 and digested[0] is not digested[1]  # level 3, and level 5 up to 2 KB
+    assert not any(d is zdict for d in digested)
+
+
+def test_clearing_the_digests_never_digests_a_dictionary_in_use_again():
+    compressor = ZstdCompressor()
+    zdict = zstandard.train_dictionary(2048, _samples())
+    frame = compressor.compress_with(7, zdict, PAYLOAD)
+    for n in range(70):  # retrained dictionaries come and go: the set is cleared at 64
+        compressor.compress_with(100 + n, zstandard.ZstdCompressionDict(zdict.as_bytes()), b"x" * 100)
+    digested = _digests_during(lambda: compressor.compress_with(7, zdict, PAYLOAD))
+    assert not any(d is zdict for d in digested)
+    assert compressor.compress_with(7, zdict, PAYLOAD) == frame
 
 
 @pytest.mark.parametrize(("level", "small", "large"), [(None, 5, 3), (1, 1, 1), (19, 19, 19)])
