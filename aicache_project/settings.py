@@ -101,8 +101,13 @@ TEMPLATES = [
 ]
 
 DATABASES = {
+    # A persistent connection is checked before each request reuses it: after a database restart
+    # every worker reconnects on its next request instead of failing it once (a worker that served
+    # nothing during the outage still holds the dead connection).
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{RUN_DIR / 'db.sqlite3'}"), conn_max_age=60
+        os.environ.get("DATABASE_URL", f"sqlite:///{RUN_DIR / 'db.sqlite3'}"),
+        conn_max_age=60,
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -5,6 +5,7 @@ behind an open breaker once the pool's connections were all held."""
 
 import asyncio
 import gc
+import itertools
 import threading
 
 import pytest
@@ -16,12 +17,13 @@ from tests.helpers import run_threads
 
 pytestmark = pytest.mark.integration
 
-_db = iter(range(1, 16))
+_pools = itertools.count()
 
 
 def build(settings, real_cache_settings, alias="pooled", **options):
-    """A cache alias on a pool of its own (django-redis shares pools by URL: another database)."""
-    location = real_cache_settings["LOCATION"].rsplit("/", 1)[0] + f"/{next(_db)}"
+    """A cache alias on a pool of its own: django-redis keeps one pool per URL for the whole
+    process, so the URL gets a client name no other test uses (database 0, as everywhere)."""
+    location = real_cache_settings["LOCATION"] + f"?client_name=aicache-lean-pool-{next(_pools)}"
     conf = {
         **real_cache_settings,
         "LOCATION": location,
