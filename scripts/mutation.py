@@ -74,6 +74,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/integration/test_settings_take_effect.py",
             "tests/unit/monitoring/test_seed_api.py",
             "tests/unit/monitoring/test_instrumentation.py",
+            "tests/unit/test_savings.py",
         ],
     ),
     "recorder": ("aicache/monitoring/recorder.py", ["tests/unit/monitoring"]),

@@ -522,3 +522,71 @@ def test_two_aliases_on_one_redis_keep_their_own_settings(make_cache, ai_cache):
     assert other._state is not ai_cache._state
     assert other.memory.max_entries == 7 and other._state.breaker.threshold == 9
     assert ai_cache._state.breaker.threshold == 3
+
+
+def test_a_backend_built_at_any_state_generation_finds_its_process_state(ai_cache, monkeypatch):
+    """The state is looked up again after every reset (a new generation); a backend built while the
+    generation is 0, 1 or later must not take its empty slot for a state already fetched."""
+    from django.core.cache import caches
+
+    from aicache import state
+
+    for generation in (0, 1, 2, 7):
+        monkeypatch.setattr(state, "_generation", generation)
+        cache = caches.create_connection("ai")
+        assert cache._state is not None
+        cache.cache_response("a text at any generation", "qa", None, {"answer": generation})
+        assert cache.get_cached_response("a text at any generation", "qa")["answer"] == generation
+
+
+def test_a_failed_wake_up_is_counted_under_publish(ai_cache, monkeypatch):
+    """A compute that raised announces it on the events channel; if Redis refuses that, the fault
+    is counted, named for what failed (error:<kind>:publish), and the caller still gets its error."""
+    from redis.exceptions import ResponseError
+
+    counted = []
+    st = ai_cache._state
+    original = st.count_error
+    monkeypatch.setattr(
+        st, "count_error", lambda kind, action="": (counted.append((kind, action)), original(kind, action))
+    )
+
+    def refuse(*args, **kwargs):
+        raise ResponseError("NOPERM this user has no permissions to access the channel")
+
+    monkeypatch.setattr(ai_cache.redis, "publish", refuse)
+
+    def failing():
+        raise RuntimeError("LLM down")
+
+    with pytest.raises(RuntimeError, match="LLM down"):
+        ai_cache.get_or_compute("a compute that fails", "qa", failing)
+    assert counted == [("redis_error", "publish")]
+
+
+class SummaryLessMonitor:
+    """A MONITOR_CLASS that records nothing and offers no summary()."""
+
+    def __init__(self, **options):
+        pass
+
+    def __getattr__(self, name):
+        if name in ("summary", "counters"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: None
+
+
+@pytest.mark.parametrize("monitor_class", [None, "tests.unit.test_backend.SummaryLessMonitor"])
+def test_the_summary_without_a_recording_monitor_still_counts_faults(make_cache, monkeypatch, monitor_class):
+    from redis.exceptions import ResponseError
+
+    cache = make_cache(MONITOR_CLASS=monitor_class)
+
+    def refuse(*args, **kwargs):
+        raise ResponseError("WRONGTYPE")
+
+    monkeypatch.setattr(cache.redis, "get", refuse)
+    assert cache.get_cached_response("a text whose read fails", "qa") is None
+    summary = cache.get_performance_summary()
+    assert summary["total_operations"] == 0 and summary["hit_ratio"] == 0.0
+    assert summary["errors"] == cache.error_counts() and summary["errors"]["redis_error"] >= 1
