@@ -7,7 +7,7 @@ the history tests. mutmut then runs, for each mutant, only the selected tests th
 function. The summary (killed / survived / timeout per module, and every survivor) goes to
 .run/mutation/summary.md and stdout; `docs/testing.md` explains each survivor that is left.
 
-    scripts/mutation.py                  # every module, about 30 minutes on two vCPUs
+    scripts/mutation.py                  # every module, about 2.5 hours on two vCPUs
     scripts/mutation.py keys codec       # only these
     scripts/mutation.py --fail-under 85  # exit 1 if a module kills fewer than 85 %
 """
