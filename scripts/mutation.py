@@ -52,7 +52,11 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "singleflight": (
         "aicache/singleflight.py",
-        ["tests/unit/test_singleflight.py", "tests/integration/test_single_flight.py"],
+        [
+            "tests/unit/test_singleflight.py",
+            "tests/unit/test_flights.py",
+            "tests/integration/test_single_flight.py",
+        ],
     ),
     "invalidation": (
         "aicache/invalidation.py",
