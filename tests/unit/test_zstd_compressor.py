@@ -161,3 +161,24 @@ def test_the_level_reaches_plain_and_dictionary_frames(level, small, large):
         reference.precompute_compress(level=expected_level)
         expected = zstandard.ZstdCompressor(level=expected_level, dict_data=reference, write_dict_id=False)
         assert compressor.compress_with(7, zdict, data) == expected.compress(data)
+
+
+def test_the_digests_are_bounded_at_64_dictionaries():
+    compressor = ZstdCompressor(level=5)
+    raw = zstandard.train_dictionary(2048, _samples()).as_bytes()
+    kept = [zstandard.ZstdCompressionDict(raw) for _ in range(65)]  # alive: their ids stay distinct
+    for n, zdict in enumerate(kept[:64]):
+        compressor.compress_with(n, zdict, b"x" * 100)
+    assert len(compressor._precomputed) == 64
+    compressor.compress_with(64, kept[64], b"x" * 100)
+    assert len(compressor._precomputed) == 1  # cleared, then the new one
+
+
+def test_a_payload_of_exactly_2_kb_is_a_small_one():
+    zdict = zstandard.train_dictionary(2048, _samples())
+    data = (PAYLOAD * 2)[:SMALL_DICTIONARY_PAYLOAD]
+    assert len(data) == SMALL_DICTIONARY_PAYLOAD
+    reference = zstandard.ZstdCompressionDict(zdict.as_bytes())
+    reference.precompute_compress(level=5)
+    expected = zstandard.ZstdCompressor(level=5, dict_data=reference, write_dict_id=False).compress(data)
+    assert ZstdCompressor().compress_with(7, zdict, data) == expected
