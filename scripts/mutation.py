@@ -15,14 +15,17 @@ function. The summary (killed / survived / timeout per module, and every survivo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".run" / "mutation"
@@ -193,17 +196,25 @@ def _pytest(tree: Path, mutant: str, args: list[str], collect: bool = False) -> 
         if collect
         else ["-x", f"--timeout={TEST_TIMEOUT.get(tree.name, DEFAULT_TEST_TIMEOUT)}"]
     )
+    return _in_own_group(
+        [*command, *args], cwd=tree / "mutants", env=env, timeout=RECHECK_SECONDS, stdout=subprocess.DEVNULL
+    )
+
+
+def _in_own_group(command: list[str], timeout: float | None = None, **kwargs: Any) -> int:
+    """Run ``command`` in a process group of its own and stop whatever is left in that group
+    afterwards: a test killed by a timeout never reaches its fixtures' teardown, so the
+    redis-servers (and worker processes) it started would outlive the run. -1 on a timeout."""
+    proc = subprocess.Popen(command, start_new_session=True, stderr=subprocess.STDOUT, **kwargs)
     try:
-        return subprocess.run(
-            [*command, *args],
-            cwd=tree / "mutants",
-            env=env,
-            capture_output=True,
-            timeout=RECHECK_SECONDS,
-            check=False,
-        ).returncode
+        return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         return -1
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
 
 
 def recheck(tree: Path, selections: list[list[str]], found: dict[str, str], children: int) -> list[str]:
@@ -235,14 +246,7 @@ def run(name: str, children: int) -> dict:
     env = {**os.environ, "AICACHE_HYPOTHESIS_EXAMPLES": "25", "PYTHONDONTWRITEBYTECODE": "1"}
     started = time.monotonic()
     log = (WORK / f"{name}.log").open("w")
-    subprocess.run(
-        [str(MUTMUT), "run", "--max-children", str(children)],
-        cwd=tree,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        check=False,
-    )
+    _in_own_group([str(MUTMUT), "run", "--max-children", str(children)], cwd=tree, env=env, stdout=log)
     found = outcomes(tree)
     selections = [["-m", "processes", *(t for t in tests if (ROOT / t).exists())]]
     if name in RECHECK_CLUSTER:
