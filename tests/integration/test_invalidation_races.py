@@ -144,32 +144,72 @@ def test_own_invalidation_wins_against_a_racing_read(real_cache, monkeypatch, ho
     assert real_cache.get_cached_response(TEXT, "summarize") is None
 
 
-def test_a_fault_midway_through_a_drain_orphans_nothing(real_cache, monkeypatch):
-    """Issue 9 review: a Redis fault between batches leaves the rest in a registered drain; the
-    count still sees them and the next invalidation finishes them."""
+def _fault_on_the_second_batch(monkeypatch) -> list[int]:
+    """Every removal batch (the UNLINK script, or a tag drain's batch script) is counted; the
+    second meets a Redis that went away before it ran."""
     from redis.exceptions import ConnectionError as RedisConnectionError
 
+    original = invalidation._script
+    batches: list[int] = []
+
+    def failing(client, source):
+        script = original(client, source)
+        if source not in (invalidation.UNLINK_LUA, invalidation.TAG_BATCH_LUA):
+            return script
+
+        def batch(*args, **kwargs):
+            batches.append(1)
+            if len(batches) == 2:
+                raise RedisConnectionError("Redis went away")
+            return script(*args, **kwargs)
+
+        return batch
+
+    monkeypatch.setattr(invalidation, "_script", failing)
+    return batches
+
+
+@pytest.mark.parametrize(
+    ("invalidate", "count"),
+    [
+        (lambda c: c.invalidate_by_operation("summarize"), lambda c: c.count_by_operation("summarize")),
+        (lambda c: c.invalidate_pattern("summ*"), lambda c: c.count_pattern("summ*")),
+        (lambda c: c.invalidate_all(), lambda c: c.count_by_operation("summarize")),
+        (lambda c: c.invalidate_tags(["t"]), lambda c: c.count_by_operation("summarize")),
+    ],
+    ids=["operation", "pattern", "all", "tags"],
+)
+def test_a_fault_midway_through_a_drain_orphans_nothing(real_cache, monkeypatch, invalidate, count):
+    """Issue 9 review, for each invalidation that removes in batches: a Redis fault between two
+    batches returns exactly what the first removed (README: every count is exact, also when Redis
+    fails midway), and orphans nothing: the rest stays indexed or in a registered drain, is
+    counted, and the next invalidation removes exactly it."""
     for i in range(1200):
-        real_cache.cache_response(f"{TEXT} {i}", "summarize", None, {"v": i})
-    original = invalidation.unlink_entries
-    calls = []
-
-    def fail_on_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RedisConnectionError("Redis went away")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(invalidation, "unlink_entries", fail_on_second)
-    first = real_cache.invalidate_by_operation("summarize")
+        real_cache.cache_response(f"{TEXT} {i}", "summarize", None, {"v": i}, tags=["t"])
+    batches = _fault_on_the_second_batch(monkeypatch)
+    first = invalidate(real_cache)
+    assert len(batches) == 2  # the fault came between batches
     # the first batch, exactly (in a cluster: the first bucket's entries)
     assert first == 500 or (real_cache.ns.clustered and 0 < first < 1200)
     monkeypatch.undo()
     real_cache._state.breaker.success()
+    assert count(real_cache) == 1200 - first
     assert real_cache.count_by_operation("summarize") == 1200 - first
-    assert real_cache.invalidate_by_operation("summarize") == 1200 - first
+    assert invalidate(real_cache) == 1200 - first
     assert real_cache.count_by_operation("summarize") == 0
     assert not list(real_cache.redis.scan_iter("ai_cache:summarize:*"))
+
+
+def test_count_tags_sees_a_tag_drain_a_fault_left_half_done(real_cache, monkeypatch):
+    """README: count_tags counts every entry carrying the tags, and invalidate_tags has the
+    guarantees of invalidate_by_operation, whose interrupted drain stays counted."""
+    for i in range(1200):
+        real_cache.cache_response(f"{TEXT} {i}", "summarize", None, {"v": i}, tags=["t"])
+    _fault_on_the_second_batch(monkeypatch)
+    first = real_cache.invalidate_tags(["t"])
+    monkeypatch.undo()
+    real_cache._state.breaker.success()
+    assert real_cache.count_tags(["t"]) == 1200 - first
 
 
 def test_each_invalidation_drains_under_its_own_name(real_cache, monkeypatch):
