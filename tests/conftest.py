@@ -3,15 +3,14 @@ from django.core.cache import caches
 
 from aicache.bench.redis_server import RedisServer
 from aicache.state import reset_process_state
+from tests.helpers import started
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """A real redis-server on a free loopback port for the whole session (stopped at the end)."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+    with started(RedisServer(tmp_path_factory.mktemp("redis"))) as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)
@@ -51,3 +50,16 @@ def pytest_sessionfinish(session, exitstatus):
     from aicache.monitoring import flusher
 
     flusher._flusher = None
+
+
+@pytest.fixture
+def history_on(settings):
+    """HISTORY_ENABLED on for this test (tests/settings.py keeps it off). Call it to set more of
+    ``settings.AICACHE`` with it: ``history_on(FLUSH_INTERVAL=30.0)``."""
+
+    def update(**values):
+        settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True, **values}
+        return settings.AICACHE
+
+    update()
+    return update

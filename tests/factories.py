@@ -1,10 +1,12 @@
-"""factory-boy factories for the monitoring models."""
+"""factory-boy factories for the monitoring models, and a rollup in the two other shapes it takes:
+as a monitor drains it and as a monitoring batch carries it to ``ingest``."""
 
 import datetime as dt
 
 import factory
 from django.utils import timezone
 
+from aicache.monitoring import rollups
 from aicache.monitoring.models import (
     IngestionBatch,
     InvalidationEvent,
@@ -32,6 +34,62 @@ class RollupFactory(factory.django.DjangoModelFactory):
     sketch = factory.LazyAttribute(lambda o: {str(-1200): o.count})
     text_length = factory.LazyAttribute(lambda o: o.count * 300)
     text_length_max = 300
+
+
+def rollup_row(**fields) -> list:
+    """A ``RollupFactory`` rollup as a batch carries it (a ``CeleryFlusher`` payload row, what
+    ``ingest`` takes), with the same fields and defaults."""
+    r = RollupFactory.build(**fields)
+    return [
+        r.period_start.timestamp(),
+        r.kind,
+        r.operation,
+        r.tier,
+        r.outcome,
+        r.count,
+        r.total_duration,
+        r.min_duration,
+        r.max_duration,
+        r.sketch,
+        r.text_length,
+        r.text_length_max,
+        r.bytes_in,
+        r.bytes_out,
+        r.ratio_sketch,
+    ]
+
+
+def _buckets(values) -> dict[int, int]:
+    from aicache.monitoring.sketch import bucket_of
+
+    out: dict[int, int] = {}
+    for v in values:
+        out[bucket_of(v)] = out.get(bucket_of(v), 0) + 1
+    return out
+
+
+class DrainedRollupFactory(factory.Factory):
+    """The rollup a monitor drains for the given ``durations`` (and ``text_lengths``, ``ratios``),
+    computed here without the code under test (``bucket_of`` aside)."""
+
+    class Meta:
+        model = rollups.Rollup
+
+    class Params:
+        durations = (0.001,)
+        text_lengths = ()
+        ratios = ()
+
+    count = factory.LazyAttribute(lambda o: len(o.durations))
+    total = factory.LazyAttribute(lambda o: sum(o.durations))
+    min = factory.LazyAttribute(lambda o: min(o.durations))
+    max = factory.LazyAttribute(lambda o: max(o.durations))
+    sketch = factory.LazyAttribute(lambda o: _buckets(o.durations))
+    text_length = factory.LazyAttribute(lambda o: sum(n for n in o.text_lengths if n))
+    text_length_max = factory.LazyAttribute(lambda o: max((n for n in o.text_lengths if n), default=0))
+    bytes_in = 0
+    bytes_out = 0
+    ratio_sketch = factory.LazyAttribute(lambda o: _buckets(o.ratios))
 
 
 class SlowOperationFactory(factory.django.DjangoModelFactory):

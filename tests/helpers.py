@@ -1,6 +1,6 @@
 """Test helpers shared by every suite: threads that report their failures, waiting on a condition,
-a clock the test moves, and a TCP proxy that can delay or black-hole a connection (for Redis fault
-tests)."""
+a clock the test moves, a service (a redis-server) started and stopped around a block, and a TCP
+proxy that can delay or black-hole a connection (for Redis fault tests)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def run_threads(fn: Callable[[int], Any], n: int, timeout: float = 30.0) -> list[Any]:
@@ -62,7 +64,7 @@ class TcpProxy:
     directions (the TCP session stays open: a NAT or load-balancer idle timeout, a half-open
     link); ``blackhole(match)`` only those connections for which ``match(conn_index)`` is true.
     ``delay(seconds)`` holds every chunk that long before forwarding it. ``heal()`` restores both.
-    ``refuse_new`` closes new connections at once; ``accept_only`` accepts and never answers.
+    ``accept_only`` (set before the first connection) accepts and never answers.
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -181,6 +183,17 @@ class TcpProxy:
 
 
 @contextlib.contextmanager
+def started(service: T) -> Iterator[T]:
+    """``service.start()``, then ``service.stop()`` when the block ends, also if the start failed
+    midway (a redis-server, aicache.bench.topologies' Sentinel or Cluster setups)."""
+    try:
+        service.start()
+        yield service
+    finally:
+        service.stop()
+
+
+@contextlib.contextmanager
 def tcp_proxy(host: str, port: int) -> Iterator[TcpProxy]:
     proxy = TcpProxy(host, port)
     try:
@@ -220,3 +233,21 @@ class FakeClock:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(time, name)
+
+
+class FakeBroker:
+    """A ``CeleryFlusher``'s ``send`` with a worker behind it: each payload it takes is ingested at
+    once, on this thread (the ``ingest_batch`` task's body), so the database holds exactly what a
+    worker would write. ``up = False`` refuses publishes as an unreachable broker does."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.delivered: list[dict] = []
+
+    def __call__(self, payload: dict) -> None:
+        from aicache.monitoring.ingest import ingest
+
+        if not self.up:
+            raise ConnectionError("broker down")
+        self.delivered.append(payload)
+        ingest(payload)

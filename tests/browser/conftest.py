@@ -105,7 +105,7 @@ from tests.admin.conftest import history, operator, staff  # noqa: E402, F401  (
 
 
 @pytest.fixture
-def real_ai_cache(settings, redis_server):
+def real_ai_cache(settings, history_on, redis_server):
     """caches["ai"] on a real redis-server (emptied), with history shipped to the database."""
     from django.core.cache import caches
 
@@ -115,7 +115,6 @@ def real_ai_cache(settings, redis_server):
         **settings.CACHES,
         "ai": {"BACKEND": "aicache.backend.AIResponseCache", "LOCATION": f"{redis_server.url}/0"},
     }
-    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}
     cache = caches["ai"]
     cache.redis.flushdb()
     assert cache.start_coherence(wait=5) == "live"

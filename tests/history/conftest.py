@@ -1,8 +1,8 @@
 import pytest
 
 from aicache.monitoring.flusher import CeleryFlusher
-from aicache.monitoring.ingest import ingest
 from aicache.monitoring.recorder import CachePerformanceMonitor
+from tests.helpers import FakeBroker
 
 
 def pytest_collection_modifyitems(items):
@@ -12,22 +12,15 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture
-def pipeline(settings):
+def pipeline(history_on):
     """A monitor whose drained data goes through a CeleryFlusher straight into ``ingest`` (the
     task's body), so the database sees exactly what a worker would write."""
-    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}
-    sent = []
-
-    def send(payload):
-        sent.append(payload)
-        ingest(payload)
-
-    monitor = CachePerformanceMonitor(max_measurements=100_000)
-    flusher = CeleryFlusher(interval=3600, max_rollups=10_000, buffer_batches=10, send=send)
+    monitor, broker = CachePerformanceMonitor(max_measurements=100_000), FakeBroker()
+    flusher = CeleryFlusher(interval=3600, max_rollups=10_000, buffer_batches=10, send=broker)
 
     class Pipeline:
         def __init__(self):
-            self.monitor, self.flusher, self.sent = monitor, flusher, sent
+            self.monitor, self.flusher, self.broker = monitor, flusher, broker
 
         def flush(self):
             flusher(monitor, monitor.drain())

@@ -7,49 +7,16 @@ import pytest
 
 from aicache.monitoring.ingest import BadBatch, ingest
 from aicache.monitoring.models import IngestionBatch, InvalidationEvent, MemorySnapshot, Rollup, SlowOperation
+from tests.factories import rollup_row
 
 pytestmark = pytest.mark.django_db
 T0 = 1_795_000_020.0  # a whole minute (2026-11-18, 7 minutes past an hour)
-
-
-def row(
-    ts=T0,
-    kind="get",
-    op="qa",
-    tier="small",
-    outcome="hit_memory",
-    count=2,
-    total=0.004,
-    mn=0.001,
-    mx=0.003,
-    sketch=None,
-    text=200,
-    text_max=120,
-    b_in=0,
-    b_out=0,
-    ratios=None,
-):
-    return [
-        ts,
-        kind,
-        op,
-        tier,
-        outcome,
-        count,
-        total,
-        mn,
-        mx,
-        sketch or {"-600": count},
-        text,
-        text_max,
-        b_in,
-        b_out,
-        ratios or {},
-    ]
+START = dt.datetime.fromtimestamp(T0, tz=dt.UTC)
 
 
 def batch(batch_id="b1", **extra):
-    return {"batch_id": batch_id, "process": "h:1", "sent_at": T0, "rollups": [row()], **extra}
+    rollups = [rollup_row(period_start=START, count=2)]
+    return {"batch_id": batch_id, "process": "h:1", "sent_at": T0, "rollups": rollups, **extra}
 
 
 def test_batch_written_at_three_resolutions():
@@ -62,10 +29,9 @@ def test_batch_written_at_three_resolutions():
     )
     rows = Rollup.objects.order_by("resolution")
     assert [(r.resolution, r.count) for r in rows] == [(60, 2), (3600, 2), (86400, 2)]
-    start = dt.datetime.fromtimestamp(T0, tz=dt.UTC)
-    assert rows[0].period_start == start
-    assert rows[1].period_start == start.replace(minute=0)
-    assert rows[2].period_start == start.replace(hour=0, minute=0)
+    assert rows[0].period_start == START
+    assert rows[1].period_start == START.replace(minute=0)
+    assert rows[2].period_start == START.replace(hour=0, minute=0)
     assert SlowOperation.objects.get().duration == 0.09
     assert InvalidationEvent.objects.get().operation_context == "ctx"
     assert MemorySnapshot.objects.get().process_rss_bytes == 123456
@@ -80,21 +46,31 @@ def test_duplicate_delivery_counted_once():
 
 
 def test_two_processes_same_minute_are_merged():
-    ingest(batch("a"))
+    first = rollup_row(
+        period_start=START,
+        count=2,
+        total_duration=0.004,
+        min_duration=0.001,
+        max_duration=0.003,
+        sketch={"-600": 2},
+        text_length=200,
+        text_length_max=120,
+    )
+    ingest({"batch_id": "a", "process": "h:1", "rollups": [first]})
     ingest(
         {
             "batch_id": "b",
             "process": "h:2",
             "rollups": [
-                row(
-                    ts=T0 + 30,
+                rollup_row(
+                    period_start=START + dt.timedelta(seconds=30),
                     count=3,
-                    total=0.03,
-                    mn=0.0005,
-                    mx=0.02,
+                    total_duration=0.03,
+                    min_duration=0.0005,
+                    max_duration=0.02,
                     sketch={"-600": 1, "-390": 2},
-                    text=900,
-                    text_max=500,
+                    text_length=900,
+                    text_length_max=500,
                 )
             ],
         }
@@ -116,13 +92,13 @@ def test_two_processes_same_minute_are_merged():
         {"batch_id": ""},
         {"batch_id": 7},
         {"batch_id": "x", "rollups": [["not", "a", "row"]]},
-        {"batch_id": "x", "rollups": [row(count=-1)]},
-        {"batch_id": "x", "rollups": [row(sketch=[1, 2])]},
-        {"batch_id": "x", "rollups": [row(kind=5)]},
+        {"batch_id": "x", "rollups": [rollup_row(count=-1)]},
+        {"batch_id": "x", "rollups": [rollup_row(sketch=[1, 2])]},
+        {"batch_id": "x", "rollups": [rollup_row(kind=5)]},
         {"batch_id": "x", "slow": [[T0, "get"]]},
         {"batch_id": "x", "sent_at": "yesterday"},
         {"batch_id": "x", "memory": [[T0, "lots", 500, 100, 1000, None, 1]]},
-        {"batch_id": "x", "rollups": [row(mn="fast")]},
+        {"batch_id": "x", "rollups": [rollup_row(min_duration="fast")]},
         {"batch_id": "x", "memory": [[T0, 5, -1, 100, 1000, None, 1]]},
     ],
 )
@@ -139,7 +115,9 @@ def test_empty_batch_is_recorded():
 
 def test_now_aligned_rows():
     now = time.time()
-    ingest({"batch_id": "now", "rollups": [row(ts=now)]})
+    ingest(
+        {"batch_id": "now", "rollups": [rollup_row(period_start=dt.datetime.fromtimestamp(now, tz=dt.UTC))]}
+    )
     minute = Rollup.objects.get(resolution=60)
     assert minute.period_start.second == 0 and abs(minute.period_start.timestamp() - now) < 60
 

@@ -4,10 +4,12 @@ import datetime as dt
 from io import StringIO
 
 import pytest
+from celery.schedules import crontab
 from django.core.management import call_command
 from django.utils import timezone
 
 from aicache.monitoring import maintenance, stats
+from aicache.monitoring.celery import BEAT_SCHEDULE
 from aicache.monitoring.ingest import ingest
 from aicache.monitoring.models import (
     IngestionBatch,
@@ -22,6 +24,7 @@ from tests.factories import (
     InvalidationEventFactory,
     MemorySnapshotFactory,
     SlowOperationFactory,
+    rollup_row,
 )
 
 pytestmark = pytest.mark.django_db
@@ -29,28 +32,12 @@ pytestmark = pytest.mark.django_db
 
 def history(hours_back: list[float]) -> None:
     now = timezone.now()
-    rows = []
-    for i, h in enumerate(hours_back):
-        ts = (now - dt.timedelta(hours=h)).timestamp()
-        rows.append(
-            [
-                ts,
-                "get",
-                "qa",
-                "small",
-                "hit_redis",
-                10 + i,
-                0.01 * (i + 1),
-                0.0005,
-                0.004,
-                {"-700": 5 + i, "-500": 5},
-                1000,
-                200,
-                0,
-                0,
-                {},
-            ]
+    rows = [
+        rollup_row(
+            period_start=now - dt.timedelta(hours=h), operation="qa", outcome="hit_redis", count=10 + i
         )
+        for i, h in enumerate(hours_back)
+    ]
     ingest({"batch_id": "hist", "rollups": rows})
 
 
@@ -71,6 +58,27 @@ def test_compaction_keeps_figures_and_drops_old_minutes():
         assert a["cache_operations"]["p95_duration"] == b["cache_operations"]["p95_duration"]
         assert a["cache_operations"]["avg_duration"] == pytest.approx(b["cache_operations"]["avg_duration"])
     assert maintenance.compact() == {"minute_rollups_folded": 0}
+
+
+def test_minute_rollup_hours_sets_what_compact_folds_and_where_windows_widen(settings):
+    """MINUTE_ROLLUP_HOURS (2 here, 24 by default): compact folds the minute rows older than that,
+    and a window's edge older than that is widened to its whole hour, read from the hour rows."""
+    settings.AICACHE = {**settings.AICACHE, "MINUTE_ROLLUP_HOURS": 2}
+    now = timezone.now()
+    old = _hour(now - dt.timedelta(hours=4.5)) + dt.timedelta(minutes=10)  # 4h20m to 5h20m ago
+    recent = now - dt.timedelta(hours=1)
+    ingest(
+        {
+            "batch_id": "minutes",
+            "rollups": [rollup_row(period_start=old, count=2), rollup_row(period_start=recent, count=1)],
+        }
+    )
+    assert maintenance.compact() == {"minute_rollups_folded": 1}  # the old minute; kept under 24 h
+    assert list(Rollup.objects.filter(resolution=Resolution.MINUTE).values_list("count", flat=True)) == [1]
+    # from the minute after the old one: at minute precision only the recent read is in the window;
+    # the edge is older than 2 h, so it widens to the old minute's hour, which holds its 2 reads
+    w = stats.window(since=old + dt.timedelta(minutes=1), until=now)
+    assert stats.performance_stats(w)["cache_hits"] == 3
 
 
 def _hour(t):
@@ -103,6 +111,23 @@ def test_cleanup_removes_only_what_is_outside_retention(settings):
     assert result["rollups"] > 0
     assert stats.performance_stats(stats.window(since=now - dt.timedelta(days=89.9)))["cache_hits"] > 0
     assert maintenance.cleanup()["rollups"] == 0
+
+
+def test_beat_schedule_is_readmes():
+    """README, Beat jobs: snapshot_redis every 60 s, compact hourly at :07, cleanup hourly at :17,
+    train_dictionaries hourly."""
+    schedule = {entry["task"]: entry["schedule"] for entry in BEAT_SCHEDULE.values()}
+    assert schedule["aicache.monitoring.snapshot_redis"] == 60.0
+    assert schedule["aicache.monitoring.compact"] == crontab(minute=7, hour="*")
+    assert schedule["aicache.monitoring.cleanup"] == crontab(minute=17, hour="*")
+    dictionaries = schedule["aicache.monitoring.train_dictionaries"]
+    assert len(dictionaries.minute) == 1 and dictionaries.hour == set(range(24))
+    assert set(schedule) == {
+        "aicache.monitoring.snapshot_redis",
+        "aicache.monitoring.compact",
+        "aicache.monitoring.cleanup",
+        "aicache.monitoring.train_dictionaries",
+    }
 
 
 def test_migrations_are_complete():

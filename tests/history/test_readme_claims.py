@@ -14,8 +14,7 @@ from aicache.monitoring import maintenance, tasks
 from aicache.monitoring.ingest import ingest
 from aicache.monitoring.models import IngestionBatch, Rollup, SlowOperation
 from aicache.monitoring.tasks import ingest_batch
-from tests.factories import SlowOperationFactory
-from tests.history.test_ingest import T0, row
+from tests.factories import SlowOperationFactory, rollup_row
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +42,7 @@ def test_cleanup_deletes_in_batches_capped_at_900(settings, batch_size, rows, st
 
 
 def _batch(batch_id):
-    return {"batch_id": batch_id, "process": f"{batch_id}:1", "sent_at": T0, "rollups": [row(count=2)]}
+    return {"batch_id": batch_id, "process": f"{batch_id}:1", "rollups": [rollup_row(count=2)]}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,10 +1,13 @@
+import contextlib
+
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.core.cache import caches
 
 from aicache.bench.redis_server import RedisServer
 from aicache_project.celery import app as celery_app
-from tests.integration.processes import Worker
+from tests.helpers import started, tcp_proxy
+from tests.integration.processes import worker_pool
 
 
 def pytest_collection_modifyitems(items):
@@ -45,27 +48,42 @@ def real_cache(settings, redis_server, real_cache_settings):
 @pytest.fixture
 def workers(redis_server, real_cache):
     """Start n worker processes on the real Redis, each with a live coherence listener."""
-    started: list[Worker] = []
+    with worker_pool(f"{redis_server.url}/0") as start:
+        yield start
 
-    def start(n: int) -> list[Worker]:
-        for _ in range(n):
-            worker = Worker(f"{redis_server.url}/0")
-            assert worker.call("status")["status"] == "live"
-            started.append(worker)
-        return started[-n:]
 
-    yield start
-    for worker in started:
-        worker.close()
+@pytest.fixture
+def proxied_cache(settings, redis_server):
+    """``build(alias="proxied", *, accept_only=False, live=False, **options)``: ``(caches[alias],
+    proxy)``, a cache whose Redis is reached through a ``tests.helpers.TcpProxy`` (delay it,
+    black-hole it, or, with ``accept_only``, a Redis that accepts connections and never answers).
+    ``options`` are the cache's whole OPTIONS: none means aicache's own defaults. ``live`` waits
+    for the coherence listener's first proof. Every proxy is stopped after the test."""
+    with contextlib.ExitStack() as proxies:
+
+        def build(alias: str = "proxied", *, accept_only: bool = False, live: bool = False, **options):
+            proxy = proxies.enter_context(tcp_proxy("127.0.0.1", redis_server.port))
+            proxy.accept_only = accept_only
+            config = {"BACKEND": "aicache.backend.AIResponseCache", "LOCATION": f"{proxy.url}/0"}
+            settings.CACHES = {
+                **settings.CACHES,
+                alias: {**config, **({"OPTIONS": options} if options else {})},
+            }
+            cache = caches[alias]
+            if not accept_only:
+                cache.redis.flushdb()
+            if live:
+                assert cache.start_coherence(wait=5) == "live"
+            return cache, proxy
+
+        yield build
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
     """The Celery broker: its own redis-server, so a test can stop it while the cache works on."""
-    server = RedisServer(tmp_path_factory.mktemp("broker"))
-    server.start()
-    yield server
-    server.stop()
+    with started(RedisServer(tmp_path_factory.mktemp("broker"))) as server:
+        yield server
 
 
 @pytest.fixture

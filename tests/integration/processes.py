@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,3 +55,23 @@ class Worker:
                 self.proc.kill()
                 self.proc.wait()
         self.proc.stdout.close()
+
+
+@contextlib.contextmanager
+def worker_pool(redis_url: str, **env_extra: str) -> Iterator[Callable[[int], list[Worker]]]:
+    """``start(n)`` starts n more workers on ``redis_url``, each with a live coherence listener,
+    and returns them; all of them are closed when the block ends (the ``workers`` fixtures)."""
+    started: list[Worker] = []
+
+    def start(n: int) -> list[Worker]:
+        for _ in range(n):
+            worker = Worker(redis_url, **env_extra)
+            started.append(worker)
+            assert worker.call("status")["status"] == "live"
+        return started[-n:]
+
+    try:
+        yield start
+    finally:
+        for worker in started:
+            worker.close()

@@ -1,15 +1,14 @@
 """Several processes, one Redis: memory tiers stay coherent, invalidation is exact and
 non-blocking, and get_or_compute makes one compute call per key across threads and processes."""
 
-import statistics
+import math
 import threading
 import time
 
 import pytest
-from django.core.cache import caches
 
 from aicache.bench.scenarios import populate
-from tests.helpers import run_threads, tcp_proxy, wait_for, write_and_settle
+from tests.helpers import run_threads, wait_for, write_and_settle
 from tests.integration.processes import Worker
 
 pytestmark = pytest.mark.integration
@@ -86,16 +85,26 @@ def test_foreign_delete_and_expiry_reach_a(workers, real_cache):
     assert a.read()["gone_at"] is not None
 
 
+PROPAGATION_ROUNDS = 100
+
+
 def test_propagation_delay_within_the_contract(workers):
-    """README: the old value leaves another process's tier p99 under 50 ms on loopback."""
+    """README: measured as there (rounds alternating invalidate_by_operation, invalidate_pattern
+    and invalidate_all in B while A polls its tier), the entry leaves A's tier p99 (nearest rank)
+    under 50 ms after B's call started."""
     a, b = workers(2)
-    from_return = []
-    for _ in range(10):
+    calls = [
+        {"method": "invalidate_by_operation", "args": ["summarize"]},
+        {"method": "invalidate_pattern", "args": ["summarize"]},
+        {"method": "invalidate_all"},
+    ]
+    from_start = []
+    for n in range(PROPAGATION_ROUNDS):
         _cached_in_a(a)
-        _, end = _propagate(a, b, "summarize", method="invalidate_by_operation", args=["summarize"])
-        from_return.append(end)
-    assert statistics.median(from_return) < 0.05
-    assert max(from_return) < BOUND
+        started, _ = _propagate(a, b, "summarize", **calls[n % len(calls)])
+        from_start.append(started)
+    p99 = sorted(from_start)[math.ceil(0.99 * PROPAGATION_ROUNDS) - 1]
+    assert p99 < 0.05, sorted(from_start)[-5:]
 
 
 def _write(cache, response, operation="summarize", **kwargs) -> None:
@@ -250,33 +259,14 @@ def test_fill_check_and_fill_are_one_step(real_cache, monkeypatch):
 
 
 # ------------------------------------------------------------------ half-open subscription
-@pytest.fixture
-def proxied_cache(settings, redis_server):
-    """caches["proxied"]: the real Redis through a TCP proxy, with a fast liveness proof."""
-    with tcp_proxy("127.0.0.1", redis_server.port) as proxy:
-        settings.CACHES = {
-            **settings.CACHES,
-            "proxied": {
-                "BACKEND": "aicache.backend.AIResponseCache",
-                "LOCATION": f"{proxy.url}/0",
-                "OPTIONS": {
-                    "SOCKET_TIMEOUT": 0.5,
-                    "SOCKET_CONNECT_TIMEOUT": 0.5,
-                    "COHERENCE_PROBE_SECONDS": 0.1,
-                    "COHERENCE_LIVENESS_SECONDS": 0.5,
-                },
-            },
-        }
-        cache = caches["proxied"]
-        cache.redis.flushdb()
-        assert cache.start_coherence(wait=5) == "live"
-        yield cache, proxy
+#: The real Redis through a TCP proxy (conftest's ``proxied_cache``), with a fast liveness proof.
+FAST_PROOF = {"COHERENCE_PROBE_SECONDS": 0.1, "COHERENCE_LIVENESS_SECONDS": 0.5}
 
 
 def test_half_open_subscription_clears_and_bypasses_the_tier(proxied_cache, redis_server):
     """Issue 9.2: the listener's connection silently stops delivering (black-holed); within the
     liveness bound the tier is cleared and bypassed, so the foreign write is seen."""
-    cache, proxy = proxied_cache
+    cache, proxy = proxied_cache(live=True, **FAST_PROOF)
     _write(cache, OLD)
     cache.get_cached_response(TEXT, "summarize")  # fills from Redis
     assert cache.get_cached_response(TEXT, "summarize")["cache_source"] == "memory"
@@ -301,7 +291,7 @@ def test_half_open_subscription_clears_and_bypasses_the_tier(proxied_cache, redi
 
 
 def test_tier_bypassed_until_first_proof(proxied_cache):
-    cache, proxy = proxied_cache
+    cache, proxy = proxied_cache(live=True, **FAST_PROOF)
     listener = cache._state.listener
     proxy.blackhole()  # everything goes silent, including new connections
     wait_for(lambda: cache.coherence.status == "disconnected", timeout=5)
@@ -313,52 +303,65 @@ def test_tier_bypassed_until_first_proof(proxied_cache):
 
 
 # ------------------------------------------------------------------ invalidation at scale
+#: The longest any Redis command may run while 100k entries are invalidated (Redis's own SLOWLOG
+#: timing: the client's would add this process's GIL and scheduler). A batch of 500 runs in about
+#: 1.5 ms here, and up to 8 ms when a mutation run preempts redis-server mid-command; a KEYS over
+#: these 103k keys took 60-90 ms, a batch of 5,000 up to 34 ms.
+SLOW_COMMAND_US = 25_000
+
+
 def test_invalidating_100k_entries_of_one_operation(real_cache):
-    """Never blocks Redis: no KEYS and UNLINK in batches of at most 500 (a KEYS + one 100k UNLINK
-    stalls readers ~345 ms here), while a concurrent reader keeps being served. Reader latency is a
-    figure for the benchmark (aicache_benchmark --only invalidation), not a test bound: on a loaded
-    2-core machine the reader thread also waits for the GIL."""
+    """Never blocks Redis (README "Invalidation"): no KEYS, no SCAN of the keyspace (the index is
+    drained), one UNLINK per batch of 500, and no command Redis runs meanwhile takes longer than
+    SLOW_COMMAND_US, so a concurrent reader waits at most that long for any read; it keeps being
+    served throughout. The time taken and the reader's latency are figures of
+    ``manage.py aicache_benchmark --only invalidation`` (docs/performance.md), not bounds here."""
     populate(real_cache, "sentiment", 100_000)
     populate(real_cache, "summarize", 3_000)
     real_cache.cache_response(TEXT, "qa", None, {"answer": "kept"}, question="q")
     client = real_cache.redis
-    client.config_resetstat()  # Redis counts the commands it ran: no KEYS, UNLINKs of <= 500 keys
+    client.config_set("slowlog-log-slower-than", SLOW_COMMAND_US)
+    client.slowlog_reset()
+    client.config_resetstat()  # Redis counts the commands it ran
     stop = threading.Event()
     probe_key = real_cache.key_generator.generate("summarize text 1", "summarize")
     reader = client.__class__(connection_pool=client.connection_pool)
 
-    def read_loop(i):
-        worst = 0.0
+    def read_loop():
+        reads = 0
         while not stop.is_set():
-            t0 = time.perf_counter()
             assert reader.get(probe_key) is not None
-            worst = max(worst, time.perf_counter() - t0)
-        return worst
+            reads += 1
+        return reads
 
     def run(i):
         if i == 0:
-            return read_loop(i)
+            return read_loop()
         try:
-            started = time.perf_counter()
-            removed = real_cache.invalidate_by_operation("sentiment", operation_context="test")
-            return removed, time.perf_counter() - started
+            return real_cache.invalidate_by_operation("sentiment", operation_context="test")
         finally:
             stop.set()
 
-    worst, (removed, elapsed) = run_threads(run, 2, timeout=120)
+    try:
+        reads, removed = run_threads(run, 2, timeout=120)
+        slow = client.slowlog_get(10)
+    finally:
+        client.config_set("slowlog-log-slower-than", 10_000)  # redis-server's default
+    assert slow == [], [(entry["duration"], entry["command"][:60]) for entry in slow]
     assert removed == 100_000
+    assert reads > 0  # the reader was served throughout (each read found its entry)
     commands = client.info("commandstats")
-    assert "cmdstat_keys" not in commands
-    assert commands["cmdstat_unlink"]["calls"] >= 100_000 / 500
-    assert worst > 0  # the reader ran throughout (its reads all found the other entries)
-    assert elapsed < 10  # README: 0.46 s measured; this only catches a pathological regression
+    assert "cmdstat_keys" not in commands and "cmdstat_scan" not in commands
+    assert commands["cmdstat_unlink"]["calls"] == 100_000 / 500
     assert not list(client.scan_iter("ai_cache:sentiment:*", count=1000))
     assert len(list(client.scan_iter("ai_cache:summarize:*", count=1000))) == 3_000
     assert real_cache.get_cached_response(TEXT, "qa", question="q")["answer"] == "kept"
     assert real_cache.invalidate_by_operation("summarize") == 3_000
 
 
-def test_index_keeps_writes_made_during_invalidation(real_cache):
+def test_writes_after_an_invalidation_are_indexed_afresh(real_cache):
+    """The invalidation renamed the index away: a later write starts a new one, which the next
+    invalidation finds (and counts exactly)."""
     real_cache.cache_response("first", "summarize", None, OLD)
     assert real_cache.invalidate_by_operation("summarize") == 1
     real_cache.cache_response("second", "summarize", None, NEW)

@@ -26,12 +26,11 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from django.core.cache import caches
 from django.test import Client
 from rest_framework.test import APIClient
 
 from aicache.codec import HEADER, MAGIC
-from tests.helpers import tcp_proxy, wait_for
+from tests.helpers import run_threads, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -147,54 +146,36 @@ def test_redis_killed_under_load_keeps_answering_then_recovers(
     assert real_cache.get_cached_response(stale, "summarize")["summary"] == "after the restart"
 
 
-@pytest.fixture
-def slow_cache(settings, redis_server):
-    """caches["slow"] through a proxy that can delay every reply; 0.3 s socket timeout, the
-    breaker opening after 3 failures for 0.5 s."""
-    with tcp_proxy("127.0.0.1", redis_server.port) as proxy:
-        settings.CACHES = {
-            **settings.CACHES,
-            "slow": {
-                "BACKEND": "aicache.backend.AIResponseCache",
-                "LOCATION": f"{proxy.url}/0",
-                "OPTIONS": {
-                    "SOCKET_TIMEOUT": 0.3,
-                    "SOCKET_CONNECT_TIMEOUT": 0.3,
-                    "CIRCUIT_BREAKER_THRESHOLD": 3,
-                    "CIRCUIT_BREAKER_RESET_SECONDS": 0.5,
-                },
-            },
-        }
-        cache = caches["slow"]
-        cache.redis.flushdb()
-        yield cache, proxy
-
-
-def test_slow_redis_bounded_breaker_opens_and_closes_one_compute_per_key(slow_cache):
-    cache, proxy = slow_cache
+def test_slow_redis_bounded_breaker_opens_and_closes_one_compute_per_key(proxied_cache):
+    # 0.3 s socket timeouts; the breaker opens after 3 failures for 0.5 s
+    cache, proxy = proxied_cache(
+        "slow",
+        SOCKET_TIMEOUT=0.3,
+        SOCKET_CONNECT_TIMEOUT=0.3,
+        CIRCUIT_BREAKER_FAILURES=3,
+        CIRCUIT_BREAKER_RESET_SECONDS=0.5,
+    )
     breaker = cache._state.breaker
     proxy.delay(2.0)  # every reply 2 s late: far beyond the 0.3 s socket timeout
     computes: Counter = Counter()
-    gate = threading.Event()
 
-    def call(i: int) -> tuple[int, float, dict]:
+    def call(k: int) -> tuple[int, float, dict]:
+        i = k % 3  # 12 callers, 4 per key
+
         def compute():
             computes[i] += 1
-            gate.wait(5)  # the other callers of key i arrive while this compute runs
+            # the other 9 callers (3 of each key) join the flights while the 3 computes run
+            wait_for(
+                lambda: cache._state.counter_snapshot().get("single_flight_waits", 0) == 9,
+                what="every other caller waiting on its key's compute",
+            )
             return {"summary": f"answer for {i}"}
 
         started = time.monotonic()
         result = cache.get_or_compute(text(i), "qa", compute, question="why?")
         return i, time.monotonic() - started, result
 
-    results: list = []
-    threads = [threading.Thread(target=lambda k=k: results.append(call(k % 3))) for k in range(12)]
-    for t in threads:
-        t.start()
-    wait_for(lambda: len(computes) == 3, timeout=10, what="one compute per key to start")
-    gate.set()
-    for t in threads:
-        t.join(20)
+    results = run_threads(call, 12)
     assert len(results) == 12
     assert computes == Counter({0: 1, 1: 1, 2: 1})  # one compute per key, however slow Redis is
     for i, elapsed, result in results:

@@ -8,30 +8,17 @@ from django.core.exceptions import ImproperlyConfigured
 
 from aicache import guard as backend_module
 from aicache.checks import E_REDIS_VERSION, check_redis_version
-from tests.helpers import tcp_proxy, wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
 TEXT = "Faults are where a cache earns its keep or loses a customer. " * 2
 
 
-@pytest.fixture
-def default_cache(settings, redis_server):
-    """caches["plain"] through a proxy with aicache's own defaults (no test overrides)."""
-    with tcp_proxy("127.0.0.1", redis_server.port) as proxy:
-        settings.CACHES = {
-            **settings.CACHES,
-            "plain": {"BACKEND": "aicache.backend.AIResponseCache", "LOCATION": f"{proxy.url}/0"},
-        }
-        cache = caches["plain"]
-        cache.redis.flushdb()
-        yield cache, proxy
-
-
-def test_default_socket_timeout_bounds_a_hung_call(default_cache):
+def test_default_socket_timeout_bounds_a_hung_call(proxied_cache):
     """README: SOCKET_TIMEOUT 0.5 s by default, and redis-py's retries are off, so one call on a
     Redis that stopped answering returns after about half a second (not 4x, not 30 s)."""
-    cache, proxy = default_cache
+    cache, proxy = proxied_cache("plain")  # aicache's own defaults (no test overrides)
     cache.cache_response(TEXT, "summarize", None, {"v": 1})
     cache.invalidate_memory_cache()
     proxy.blackhole()
@@ -42,8 +29,8 @@ def test_default_socket_timeout_bounds_a_hung_call(default_cache):
     assert cache.error_counts()["unreachable"] == 1
 
 
-def test_default_breaker_opens_after_three_failures_for_five_seconds(default_cache):
-    cache, proxy = default_cache
+def test_default_breaker_opens_after_three_failures_for_five_seconds(proxied_cache):
+    cache, proxy = proxied_cache("plain")
     proxy.blackhole()
     breaker = cache._state.breaker
     assert (breaker.threshold, breaker.reset) == (3, 5.0)

@@ -10,7 +10,8 @@ from aicache.monitoring import stats
 from aicache.monitoring.models import IngestionBatch, Rollup
 from aicache.monitoring.summaries import percentile
 from aicache_project.celery import app as celery_app
-from tests.helpers import TcpProxy, wait_for
+from tests.factories import rollup_row
+from tests.helpers import TcpProxy, run_threads, wait_for
 from tests.integration.processes import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.history, pytest.mark.django_db(transaction=True)]
@@ -61,9 +62,7 @@ def test_duplicate_delivery_is_counted_once(celery_worker):
     payload = {
         "batch_id": uuid.uuid4().hex,
         "process": "test:1",
-        "rollups": [
-            [time.time(), "get", "qa", "small", "miss", 7, 0.07, 0.005, 0.02, {"-500": 7}, 70, 10, 0, 0, {}]
-        ],
+        "rollups": [rollup_row(operation="qa", outcome="miss", count=7)],
     }
     from celery.signals import task_postrun
 
@@ -117,37 +116,63 @@ def counter_total(name: str) -> int:
     return sum(rows.values_list("count", flat=True))
 
 
-def test_five_identical_calls_one_miss_four_hits(celery_worker, broker, redis_server):
-    """5 concurrent identical get_or_compute calls on a cold key, in a real process: 1 miss, 4 hits
-    (coalesced), 1 compute; /metrics and the history written by a real Celery worker agree."""
-    redis_server.client().flushdb()
-    env = {"AICACHE_TEST_HISTORY": "1", "AICACHE_TEST_BROKER_URL": f"{broker.url}/0"}
-    w = Worker(f"{redis_server.url}/0", **env)
-    labels = {"operation": "qa", "tier": "small"}
-    try:
-        out = w.call(
-            "stampede",
-            text="five identical questions about one cold key",
-            operation="qa",
-            threads=5,
-            counter="five-computes",
-            compute_seconds=0.5,
-            start_at=time.monotonic() + 1.0,
+@pytest.fixture
+def own_exporter(monkeypatch):
+    """An exporter of this test's own in place of the process's (Prometheus as its sink, and the
+    process's flusher once a cache with history on installs one), so that only this test's cache
+    is drained into them. Request it before ``real_cache``, whose monitor registers with it."""
+    from aicache.monitoring import exporter as exporter_module
+    from aicache.monitoring import flusher as flusher_module
+    from aicache.monitoring import prometheus
+    from aicache.monitoring.exporter import Exporter
+
+    exporter = Exporter()
+    exporter.add_sink(prometheus.apply)
+    monkeypatch.setattr(exporter_module, "exporter", exporter)
+    monkeypatch.setattr(flusher_module, "_flusher", None)
+    monkeypatch.setattr(prometheus, "_operations", set())  # "qa" keeps its label, whatever ran before
+    yield exporter
+    exporter.stop()
+
+
+def test_five_identical_calls_one_miss_four_hits(own_exporter, celery_worker, real_cache):
+    """5 concurrent identical get_or_compute calls on a cold key: 1 miss, 4 hits (coalesced),
+    1 compute; the monitor, /metrics and the history written by a real Celery worker agree. The
+    compute returns only once the four other callers are waiting on it."""
+    from prometheus_client import REGISTRY
+
+    from aicache.monitoring.flusher import get_flusher
+
+    def reads(name):
+        return REGISTRY.get_sample_value(name, {"operation": "qa", "tier": "small"}) or 0.0
+
+    before = {name: reads(name) for name in ("redis_cache_hits_total", "redis_cache_misses_total")}
+    computes = []
+
+    def compute():
+        computes.append(1)
+        wait_for(
+            lambda: real_cache._state.counter_snapshot().get("single_flight_waits", 0) == 4,
+            what="the four other callers waiting on this compute",
         )
-        assert not out["errors"] and len(out["results"]) == 5
-        assert sorted(r["hit"] for r in out["results"]) == [False, True, True, True, True]
-        figures = w.call("figures")
-        misses = w.call("metric", name="redis_cache_misses_total", labels=labels)["value"]
-        hits = w.call("metric", name="redis_cache_hits_total", labels=labels)["value"]
-        assert w.call("flush")["waiting"] == 0
-    finally:
-        w.close()
-    assert int(redis_server.client().get("five-computes")) == 1
-    assert (figures["hits"], figures["misses"]) == (4, 1)
-    assert (hits, misses) == (4.0, 1.0)
-    w_ = stats.window(last="1h")
-    wait_for(lambda: stats.performance_stats(w_)["cache_misses"] >= 1, timeout=30, what="the reads ingested")
-    db = stats.performance_stats(w_)
+        return {"answer": 42}
+
+    text = "five identical questions about one cold key"
+    results = run_threads(lambda i: real_cache.get_or_compute(text, "qa", compute), 5)
+    assert computes == [1]
+    assert sorted(r["cache_source"] for r in results) == ["coalesced"] * 4 + ["compute"]
+    figures = real_cache.monitor.get_performance_stats()
+    assert (figures["cache_hits"], figures["cache_misses"]) == (4, 1)
+    own_exporter.flush_now()  # drained into Prometheus and into the process's flusher
+    assert {name: reads(name) - before[name] for name in before} == {
+        "redis_cache_hits_total": 4,
+        "redis_cache_misses_total": 1,
+    }
+    flusher = get_flusher()
+    assert flusher is not None and flusher.flush() and flusher.waiting == 0
+    sent = flusher.sent  # every batch so far, the exporter thread's included
+    wait_for(lambda: IngestionBatch.objects.count() >= sent, timeout=30, what="the batches ingested")
+    db = stats.performance_stats(stats.window(last="1h"))
     assert (db["cache_hits"], db["cache_misses"]) == (4, 1)
     assert counter_total("single_flight_coalesced") == 4
 
@@ -161,7 +186,9 @@ def hung_broker():
     proxy.stop()
 
 
-def test_a_scrape_never_waits_on_a_hung_broker(hung_broker, real_cache, settings, monkeypatch):
+def test_a_scrape_never_waits_on_a_hung_broker(hung_broker, real_cache, history_on, monkeypatch):
+    # history_on after real_cache: turning it on resets the process state, and the cache builds its
+    # monitor again only below, once the exporter and the broker are this test's
     from django.core.cache import caches
     from django.test import Client
 
@@ -179,12 +206,7 @@ def test_a_scrape_never_waits_on_a_hung_broker(hung_broker, real_cache, settings
     celery_app.amqp._producer_pool = None
     celery_app.conf.update(broker_url=f"{hung_broker.url}/0", task_always_eager=False)
     try:
-        settings.AICACHE = {
-            **settings.AICACHE,
-            "HISTORY_ENABLED": True,
-            "METRICS_PUBLIC": True,
-            "FLUSH_INTERVAL": 0.05,
-        }
+        history_on(METRICS_PUBLIC=True, FLUSH_INTERVAL=0.05)
         cache = caches["ai"]
         cache.cache_response("a scrape during a broker hang " * 3, "qa", None, {"a": 1})
         assert cache.get_cached_response("a scrape during a broker hang " * 3, "qa")["a"] == 1

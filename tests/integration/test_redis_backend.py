@@ -3,9 +3,11 @@
 import time
 
 import pytest
+from django.core.cache import caches
 from django.test import Client
 
-from tests.helpers import wait_for
+from aicache import state
+from tests.helpers import FakeClock, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,41 +36,67 @@ def test_invalidation_on_real_redis(real_cache):
     assert not list(real_cache.redis.scan_iter("ai_cache:*:*"))
 
 
-def test_redis_stopped_mid_test_and_restarted(real_cache, redis_server):
-    real_cache.cache_response(SMALL, "summarize", None, RESPONSE)
-    real_cache.cache_response(MEDIUM, "summarize", None, RESPONSE)
-    real_cache.set("plain", {"a": 1})
+@pytest.mark.parametrize("coherence", ["tracking", "local"])
+def test_redis_stopped_mid_test_and_restarted(settings, real_cache, redis_server, monkeypatch, coherence):
+    """README "Faults" with aicache's default breaker (3 failures, 5 s) and 0.5 s timeouts: reads
+    miss, writes are skipped, counts are 0; the memory tier is bypassed under tracking (nobody can
+    prove what changed in Redis meanwhile) and keeps serving under MEMORY_COHERENCE="local"; the
+    outage costs exactly 3 failed attempts, then the breaker answers every call at once."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "down": {
+            "BACKEND": "aicache.backend.AIResponseCache",
+            "LOCATION": f"{redis_server.url}/0",
+            "OPTIONS": {"MEMORY_COHERENCE": coherence},
+        },
+    }
+    cache = caches["down"]
+    assert cache.start_coherence(wait=5) == ("live" if coherence == "tracking" else "local")
+    cache.cache_response(SMALL, "summarize", None, RESPONSE)
+    cache.cache_response(MEDIUM, "summarize", None, RESPONSE)
+    cache.set("plain", {"a": 1})
+    if coherence == "tracking":  # the writer keeps nothing: its next read fills the tier
+        wait_for(lambda: cache.get_cached_response(SMALL, "summarize")["cache_source"] == "memory")
+    assert cache.get_cached_response(SMALL, "summarize")["cache_source"] == "memory"
+    # The breaker's clock stands still: however slow this machine, its 5 s window covers the loop.
+    clock = FakeClock(state.time.monotonic())
+    monkeypatch.setattr(state, "time", clock)
     redis_server.stop()
-    wait_for(lambda: real_cache.coherence.status == "disconnected", what="the listener to notice")
+    if coherence == "tracking":
+        wait_for(lambda: cache.coherence.status == "disconnected", what="the listener to notice")
 
     started = time.monotonic()
     computed = []
     for _ in range(20):
-        # Nobody can prove what changed in Redis meanwhile: the memory tier is bypassed too.
-        assert real_cache.get_cached_response(SMALL, "summarize") is None
-        assert real_cache.get_cached_response(MEDIUM, "summarize") is None
-        real_cache.cache_response(MEDIUM, "sentiment", None, {"label": "positive"})
-        result = real_cache.get_or_compute(MEDIUM, "qa", lambda: computed.append(1) or {"answer": "42"})
+        small = cache.get_cached_response(SMALL, "summarize")
+        if coherence == "tracking":  # cleared when the proof lapsed, and bypassed
+            assert small is None and len(cache.memory) == 0
+        else:
+            assert small["summary"] == RESPONSE["summary"] and small["cache_source"] == "memory"
+        assert cache.get_cached_response(MEDIUM, "summarize") is None
+        cache.cache_response(MEDIUM, "sentiment", None, {"label": "positive"})
+        result = cache.get_or_compute(MEDIUM, "qa", lambda: computed.append(1) or {"answer": "42"})
         assert result["answer"] == "42" and result["cache_hit"] is False
-        assert real_cache.invalidate_by_operation("sentiment") == 0
-        assert real_cache.invalidate_pattern("qa:") == 0
-        assert real_cache.get("plain", "fallback") == "fallback"
-        assert real_cache.ping() is False
-    assert real_cache.invalidate_all() == 0
+        assert cache.invalidate_by_operation("sentiment") == 0
+        assert cache.invalidate_pattern("qa:") == 0
+        assert cache.get("plain", "fallback") == "fallback"
+        assert cache.ping() is False
+    assert cache.invalidate_all() == 0
     elapsed = time.monotonic() - started
     assert len(computed) == 20
-    # 200 calls against a dead server: the breaker keeps this to a few failed connects, not 200.
-    assert elapsed < 5, elapsed
-    errors = real_cache.error_counts()
-    assert errors["unreachable"] >= 1 and errors["circuit_open"] >= 100
+    errors = cache.error_counts()
+    # 161 calls against a dead server: exactly CIRCUIT_BREAKER_FAILURES reached it, the rest were
+    # refused by the open breaker; README's cost is those 3 attempts, each bounded by the 0.5 s
+    # socket timeout (a stopped server refuses at once), plus 0.5 s for the refused calls.
+    assert errors["unreachable"] == 3 and errors["circuit_open"] >= 100
+    assert elapsed < 3 * 0.5 + 0.5, elapsed
 
     redis_server.start()
-    deadline = time.monotonic() + 10
-    while not real_cache.ping():
-        assert time.monotonic() < deadline, "cache did not recover"
-        time.sleep(0.1)
-    real_cache.cache_response(MEDIUM, "summarize", None, RESPONSE)
-    assert real_cache.get_cached_response(MEDIUM, "summarize")["cache_source"] == "redis"
+    assert cache.ping() is False  # still inside the breaker's 5 s
+    clock.now += 5.0
+    wait_for(cache.ping, what="the cache to recover")
+    cache.cache_response(MEDIUM, "summarize", None, RESPONSE)
+    assert cache.get_cached_response(MEDIUM, "summarize")["cache_source"] == "redis"
 
 
 @pytest.mark.django_db
@@ -82,3 +110,20 @@ def test_health_endpoint_reports_redis_state(real_cache, redis_server):
     assert response.json()["caches"] == {"ai": "unreachable"} and response.json()["status"] == "degraded"
     home = client.get("/")
     assert home.status_code == 200 and b"unreachable" in home.content
+
+
+def test_start_coherence_waits_for_the_first_proof_up_to_its_bound(proxied_cache):
+    """start_coherence(wait=s) returns once the listener's first liveness proof came back, or after
+    s seconds without one; never sooner, never later."""
+    fresh, _ = proxied_cache("fresh")  # a new identity (the proxy's address): no listener yet
+    assert fresh.start_coherence(wait=1.0) == "live"
+    hung, _ = proxied_cache("hung", accept_only=True, SOCKET_TIMEOUT=0.3, SOCKET_CONNECT_TIMEOUT=0.3)
+    started = time.monotonic()
+    status = hung.start_coherence(wait=0.4)
+    elapsed = time.monotonic() - started
+    assert status != "live" and 0.4 <= elapsed < 1.5, (status, elapsed)
+
+
+def test_ping_answers_false_when_misconfigured(settings):
+    settings.AICACHE = {"HASH_ALGORITHM": "crc32"}
+    assert caches["ai"].config is None and caches["ai"].ping() is False

@@ -7,11 +7,18 @@ import time
 import pytest
 from django.core.cache import caches
 
-from tests.helpers import run_threads, tcp_proxy, wait_for
+from tests.helpers import run_threads, wait_for
 
 pytestmark = pytest.mark.integration
 
 TEXT = "Single flight keeps one LLM call per question, whatever Redis is doing. " * 3
+
+
+def stampede(worker, operation: str, counter: str, threads: int, op: str = "stampede", **extra) -> None:
+    """Send a worker ``threads`` concurrent get_or_compute calls of TEXT (worker.py's op_stampede:
+    compute INCRs ``counter``); read its reply with ``worker.read()``. ``op="stampede_start"`` runs
+    them in the background (the reply comes at once; ``stampede_result`` gives their outcome)."""
+    worker.send(op, threads=threads, text=TEXT, operation=operation, counter=counter, **extra)
 
 
 def test_stampede_32_threads_3_processes_one_compute(workers, real_cache):
@@ -20,7 +27,7 @@ def test_stampede_32_threads_3_processes_one_compute(workers, real_cache):
     real_cache.redis.delete(counter)
     start_at = time.monotonic() + 1.0
     for w in procs:
-        w.send("stampede", threads=32, text=TEXT, operation="summarize", counter=counter, start_at=start_at)
+        stampede(w, "summarize", counter, 32, start_at=start_at)
     replies = [w.read() for w in procs]
     assert int(real_cache.redis.get(counter)) == 1
     results = [r for reply in replies for r in reply["results"]]
@@ -78,28 +85,12 @@ def test_crashed_holder_waiter_computes_after_lease(workers, real_cache):
     holder, waiter = workers(2)
     counter = "test:crash"
     real_cache.redis.delete(counter)
-    holder.send(
-        "stampede",
-        threads=1,
-        text=TEXT,
-        operation="qa",
-        counter=counter,
-        crash=True,
-        lock_timeout=1.0,
-        start_at=time.monotonic(),
-    )
+    stampede(holder, "qa", counter, 1, crash=True, lock_timeout=1.0)
     with pytest.raises(RuntimeError, match="worker exited with 3"):
         holder.read()
     started = time.monotonic()
-    reply = waiter.call(
-        "stampede",
-        threads=4,
-        text=TEXT,
-        operation="qa",
-        counter=counter,
-        compute_seconds=0.05,
-        start_at=time.monotonic(),
-    )
+    stampede(waiter, "qa", counter, 4, compute_seconds=0.05)
+    reply = waiter.read()
     waited = time.monotonic() - started
     assert int(real_cache.redis.get(counter)) == 2  # the crashed attempt, then exactly one more
     assert len(reply["results"]) == 4 and not reply["errors"]
@@ -112,40 +103,28 @@ def test_lease_is_renewed_while_a_long_compute_runs(workers, real_cache):
     counter = "test:long"
     real_cache.redis.delete(counter)
     lock_key = real_cache.ns.lock(real_cache.key_generator.generate(TEXT, "key_points"))
-    holder.send(
-        "stampede",
-        threads=1,
-        text=TEXT,
-        operation="key_points",
-        counter=counter,
-        compute_seconds=2.5,
-        lock_timeout=1.0,
-        start_at=time.monotonic(),
-    )
+    stampede(holder, "key_points", counter, 1, compute_seconds=2.5, lock_timeout=1.0)
     wait_for(lambda: real_cache.redis.exists(lock_key), what="the holder to take the lease")
-    reply = waiter.call(
-        "stampede",
-        threads=4,
-        text=TEXT,
-        operation="key_points",
-        counter=counter,
-        compute_seconds=0.05,
-        lock_timeout=1.0,
-        start_at=time.monotonic(),
-    )
+    stampede(waiter, "key_points", counter, 4, compute_seconds=0.05, lock_timeout=1.0)
+    reply = waiter.read()
     holder_reply = holder.read()
     assert int(real_cache.redis.get(counter)) == 1
     answers = {r["answer"] for r in reply["results"] + holder_reply["results"]}
     assert len(answers) == 1 and len(reply["results"]) == 4
 
 
+def _waits(cache) -> int:
+    return cache._state.counter_snapshot().get("single_flight_waits", 0)
+
+
 def test_failing_compute_shared_in_process_not_retried_by_each_waiter(real_cache):
-    """Issue 9.9: 6 callers, an oversized response: 1 paid call, 6 errors, nothing cached."""
+    """Issue 9.9: 6 callers, an oversized response: 1 paid call, 6 errors, nothing cached. The
+    compute fails only once the 5 others wait on it (the process state counts their waits)."""
     calls = []
 
     def oversized():
         calls.append(1)
-        time.sleep(0.05)
+        wait_for(lambda: _waits(real_cache) == 5, what="the 5 other callers to wait on this compute")
         return {"text": "x" * (real_cache.config.max_response_bytes + 1)}
 
     def call(i):
@@ -159,24 +138,31 @@ def test_failing_compute_shared_in_process_not_retried_by_each_waiter(real_cache
 
 
 def test_failing_compute_at_most_one_call_per_process_per_attempt(workers, real_cache):
-    procs = workers(2)
-    counter = "test:raise"
-    real_cache.redis.delete(counter)
-    start_at = time.monotonic() + 0.5
-    for w in procs:
-        w.send(
-            "stampede",
-            threads=3,
-            text=TEXT,
-            operation="questions",
-            counter=counter,
-            start_at=start_at,
-            compute_seconds=0.1,
-            **{"raise": True},
-        )
-    replies = [w.read() for w in procs]
-    assert sum(len(r["errors"]) for r in replies) == 6
-    assert int(real_cache.redis.get(counter)) <= 2  # one per process, not one per caller
+    """Two processes, three callers each, a compute that raises. The first process's compute
+    raises only once every other caller waits on it (each process's state counts them: its two
+    callers in the first, and in the second its leader on the lease plus its two callers), so
+    the count is exact: each process computes once (its leader; its callers share the error),
+    the second only after the first's attempt failed, and all six callers get the error."""
+    first, second = workers(2)
+    counter, gate = "test:raise", "test:raise:gate"
+    real_cache.redis.delete(counter, gate)
+
+    def computes() -> int:
+        return int(real_cache.redis.get(counter) or 0)
+
+    def waits(worker) -> int:
+        return worker.call("counters").get("single_flight_waits", 0)
+
+    for worker, expected in ((first, 2), (second, 3)):
+        stampede(worker, "questions", counter, 3, op="stampede_start", gate=gate, **{"raise": True})
+        assert worker.read() == {"started": True}
+        wait_for(lambda w=worker, n=expected: waits(w) == n, what=f"{expected} waits in a process")
+    assert computes() == 1  # only the first process's leader computes so far, held by the gate
+    real_cache.redis.set(gate, 1)  # its compute raises now
+    replies = [worker.call("stampede_result") for worker in (first, second)]
+    assert [(len(r["results"]), len(r["errors"])) for r in replies] == [(0, 3), (0, 3)]
+    assert {e for r in replies for e in r["errors"]} == {"LLM failed"}
+    assert computes() == 2  # one per process, not one per caller
 
 
 @pytest.mark.parametrize("control", ["default", "no-store", "refresh", "only-if-cached"])
@@ -223,19 +209,10 @@ def test_bad_cache_controls(real_cache, kwargs):
 
 # ------------------------------------------------------------------ Redis down or hung
 @pytest.fixture
-def unanswering_cache(settings, redis_server):
+def unanswering_cache(proxied_cache):
     """caches["hung"]: a Redis that accepts connections and never answers (a TCP proxy)."""
-    with tcp_proxy("127.0.0.1", redis_server.port) as proxy:
-        proxy.accept_only = True
-        settings.CACHES = {
-            **settings.CACHES,
-            "hung": {
-                "BACKEND": "aicache.backend.AIResponseCache",
-                "LOCATION": f"{proxy.url}/0",
-                "OPTIONS": {"SOCKET_TIMEOUT": 0.3, "SOCKET_CONNECT_TIMEOUT": 0.3},
-            },
-        }
-        yield caches["hung"]
+    cache, _ = proxied_cache("hung", accept_only=True, SOCKET_TIMEOUT=0.3, SOCKET_CONNECT_TIMEOUT=0.3)
+    return cache
 
 
 def _stampede(cache, n=40, compute_seconds=0.2):
@@ -341,10 +318,11 @@ def test_a_raising_holder_wakes_the_other_process_at_once(two_processes, monkeyp
     assert returned_at - failed_at < 2.0, returned_at - failed_at
 
 
-def test_wait_timeout_bounds_a_waiter(two_processes):
-    holder, waiter = two_processes
-    holding = threading.Event()
-    done = threading.Event()
+def wait_behind_a_slow_compute(holder, waiter, **call) -> tuple[dict, float]:
+    """``holder`` computes a key (for 10 s unless released); meanwhile ``waiter`` (the same cache,
+    or another "process") asks for it with ``call`` (e.g. ``wait_timeout``) and its own compute.
+    Returns the waiter's result and how long it took; the holder is released when it returns."""
+    holding, done = threading.Event(), threading.Event()
 
     def slow():
         holding.set()
@@ -354,14 +332,19 @@ def test_wait_timeout_bounds_a_waiter(two_processes):
     def run(i):
         if i == 0:
             return holder.get_or_compute(TEXT, "summarize", slow)
-        holding.wait(5)
+        assert holding.wait(5)
         try:
             started = time.monotonic()
-            result = waiter.get_or_compute(TEXT, "summarize", lambda: {"answer": "own"}, wait_timeout=0.3)
+            result = waiter.get_or_compute(TEXT, "summarize", lambda: {"answer": "own"}, **call)
             return result, time.monotonic() - started
         finally:
             done.set()
 
-    _, (result, elapsed) = run_threads(run, 2, timeout=30)
+    return run_threads(run, 2, timeout=30)[1]
+
+
+def test_wait_timeout_bounds_a_waiter(two_processes):
+    holder, waiter = two_processes
+    result, elapsed = wait_behind_a_slow_compute(holder, waiter, wait_timeout=0.3)
     assert result["answer"] == "own" and 0.3 <= elapsed < 1.5
     assert waiter._state.counter_snapshot()["single_flight_wait_timeouts"] == 1

@@ -73,8 +73,17 @@ def op_invalidate(msg: dict) -> dict:
     return {"removed": removed, "started_at": started, "returned_at": time.monotonic()}
 
 
+def _wait_for_key(key: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cache.redis.exists(key):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the test never set {key}")  # not a RuntimeError: not "LLM failed"
+        time.sleep(0.005)
+
+
 def op_stampede(msg: dict) -> dict:
-    """``threads`` threads call get_or_compute at ``start_at``; compute INCRs a Redis counter."""
+    """``threads`` threads call get_or_compute (at ``start_at``, if given); compute INCRs a Redis
+    counter, then runs ``compute_seconds`` or, with ``gate``, until the test sets that Redis key."""
     results: list[dict] = []
     errors: list[str] = []
 
@@ -82,13 +91,16 @@ def op_stampede(msg: dict) -> dict:
         cache.redis.incr(msg["counter"])
         if msg.get("crash"):
             os._exit(3)  # die while holding the lock, without releasing it
-        time.sleep(msg.get("compute_seconds", 0.3))
+        if msg.get("gate"):
+            _wait_for_key(msg["gate"])
+        else:
+            time.sleep(msg.get("compute_seconds", 0.3))
         if msg.get("raise"):
             raise RuntimeError("LLM failed")
         return {"answer": f"computed by {os.getpid()}"}
 
     def run() -> None:
-        delay = msg["start_at"] - time.monotonic()
+        delay = msg.get("start_at", 0.0) - time.monotonic()
         if delay > 0:
             time.sleep(delay)
         try:
@@ -108,6 +120,28 @@ def op_stampede(msg: dict) -> dict:
     for t in threads:
         t.join()
     return {"results": results, "errors": errors, "counters": cache._state.counter_snapshot()}
+
+
+_background: dict = {}
+
+
+def op_stampede_start(msg: dict) -> dict:
+    """``op_stampede`` in the background: answered at once, so the test can ask for ``counters``
+    while the callers wait; ``stampede_result`` answers with its outcome."""
+    thread = threading.Thread(target=lambda: _background.update(result=op_stampede(msg)))
+    _background["thread"] = thread
+    thread.start()
+    return {"started": True}
+
+
+def op_stampede_result(msg: dict) -> dict:
+    _background.pop("thread").join()
+    return _background.pop("result")
+
+
+def op_counters(msg: dict) -> dict:
+    """This process's single-flight and fault counters now."""
+    return cache._state.counter_snapshot()
 
 
 def op_savings(msg: dict) -> dict:

@@ -11,29 +11,22 @@ import pytest
 from django.core.cache import caches
 
 from aicache.bench.topologies import SERVICE, ClusterSetup, SentinelSetup
-from tests.integration.processes import Worker
+from tests.helpers import started
+from tests.integration.processes import worker_pool
 
 FAST = {"CIRCUIT_BREAKER_RESET_SECONDS": 0.5, "SOCKET_TIMEOUT": 0.5, "SOCKET_CONNECT_TIMEOUT": 0.5}
 
 
 @pytest.fixture(scope="session")
 def sentinel_setup(tmp_path_factory):
-    setup = SentinelSetup(tmp_path_factory.mktemp("sentinel"))
-    try:
-        setup.start()
+    with started(SentinelSetup(tmp_path_factory.mktemp("sentinel"))) as setup:
         yield setup
-    finally:
-        setup.stop()
 
 
 @pytest.fixture(scope="session")
 def cluster_setup(tmp_path_factory):
-    setup = ClusterSetup(tmp_path_factory.mktemp("cluster"))
-    try:
-        setup.start()
+    with started(ClusterSetup(tmp_path_factory.mktemp("cluster"))) as setup:
         yield setup
-    finally:
-        setup.stop()
 
 
 def sentinel_cache_settings(setup: SentinelSetup, **options) -> dict:
@@ -91,15 +84,5 @@ def workers(real_cache, topology, topology_setup):
     """Start n worker processes on the topology, each with a live coherence listener."""
     config = SETTINGS[topology](topology_setup)
     options = {k: v for k, v in config["OPTIONS"].items() if k not in FAST}
-    started: list[Worker] = []
-
-    def start(n: int) -> list[Worker]:
-        for _ in range(n):
-            worker = Worker(config["LOCATION"], AICACHE_TEST_OPTIONS=json.dumps(options))
-            assert worker.call("status")["status"] == "live"
-            started.append(worker)
-        return started[-n:]
-
-    yield start
-    for worker in started:
-        worker.close()
+    with worker_pool(config["LOCATION"], AICACHE_TEST_OPTIONS=json.dumps(options)) as start:
+        yield start

@@ -9,9 +9,9 @@ import pytest
 
 from tests.integration.test_coherence import (  # noqa: F401
     test_fill_check_and_fill_are_one_step,
-    test_index_keeps_writes_made_during_invalidation,
     test_own_write_then_reads_fill_from_redis_then_serve_from_memory,
     test_read_invalidate_race_never_fills_stale,
+    test_writes_after_an_invalidation_are_indexed_afresh,
 )
 from tests.integration.test_invalidation_races import (  # noqa: F401
     test_a_fault_midway_through_a_drain_orphans_nothing,

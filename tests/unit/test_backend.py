@@ -8,6 +8,7 @@ import pytest
 
 from aicache.backend import META_KEYS
 from aicache.codec import HEADER, MAGIC
+from tests.helpers import FakeClock
 
 SMALL = "Caching answers saves money. " * 5  # 145 chars: small tier
 MEDIUM = "Large language models are slow and costly to call again. " * 20  # 1140 chars
@@ -90,6 +91,27 @@ def test_memory_entry_never_outlives_redis_ttl(ai_cache, monkeypatch):
     monkeypatch.setattr("aicache.memory.time.monotonic", lambda: real() + 1.5)
     ai_cache.redis.delete(ai_cache.key_generator.generate(SMALL, "qa", None, "q"))  # Redis expired it
     assert ai_cache.get_cached_response(SMALL, "qa", question="q") is None
+
+
+def test_a_copy_filled_from_an_older_frame_dies_with_that_frame(ai_cache, monkeypatch):
+    """A frame another process wrote 60 s ago with a 100 s TTL has 40 s left in Redis: the copy a
+    read fills from it must die at the frame's expiry (cached_at + ttl), not a TTL after the fill
+    (qa's 1,800 s or the frame's 100 s)."""
+    from aicache import backend, coherence, memory
+
+    clock = FakeClock(1_000.0, wall_offset=time.time() - 1_000.0)
+    for module in (backend, coherence, memory):
+        monkeypatch.setattr(module, "time", clock)
+    key = ai_cache.key_generator.generate(SMALL, "qa", None, "q")
+    frame = ai_cache.codec.encode(orjson.dumps(RESPONSE), 100, cached_at=clock.time() - 60).data
+    ai_cache.redis.set(key, frame, ex=40)  # what Redis has left of it
+    assert ai_cache.get_cached_response(SMALL, "qa", question="q")["cache_source"] == "redis"  # fills
+    clock.now += 39.9
+    assert ai_cache.get_cached_response(SMALL, "qa", question="q")["cache_source"] == "memory"
+    clock.now += 0.1  # the frame's expiry: Redis drops the entry
+    ai_cache.redis.delete(key)
+    assert ai_cache.get_cached_response(SMALL, "qa", question="q") is None
+    assert ai_cache.memory.stats().expirations == 1
 
 
 @pytest.mark.parametrize(

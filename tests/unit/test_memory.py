@@ -1,10 +1,9 @@
-import threading
-
 import pytest
 
 from aicache import memory
 from aicache.memory import MISSING, MemoryTier
 from aicache.state import CircuitBreaker, get_process_state
+from tests.helpers import run_threads
 
 
 def test_lru_eviction_by_count():
@@ -75,11 +74,7 @@ def test_concurrent_use_keeps_accounting_exact():
             if i % 13 == 0:
                 tier.delete(key)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, 4)
     stats = tier.stats()
     assert stats.entries <= 50
     assert stats.bytes == 3 * stats.entries
@@ -123,17 +118,8 @@ def test_circuit_breaker_opens_at_the_threshold_and_probes_once(monkeypatch):
 def test_thread_instances_share_the_tier(n, ai_cache):
     from django.core.cache import caches
 
-    seen = []
-
-    def grab():
-        seen.append(caches["ai"].memory)
-
-    threads = [threading.Thread(target=grab) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert all(m is ai_cache.memory for m in seen)
+    seen = run_threads(lambda i: caches["ai"].memory, n)
+    assert [m is ai_cache.memory for m in seen] == [True] * n
 
 
 def test_peek_reads_without_moving_or_counting(monkeypatch):
@@ -150,3 +136,16 @@ def test_peek_reads_without_moving_or_counting(monkeypatch):
     monkeypatch.setattr(memory, "time", FakeClock(memory.time.monotonic() + 120))
     assert tier.peek("b") == "value b"  # expired, still peeked (invalidate_where matches it)
     assert tier.get("b") is MISSING
+
+
+def test_stats_count_every_figure_and_membership_is_a_counted_read():
+    tier = MemoryTier(max_entries=2, max_bytes=500)
+    tier.set("a", "value a", 7, 60)
+    tier.set("b", "value b", 9, 60)
+    tier.set("c", "value c", 11, 60)  # evicts "a"
+    assert tier.get("b") == "value b"
+    assert "c" in tier and "a" not in tier  # a hit and a miss
+    assert tier.get("zz") is MISSING
+    assert tier.stats() == memory.MemoryStats(
+        entries=2, bytes=20, max_entries=2, max_bytes=500, hits=2, misses=2, evictions=1, expirations=0
+    )

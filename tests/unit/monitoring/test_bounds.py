@@ -78,7 +78,7 @@ def test_undrained_series_stay_bounded(clock):
 
 
 def test_slow_events_are_capped_per_minute_and_action(clock):
-    cap = recorder.SLOW_EVENTS_PER_MINUTE
+    cap = 20  # README: "capped at 20 per minute and action"
     m = CachePerformanceMonitor(cache_operation_threshold=0.01)
     for _ in range(1000):
         m.record_lookup("qa", "small", "redis", 0.5, None, 10)
@@ -99,30 +99,42 @@ def test_slow_events_are_capped_per_minute_and_action(clock):
     assert gets == 1050  # capping drops raw events only: every read is in the rollups
 
 
-def test_action_labels_are_capped():
-    for action in ("get", "set", "delete", "lock"):
-        assert prometheus.action_label(action) == action
-    labels = {prometheus.action_label(f"custom{i}") for i in range(prometheus.MAX_ACTION_LABELS + 30)}
-    assert "other" in labels and len(labels) <= prometheus.MAX_ACTION_LABELS + 1
-
-
-def test_custom_actions_do_not_grow_the_latency_series():
-    m = CachePerformanceMonitor()
-    for i in range(200):
-        m.record_cache_operation_time(f"act{i}", 0.001, False, operation_type="qa", tier="small")
-    prometheus.apply(m, m.drain())
-    actions = {
-        s.labels["action"]
-        for metric in REGISTRY.collect()
-        if metric.name == "redis_cache_latency_ms"
-        for s in metric.samples
-    }
-    assert len({a for a in actions if a.startswith("act")}) <= prometheus.MAX_ACTION_LABELS
-    assert "other" in actions
-
-
 def sample(name, **labels):
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_operation_labels_are_capped_at_50_per_process(monkeypatch):
+    """README: the AI operation label is capped at 50 distinct values per process; the rest
+    become ``other``."""
+    monkeypatch.setattr(prometheus, "_operations", set())  # this test's process, from nothing
+    labels = [prometheus.operation_label(f"op{i}") for i in range(60)]
+    assert labels == [f"op{i}" for i in range(50)] + ["other"] * 10
+    assert prometheus.operation_label("op49") == "op49"  # a value already labelled keeps its label
+
+
+def test_action_and_source_labels_share_20_more_values(monkeypatch):
+    """README: an ``action`` or ``source`` outside its fixed set shares 20 more values; the rest
+    become ``other``, and the fixed sets never count against them."""
+    monkeypatch.setattr(prometheus, "_actions", set())
+    m = CachePerformanceMonitor()
+    other = sample("redis_cache_operation_duration_seconds_count", action="get", source="other")
+    for i in range(15):  # 15 custom actions, then 15 custom sources: 35 rollups, 30 new values
+        m.record_cache_operation_time(f"capact{i}", 0.001, True, operation_type="qa", tier="small")
+    for i in range(15):
+        m.record_lookup("qa", "small", f"capsrc{i}", 0.001, None, 10)
+    prometheus.apply(m, m.drain())
+    labelled = {
+        (s.labels["action"], s.labels["source"])
+        for metric in REGISTRY.collect()
+        if metric.name == "redis_cache_operation_duration_seconds"
+        for s in metric.samples
+    }
+    actions = {a for a, _ in labelled if a.startswith("capact")}
+    sources = {source for a, source in labelled if a == "get" and source.startswith("capsrc")}
+    assert (len(actions), len(sources)) == (15, 5)  # 20 in all, in the order they came
+    assert sample("redis_cache_operation_duration_seconds_count", action="get", source="other") - other == 10
+    for fixed in ("get", "set", "memory", "redis", "coalesced", "miss", "ok", "error"):
+        assert prometheus.action_label(fixed) == fixed
 
 
 def test_five_identical_calls_on_a_cold_key_recorder_figures():
@@ -133,6 +145,9 @@ def test_five_identical_calls_on_a_cold_key_recorder_figures():
         "hits": sample("redis_cache_hits_total", operation="five", tier="small"),
         "misses": sample("redis_cache_misses_total", operation="five", tier="small"),
         "coalesced": sample("aicache_single_flight_total", event="coalesced"),
+        "coalesced_reads": sample(
+            "redis_cache_operation_duration_seconds_count", action="get", source="coalesced"
+        ),
     }
     m.record_lookup("five", "small", "", 0.001, 1e-6, 40)
     for _ in range(4):
@@ -148,7 +163,11 @@ def test_five_identical_calls_on_a_cold_key_recorder_figures():
     assert sample("redis_cache_hits_total", operation="five", tier="small") - before["hits"] == 4
     assert sample("redis_cache_misses_total", operation="five", tier="small") - before["misses"] == 1
     assert sample("aicache_single_flight_total", event="coalesced") - before["coalesced"] == 4
-    assert sample("redis_cache_operation_duration_seconds_count", action="get", source="coalesced") >= 4
+    assert (
+        sample("redis_cache_operation_duration_seconds_count", action="get", source="coalesced")
+        - before["coalesced_reads"]
+        == 4
+    )
 
 
 def test_standalone_monitor_bounded_by_distinct_operation_names(monkeypatch):

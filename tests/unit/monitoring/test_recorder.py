@@ -1,13 +1,12 @@
 """CachePerformanceMonitor's figures against hand-computed values."""
 
 import logging
-import threading
 import time
 
 import pytest
 
 from aicache.monitoring.recorder import CachePerformanceMonitor
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, run_threads
 
 
 @pytest.fixture
@@ -251,26 +250,12 @@ def test_threads_recording_keep_totals_exact(monitor):
             monitor.record_lookup("qa", "small", "memory" if i % 2 else "", 1e-6, 1e-7, 100)
             monitor.count("single_flight_waits")
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(lambda i: work(), 8)
     stats = monitor.get_performance_stats()
     assert stats["cache_hits"] == 8000 and stats["cache_misses"] == 8000
     assert monitor.export_metrics()["totals"]["counters"]["single_flight_waits"] == 16000
     drained = monitor.drain()
     assert sum(r.count for k, r in drained.rollups.items() if k[1] == "get") == 16000
-
-
-def test_broken_recorder_logs_once_and_never_raises(monitor, caplog, monkeypatch):
-    monkeypatch.setattr(monitor, "_lock", None)  # every record now fails inside
-    with caplog.at_level(logging.ERROR, logger="aicache.monitoring"):
-        for _ in range(5):
-            assert monitor.record_cache_operation_time("get", 0.001, True) is None
-            monitor.record_lookup("qa", "small", "memory", 1e-6, None, 10)
-    assert monitor.failures == 10
-    assert len([r for r in caplog.records if "failed to record" in r.message]) == 1
 
 
 def test_slow_warning_once_per_crossing(monitor, caplog):
@@ -392,19 +377,35 @@ RECORD_CALLS = {
 }
 
 
-def test_every_record_method_survives_a_broken_recorder(caplog, monkeypatch):
-    """README: a broken recorder logs once and never raises, for every record method."""
-    m = CachePerformanceMonitor()
+def test_the_record_calls_cover_every_record_method():
+    public = {name for name in dir(CachePerformanceMonitor) if name.startswith("record_")} | {"count"}
+    assert set(RECORD_CALLS) == public
 
+
+def _enqueue_raises(m, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("recorder bug")
 
     monkeypatch.setattr(m, "_enqueue", broken)
+
+
+def _lock_missing(m, monkeypatch):
+    monkeypatch.setattr(m, "_lock", None)  # every step that takes it fails
+
+
+@pytest.mark.parametrize("breakage", [_enqueue_raises, _lock_missing], ids=["enqueue_raises", "lock_missing"])
+@pytest.mark.parametrize("name", sorted(RECORD_CALLS))
+def test_a_broken_recorder_logs_once_counts_and_never_raises(name, breakage, caplog, monkeypatch):
+    """README: a broken recorder logs once and never raises into the cache path, whichever record
+    method the cache called; each failure is counted in ``failures``."""
+    m = CachePerformanceMonitor()
+    breakage(m, monkeypatch)
     with caplog.at_level(logging.ERROR, logger="aicache.monitoring"):
-        for name, args in RECORD_CALLS.items():
-            getattr(m, name)(*args)  # raises nothing
-    assert m.failures == len(RECORD_CALLS) == 8
-    assert len([r for r in caplog.records if "failed to record" in r.message]) == 1
+        results = [getattr(m, name)(*RECORD_CALLS[name]) for _ in range(3)]
+    assert results == [None, None, None]
+    assert m.failures == 3
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert logged == ["aicache monitoring failed to record; the cache keeps working"]
 
 
 def test_the_cache_keeps_answering_with_a_broken_recorder(ai_cache, monkeypatch):

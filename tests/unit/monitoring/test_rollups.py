@@ -11,10 +11,10 @@ from aicache.monitoring.rollups import (
     MEMORY_HEARTBEAT_SECONDS,
     MODEL_COLUMN,
     SLOW_EVENTS_PER_MINUTE,
-    Rollup,
     _memory_moved,
 )
 from aicache.monitoring.sketch import ZERO_BUCKET, bucket_of
+from tests.factories import DrainedRollupFactory
 from tests.unit.monitoring.conftest import T0
 
 
@@ -22,29 +22,6 @@ from tests.unit.monitoring.conftest import T0
 def monitor(clock):
     return CachePerformanceMonitor(
         retention_hours=1, max_measurements=1000, cache_operation_threshold=1.0, key_generation_threshold=1.0
-    )
-
-
-def rollup(durations, text_lengths=(), bytes_in=0, bytes_out=0, ratios=()):
-    """The expected rollup of ``durations``, computed here without the code under test."""
-    sketch: dict[int, int] = {}
-    for d in durations:
-        sketch[bucket_of(d)] = sketch.get(bucket_of(d), 0) + 1
-    ratio_sketch: dict[int, int] = {}
-    for r in ratios:
-        ratio_sketch[bucket_of(r)] = ratio_sketch.get(bucket_of(r), 0) + 1
-    lengths = [n for n in text_lengths if n]
-    return Rollup(
-        count=len(durations),
-        total=sum(durations),
-        min=min(durations),
-        max=max(durations),
-        sketch=sketch,
-        text_length=sum(lengths),
-        text_length_max=max(lengths, default=0),
-        bytes_in=bytes_in,
-        bytes_out=bytes_out,
-        ratio_sketch=ratio_sketch,
     )
 
 
@@ -62,13 +39,15 @@ def test_reads_of_every_source(monitor, clock):
     monitor.record_lookup("qa", "small", "", 0.5, None, 50)
     drained = monitor.drain()
     get = lambda outcome: drained.rollups[(T0, "get", "qa", "small", outcome)]  # noqa: E731
-    assert get("hit_memory") == rollup([0.25, 0.125], [10, 30])
-    assert get("hit_redis") == rollup([0.5], [20])
-    assert get("hit_coalesced") == rollup([0.75], [20])
-    assert get("hit_l2") == rollup([0.5])
-    assert get("miss") == rollup([0.0, 0.5], [40, 50])
+    assert get("hit_memory") == DrainedRollupFactory(durations=[0.25, 0.125], text_lengths=[10, 30])
+    assert get("hit_redis") == DrainedRollupFactory(durations=[0.5], text_lengths=[20])
+    assert get("hit_coalesced") == DrainedRollupFactory(durations=[0.75], text_lengths=[20])
+    assert get("hit_l2") == DrainedRollupFactory(durations=[0.5])
+    assert get("miss") == DrainedRollupFactory(durations=[0.0, 0.5], text_lengths=[40, 50])
     assert get("miss").sketch[ZERO_BUCKET] == 1
-    assert drained.rollups[(T0, "keygen", "qa", "", "ok")] == rollup([0.0625, 0.0625], [10, 30])
+    assert drained.rollups[(T0, "keygen", "qa", "", "ok")] == DrainedRollupFactory(
+        durations=[0.0625, 0.0625], text_lengths=[10, 30]
+    )
     assert len(drained.rollups) == 6
     assert drained.counters == {"single_flight_coalesced": 1}
     assert (monitor.cache_hits, monitor.cache_misses, monitor.total_operations) == (5, 2, 7)
@@ -94,11 +73,19 @@ def test_actions_through_the_originals_call(monitor):
     )
     monitor.record_cache_operation_time("get", 0.5, False, 7, operation_type="qa", tier="small")
     drained = monitor.drain()
-    assert drained.rollups[(T0, "set", "qa", "small", "ok")] == rollup([0.5], [100])
-    assert drained.rollups[(T0, "set", "qa", "small", "error")] == rollup([0.25])
-    assert drained.rollups[(T0, "get", "qa", "small", "hit")] == rollup([0.125], [7])
-    assert drained.rollups[(T0, "get", "qa", "small", "hit_coalesced")] == rollup([0.25], [7])
-    assert drained.rollups[(T0, "get", "qa", "small", "miss")] == rollup([0.5], [7])
+    assert drained.rollups[(T0, "set", "qa", "small", "ok")] == DrainedRollupFactory(
+        durations=[0.5], text_lengths=[100]
+    )
+    assert drained.rollups[(T0, "set", "qa", "small", "error")] == DrainedRollupFactory(durations=[0.25])
+    assert drained.rollups[(T0, "get", "qa", "small", "hit")] == DrainedRollupFactory(
+        durations=[0.125], text_lengths=[7]
+    )
+    assert drained.rollups[(T0, "get", "qa", "small", "hit_coalesced")] == DrainedRollupFactory(
+        durations=[0.25], text_lengths=[7]
+    )
+    assert drained.rollups[(T0, "get", "qa", "small", "miss")] == DrainedRollupFactory(
+        durations=[0.5], text_lengths=[7]
+    )
     assert drained.counters == {"single_flight_coalesced": 1}
     assert (monitor.cache_hits, monitor.cache_misses, monitor.total_operations) == (2, 1, 5)
     summary = monitor.summary()
@@ -111,8 +98,8 @@ def test_compression_and_its_ratio_sketch(monitor):
     monitor.record_compression_ratio(3000, 1500, 0.25, "qa")
     monitor.record_compression_ratio(0, 0, 0.125, "qa")  # nothing to compress: ratio 1
     drained = monitor.drain()
-    assert drained.rollups[(T0, "compress", "qa", "", "ok")] == rollup(
-        [0.5, 0.25, 0.125], bytes_in=4000, bytes_out=1750, ratios=[0.25, 0.5, 1.0]
+    assert drained.rollups[(T0, "compress", "qa", "", "ok")] == DrainedRollupFactory(
+        durations=[0.5, 0.25, 0.125], bytes_in=4000, bytes_out=1750, ratios=[0.25, 0.5, 1.0]
     )
     assert monitor.summary()["compression_bytes_saved"] == 2250
 
@@ -121,8 +108,12 @@ def test_invalidations_roll_up_their_keys(monitor):
     monitor.record_invalidation_event("summ*", 12, 0.5, "pattern", "ctx")
     monitor.record_invalidation_event("summ*", 3, 0.25, "pattern", "ctx", status="failed", reason="x")
     drained = monitor.drain()
-    assert drained.rollups[(T0, "invalidate", "pattern", "", "success")] == rollup([0.5], bytes_in=12)
-    assert drained.rollups[(T0, "invalidate", "pattern", "", "failed")] == rollup([0.25], bytes_in=3)
+    assert drained.rollups[(T0, "invalidate", "pattern", "", "success")] == DrainedRollupFactory(
+        durations=[0.5], bytes_in=12
+    )
+    assert drained.rollups[(T0, "invalidate", "pattern", "", "failed")] == DrainedRollupFactory(
+        durations=[0.25], bytes_in=3
+    )
     assert [(r.keys_invalidated, r.status) for r in drained.invalidations] == [(12, "success"), (3, "failed")]
     stats = monitor.get_invalidation_frequency_stats()
     assert (stats["total_invalidations"], stats["total_keys_invalidated"]) == (2, 15)
@@ -134,12 +125,16 @@ def test_savings_roll_up_per_model(monitor):
     monitor.record_saving("qa", "gpt-4o", 1.0, 50, 10, 0.125)
     monitor.record_saving("qa", long_model, 4.0, 1, 2, 0.5)
     drained = monitor.drain()
-    assert drained.rollups[(T0, "saved", "qa", "gpt-4o", "ok")] == rollup(
-        [2.0, 1.0], bytes_in=150, bytes_out=30
+    assert drained.rollups[(T0, "saved", "qa", "gpt-4o", "ok")] == DrainedRollupFactory(
+        durations=[2.0, 1.0], bytes_in=150, bytes_out=30
     )
-    assert drained.rollups[(T0, "hit_cost", "qa", "gpt-4o", "ok")] == rollup([0.25, 0.125])
+    assert drained.rollups[(T0, "hit_cost", "qa", "gpt-4o", "ok")] == DrainedRollupFactory(
+        durations=[0.25, 0.125]
+    )
     short = long_model[:MODEL_COLUMN]
-    assert drained.rollups[(T0, "saved", "qa", short, "ok")] == rollup([4.0], bytes_in=1, bytes_out=2)
+    assert drained.rollups[(T0, "saved", "qa", short, "ok")] == DrainedRollupFactory(
+        durations=[4.0], bytes_in=1, bytes_out=2
+    )
     assert monitor.saved == {("qa", "gpt-4o"): [2, 3.0, 0.375, 150, 30], ("qa", short): [1, 4.0, 0.5, 1, 2]}
 
 

@@ -12,7 +12,7 @@ from aicache.monitoring import exporter as exporter_module
 from aicache.monitoring import flusher as flusher_module
 from aicache.monitoring.exporter import Exporter
 from aicache_project.celery import app as celery_app
-from tests.helpers import FakeClock
+from tests.helpers import FakeBroker, FakeClock, wait_for
 
 
 @pytest.fixture
@@ -127,8 +127,7 @@ def broker():
         ("nosuchtransport://x", "not usable"),
     ],
 )
-def test_history_without_a_usable_broker_is_a_warning(settings, broker, url, problem):
-    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}
+def test_history_without_a_usable_broker_is_a_warning(settings, history_on, broker, url, problem):
     broker(url)
     messages = monitoring_checks.check_history_wiring()
     assert [m.id for m in messages] == [monitoring_checks.W_NO_BROKER]
@@ -137,16 +136,14 @@ def test_history_without_a_usable_broker_is_a_warning(settings, broker, url, pro
     assert monitoring_checks.check_history_wiring() == []
 
 
-def test_history_with_a_broker_passes_the_check(settings, broker):
-    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}
+def test_history_with_a_broker_passes_the_check(history_on, broker):
     broker("redis://127.0.0.1:1/0")  # nothing listens there: the check connects to nothing
     assert monitoring_checks.check_history_wiring() == []
 
 
 def test_history_without_a_broker_is_off_with_one_warning(
-    settings, broker, make_cache, fresh_exporter, caplog
+    history_on, broker, make_cache, fresh_exporter, caplog
 ):
-    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}
     broker(None)
     flusher_module._warned.clear()
     with caplog.at_level(logging.WARNING, logger="aicache.monitoring"):
@@ -186,10 +183,8 @@ def test_memory_sample_seconds_spaces_the_samples(make_cache, fresh_exporter, mo
     assert sampled == [1000.0, 1042.0, 1084.0]
 
 
-def test_flush_interval_spaces_the_batches(settings, make_cache, fresh_exporter, monkeypatch):
-    from tests.helpers import wait_for
-
-    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True, "FLUSH_INTERVAL": 30.0}
+def test_flush_interval_spaces_the_batches(history_on, make_cache, fresh_exporter, monkeypatch):
+    history_on(FLUSH_INTERVAL=30.0)
     clock = FakeClock(1000.0, wall_offset=1_795_000_000.0)
     monkeypatch.setattr(flusher_module, "time", clock)
     monkeypatch.setattr(flusher_module, "broker_problem", lambda: None)
@@ -209,3 +204,41 @@ def test_flush_interval_spaces_the_batches(settings, make_cache, fresh_exporter,
             assert len(sent) == batches, now
     finally:
         flusher_module._flusher = None
+
+
+def test_flush_max_rollups_sends_a_batch_early(history_on, make_cache, fresh_exporter, monkeypatch):
+    """FLUSH_MAX_ROLLUPS, read where the process's flusher is installed: a batch holding that many
+    rollups goes out at once, long before FLUSH_INTERVAL."""
+    history_on(FLUSH_MAX_ROLLUPS=3, FLUSH_INTERVAL=3600.0)
+    monkeypatch.setattr(flusher_module, "broker_problem", lambda: None)
+    sent = []
+    monkeypatch.setattr(flusher_module, "_send_with_celery", sent.append)
+    monitor = make_cache().monitor  # installs this process's flusher
+    flusher = flusher_module.get_flusher()
+    assert flusher is not None
+    for operation in ("one", "two"):  # a get rollup each: 2 pending, below the bound
+        monitor.record_lookup(operation, "small", "redis", 0.001, None, 10)
+    fresh_exporter.flush_now()
+    assert flusher.waiting == 0 and sent == []  # not sealed: nothing can be on its way
+    monitor.record_lookup("three", "small", "redis", 0.001, None, 10)
+    fresh_exporter.flush_now()  # 3 rollups: sealed, and the sender thread woken
+    wait_for(lambda: sent, what="the full batch, sent by the sender thread")
+    assert sorted(r[2] for r in sent[0]["rollups"]) == ["one", "three", "two"]
+
+
+def test_flush_buffer_batches_bounds_the_outbox(history_on, make_cache, fresh_exporter, monkeypatch):
+    """FLUSH_BUFFER_BATCHES, read where the process's flusher is installed: with the broker down,
+    that many batches wait; older ones are dropped and counted."""
+    history_on(FLUSH_BUFFER_BATCHES=2, FLUSH_INTERVAL=3600.0)
+    monkeypatch.setattr(flusher_module, "broker_problem", lambda: None)
+    broker = FakeBroker()
+    broker.up = False
+    monkeypatch.setattr(flusher_module, "_send_with_celery", broker)
+    monitor = make_cache().monitor  # installs this process's flusher
+    flusher = flusher_module.get_flusher()
+    assert flusher is not None
+    for i in range(5):
+        monitor.record_lookup(f"op{i}", "small", "redis", 0.001, None, 10)
+        fresh_exporter.flush_now(ship=False)  # collected, not shipped: this thread sends below
+        assert flusher.flush() is False
+    assert (flusher.waiting, flusher.dropped_batches, flusher.failures) == (2, 3, 5)
