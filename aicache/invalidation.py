@@ -260,6 +260,25 @@ def live_entries(client: Any, ns: Namespace, operations: list[str] | None = None
     return sum(pipe.execute())
 
 
+def live_all(client: Any, ns: Namespace) -> int:
+    """Live entries of every operation, from the indexes and, for an operation whose drain a fault
+    interrupted, from those drains too (``live_of_operation``): what the indexes let
+    ``invalidate_all`` remove now. One pipeline when no drain is pending."""
+    operations = known_operations(client, ns)
+    if not operations:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for operation in operations:
+        for b in ns.buckets:
+            pipe.exists(ns.drains(operation, b))
+    pending = pipe.execute()
+    n = len(ns.buckets)
+    interrupted = [op for i, op in enumerate(operations) if any(pending[i * n : (i + 1) * n])]
+    calm = [op for op in operations if op not in interrupted]
+    live = live_entries(client, ns, calm) if calm else 0
+    return live + sum(live_of_operation(client, ns, operation) for operation in interrupted)
+
+
 def scan_unlink(client: Any, ns: Namespace, match: str, progress: Progress) -> None:
     """UNLINK every entry matching ``match`` in batches of 500 (SCAN, never KEYS); each batch
     also leaves its operations' indexes, in the same MULTI."""
@@ -323,19 +342,21 @@ def live_tagged(client: Any, ns: Namespace, tags: tuple[str, ...]) -> int:
     (test_invalidation_races.py::test_count_tags_sees_a_tag_drain_a_fault_left_half_done)."""
     script = _script(client, TAG_BATCH_LUA)
     now_ms = int(time.time() * 1000)
+    parts = [(tag, b) for tag in tags for b in ns.buckets]
+    pipe = client.pipeline(transaction=False)
+    for tag, b in parts:
+        pipe.smembers(ns.tag_drains(tag, b))
+    sources: dict[str, str] = {}  # a tag index or drain -> its tag
+    for (tag, b), pending in zip(parts, pipe.execute(), strict=True):
+        sources[ns.tag_index(tag, b)] = tag
+        sources.update((drain.decode(), tag) for drain in sorted(pending))
     carrying: set[bytes] = set()
-    for tag in tags:
-        for b in ns.buckets:
-            pending = sorted(client.smembers(ns.tag_drains(tag, b)))
-            for source in [ns.tag_index(tag, b), *(drain.decode() for drain in pending)]:
-                start = 0
-                while True:
-                    members = client.zrangebyscore(source, now_ms, "+inf", start=start, num=UNLINK_BATCH)
-                    if not members:
-                        break
-                    found = script(keys=members, args=[tag, ns.prefix, "", "list", ""], client=client)
-                    carrying.update(found)
-                    start += len(members)
+    for source, members in _read_sorted(client, dict.fromkeys(sources, now_ms)).items():
+        for i in range(0, len(members), UNLINK_BATCH):
+            keys = [member for member, _ in members[i : i + UNLINK_BATCH]]
+            carrying.update(
+                script(keys=keys, args=[sources[source], ns.prefix, "", "list", ""], client=client)
+            )
     return len(carrying)
 
 
@@ -389,15 +410,55 @@ def _drain_members(client: Any, drain: str, registry: str, b: str, batch: Any) -
     client.srem(registry, drain)
 
 
-def pending_drained(client: Any, ns: Namespace, operation: str) -> int:
-    """Members of an operation's drains a fault interrupted (still to be removed)."""
+def _read_sorted(client: Any, sources: dict[str, Any]) -> dict[str, list[tuple[bytes, float]]]:
+    """Every member (with its score) of each sorted set in ``sources`` scored from its value up,
+    UNLINK_BATCH per set and round trip: one pipeline a round, however many sets (and buckets)."""
+    found: dict[str, list[tuple[bytes, float]]] = {source: [] for source in sources}
+    pending, start = list(sources), 0
+    while pending:
+        pipe = client.pipeline(transaction=False)
+        for source in pending:
+            pipe.zrangebyscore(
+                source, sources[source], "+inf", start=start, num=UNLINK_BATCH, withscores=True
+            )
+        replies = pipe.execute()
+        for source, members in zip(pending, replies, strict=True):
+            found[source].extend(members)
+        pending = [
+            source for source, members in zip(pending, replies, strict=True) if len(members) == UNLINK_BATCH
+        ]
+        start += UNLINK_BATCH
+    return found
+
+
+def live_of_operation(client: Any, ns: Namespace, operation: str) -> int:
+    """Distinct live entries of ``operation``: in its index and in the drains a fault interrupted,
+    which the next invalidation finishes (what ``invalidate_by_operation`` would remove now). A
+    bucket with no such drain is counted by ZCOUNT; one with drains by its members: a key
+    rewritten after the drain began is in both but counts once, with the expiry of its last write
+    (the index's score), and a drain member whose expiry passed counts 0, as UNLINK will
+    (test_invalidation_races.py::test_count_by_operation_is_exact_after_a_fault_midway)."""
+    now_ms = int(time.time() * 1000)
     pipe = client.pipeline(transaction=False)
     for b in ns.buckets:
         pipe.smembers(ns.drains(operation, b))
-    drains = [drain for members in pipe.execute() for drain in members]
-    if not drains:
-        return 0
+    registries = pipe.execute()
     pipe = client.pipeline(transaction=False)
-    for drain in drains:
-        pipe.zcard(drain)
-    return sum(pipe.execute())
+    sources: dict[str, Any] = {}
+    indexes = []
+    for b, drains in zip(ns.buckets, registries, strict=True):
+        if not drains:
+            pipe.zcount(ns.index(operation, b), now_ms, "+inf")
+            continue
+        indexes.append(ns.index(operation, b))
+        sources[indexes[-1]] = "-inf"  # all of it: a member it holds, live or not, is decided here
+        sources.update((drain.decode(), now_ms) for drain in drains)
+    live = sum(pipe.execute())
+    if not sources:
+        return live
+    members = _read_sorted(client, sources)
+    indexed = {member for index in indexes for member, _ in members[index]}
+    counted = {member for index in indexes for member, score in members[index] if score >= now_ms}
+    for source in sources.keys() - set(indexes):
+        counted.update(member for member, _ in members[source] if member not in indexed)
+    return live + len(counted)

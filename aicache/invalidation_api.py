@@ -200,7 +200,9 @@ class InvalidationMixin:
         return progress.removed
 
     def count_tags(self, tags: list[str]) -> int:
-        """How many live entries :meth:`invalidate_tags` would remove now (from the tag indexes)."""
+        """How many live entries :meth:`invalidate_tags` would remove now: distinct entries whose
+        frame still carries one of ``tags``, in the tag indexes and in the tag drains a fault left
+        half done (no scan of the keyspace)."""
         wanted = check_tags(tags, allow_empty=False)
         self._begin_invalidation()
         return int(self.guarded("count", 0, invalidation.live_tagged, self.redis, self.ns, wanted))  # type: ignore[attr-defined]
@@ -216,20 +218,18 @@ class InvalidationMixin:
         return progress.removed
 
     def count_by_operation(self, operation: str) -> int:
-        """Live entries of one operation, from its index (no scan of the keyspace)."""
+        """How many live entries :meth:`invalidate_by_operation` would remove now: distinct ones,
+        in the operation's index and in the drains a fault left half done (no scan of the
+        keyspace)."""
         validate_operation(operation)
         self._begin_invalidation()
-
-        def count() -> int:
-            live = invalidation.live_entries(self.redis, self.ns, [operation])
-            return live + invalidation.pending_drained(self.redis, self.ns, operation)
-
-        return int(self.guarded("count", 0, count))  # type: ignore[attr-defined]
+        return int(self.guarded("count", 0, invalidation.live_of_operation, self.redis, self.ns, operation))  # type: ignore[attr-defined]
 
     def count_all(self) -> int:
-        """Live entries of every operation, from the indexes (no scan of the keyspace)."""
+        """Live entries of every operation, from the indexes and the drains a fault left half done
+        (no scan of the keyspace)."""
         self._begin_invalidation()
-        return int(self.guarded("count", 0, invalidation.live_entries, self.redis, self.ns))  # type: ignore[attr-defined]
+        return int(self.guarded("count", 0, invalidation.live_all, self.redis, self.ns))  # type: ignore[attr-defined]
 
     def _scan_unlink(self, match: str) -> int:
         progress = Progress()
