@@ -202,6 +202,18 @@ def tcp_proxy(host: str, port: int) -> Iterator[TcpProxy]:
         proxy.stop()
 
 
+@contextlib.contextmanager
+def pooled_connection(cache) -> Iterator[Any]:
+    """A connection redis-py really makes for ``cache`` (connected, so its socket carries the
+    timeouts), returned to the pool afterwards: what a cache call will use, not what was asked."""
+    pool = cache.redis.connection_pool
+    connection = pool.get_connection()
+    try:
+        yield connection
+    finally:
+        pool.release(connection)
+
+
 def write_and_settle(cache, key: str, write: Callable[[], Any], timeout: float = 10.0) -> Any:
     """Run ``write`` (a write of ``key``, a small-tier entry, in a cache with a live listener) and
     wait until the write's own invalidation message has been applied here: the key's version moves

@@ -20,7 +20,7 @@ def pipeline(history_on):
 
     class Pipeline:
         def __init__(self):
-            self.monitor, self.flusher, self.broker = monitor, flusher, broker
+            self.monitor = monitor
 
         def flush(self):
             flusher(monitor, monitor.drain())

@@ -132,14 +132,25 @@ def _exporter_with(monitor, flusher):
     return exporter
 
 
-def test_a_scrape_collects_but_does_not_ship(history_on):
-    """/metrics flushes with ship=False: it hands the data over and wakes no sender."""
+def test_a_scrape_collects_but_does_not_ship(history_on, monkeypatch):
+    """A GET of /metrics drains the monitors into every sink (the scrape shows the reads) and hands
+    the flusher its data without shipping it or waking its sender: the exporter thread does that."""
+    from django.test import Client
+    from prometheus_client import REGISTRY
+
+    from aicache.monitoring import exporter as exporter_module
+
+    history_on(METRICS_PUBLIC=True)
     monitor, sent = CachePerformanceMonitor(), []
     flusher = CeleryFlusher(interval=0, max_rollups=1000, buffer_batches=5, send=sent.append)
     exporter = _exporter_with(monitor, flusher)
+    monkeypatch.setattr(exporter_module, "exporter", exporter)
+    labels = {"operation": "qa", "tier": "small"}
+    before = REGISTRY.get_sample_value("redis_cache_hits_total", labels) or 0.0
     reads(monitor, 4)
-    exporter.flush_now(ship=False)
-    assert sent == [] and flusher.waiting == 0 and flusher._thread is None
+    assert Client().get("/metrics").status_code == 200
+    assert REGISTRY.get_sample_value("redis_cache_hits_total", labels) - before == 4  # collected
+    assert sent == [] and flusher.waiting == 0 and flusher._thread is None  # not shipped
     exporter.flush_now()  # the exporter thread's pass: seals and wakes the sender thread
     wait_for(lambda: sent, what="the batch, sent by the sender thread")
     (get,) = [r for r in sent[0]["rollups"] if r[1] == "get"]

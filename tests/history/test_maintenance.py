@@ -34,7 +34,12 @@ def history(hours_back: list[float]) -> None:
     now = timezone.now()
     rows = [
         rollup_row(
-            period_start=now - dt.timedelta(hours=h), operation="qa", outcome="hit_redis", count=10 + i
+            period_start=now - dt.timedelta(hours=h),
+            operation="qa",
+            outcome="hit_redis",
+            count=10 + i,
+            total_duration=0.01 * (i + 1),
+            sketch={"-700": 5 + i, "-500": 5},  # sketches differ per row: compaction must merge them
         )
         for i, h in enumerate(hours_back)
     ]

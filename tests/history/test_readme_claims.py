@@ -41,8 +41,18 @@ def test_cleanup_deletes_in_batches_capped_at_900(settings, batch_size, rows, st
     assert SlowOperation.objects.count() == 1
 
 
+# One fixed minute for both workers' batches: built at different instants, they must still name the
+# same new rollup rows (a batch built across a minute boundary would not).
+START = dt.datetime(2026, 11, 18, 7, 7, tzinfo=dt.UTC)
+
+
 def _batch(batch_id):
-    return {"batch_id": batch_id, "process": f"{batch_id}:1", "rollups": [rollup_row(count=2)]}
+    return {
+        "batch_id": batch_id,
+        "process": f"{batch_id}:1",
+        "sent_at": START.timestamp(),
+        "rollups": [rollup_row(period_start=START, count=2)],
+    }
 
 
 @pytest.mark.django_db(transaction=True)

@@ -87,8 +87,7 @@ def broker(tmp_path_factory):
 
 
 @pytest.fixture
-def celery_worker(broker, settings):
-    settings.AICACHE = {**settings.AICACHE, "HISTORY_ENABLED": True}
+def celery_worker(broker, history_on):
     if broker.process is None:
         broker.start()
     url = f"{broker.url}/0"

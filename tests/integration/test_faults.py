@@ -8,7 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from aicache import guard as backend_module
 from aicache.checks import E_REDIS_VERSION, check_redis_version
-from tests.helpers import wait_for
+from tests.helpers import pooled_connection, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -17,15 +17,19 @@ TEXT = "Faults are where a cache earns its keep or loses a customer. " * 2
 
 def test_default_socket_timeout_bounds_a_hung_call(proxied_cache):
     """README: SOCKET_TIMEOUT 0.5 s by default, and redis-py's retries are off, so one call on a
-    Redis that stopped answering returns after about half a second (not 4x, not 30 s)."""
+    Redis that stopped answering returns after one socket timeout (not 4x, not 30 s)."""
     cache, proxy = proxied_cache("plain")  # aicache's own defaults (no test overrides)
     cache.cache_response(TEXT, "summarize", None, {"v": 1})
     cache.invalidate_memory_cache()
+    with pooled_connection(cache) as connection:  # what a call really gets (before the silence)
+        assert connection._sock.gettimeout() == connection.socket_timeout == 0.5
+        assert connection.retry.get_retries() == 0
     proxy.blackhole()
     started = time.monotonic()
     assert cache.get_cached_response(TEXT, "summarize") is None
     elapsed = time.monotonic() - started
-    assert 0.4 < elapsed < 0.9, elapsed
+    # It waited on the silent Redis, once; the upper bound is loose for a loaded machine.
+    assert 0.4 < elapsed < 5, elapsed
     assert cache.error_counts()["unreachable"] == 1
 
 

@@ -11,7 +11,7 @@ from aicache.monitoring.models import IngestionBatch, Rollup
 from aicache.monitoring.summaries import percentile
 from aicache_project.celery import app as celery_app
 from tests.factories import rollup_row
-from tests.helpers import TcpProxy, run_threads, wait_for
+from tests.helpers import run_threads, tcp_proxy, wait_for
 from tests.integration.processes import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.history, pytest.mark.django_db(transaction=True)]
@@ -180,10 +180,9 @@ def test_five_identical_calls_one_miss_four_hits(own_exporter, celery_worker, re
 @pytest.fixture
 def hung_broker():
     """A socket that accepts connections and never answers: the broker of the tests below."""
-    proxy = TcpProxy("127.0.0.1", 9)
-    proxy.accept_only = True
-    yield proxy
-    proxy.stop()
+    with tcp_proxy("127.0.0.1", 9) as proxy:
+        proxy.accept_only = True
+        yield proxy
 
 
 def test_a_scrape_never_waits_on_a_hung_broker(hung_broker, real_cache, history_on, monkeypatch):

@@ -2,11 +2,13 @@
 hooks at the exact step where each race used to be lost."""
 
 import threading
+import time
+from collections import Counter
 
 import pytest
 
 from aicache import invalidation
-from tests.helpers import run_threads
+from tests.helpers import run_threads, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -174,8 +176,8 @@ def _fault_on_the_second_batch(monkeypatch) -> list[int]:
     [
         (lambda c: c.invalidate_by_operation("summarize"), lambda c: c.count_by_operation("summarize")),
         (lambda c: c.invalidate_pattern("summ*"), lambda c: c.count_pattern("summ*")),
-        (lambda c: c.invalidate_all(), lambda c: c.count_by_operation("summarize")),
-        (lambda c: c.invalidate_tags(["t"]), lambda c: c.count_by_operation("summarize")),
+        (lambda c: c.invalidate_all(), lambda c: c.count_all()),
+        (lambda c: c.invalidate_tags(["t"]), lambda c: c.count_tags(["t"])),
     ],
     ids=["operation", "pattern", "all", "tags"],
 )
@@ -200,16 +202,70 @@ def test_a_fault_midway_through_a_drain_orphans_nothing(real_cache, monkeypatch,
     assert not list(real_cache.redis.scan_iter("ai_cache:summarize:*"))
 
 
+def _first_batch(cache, keys: list[str]) -> int:
+    """What the first removal batch of a drain takes: 500 entries on one node; in a cluster the
+    first bucket's (every bucket's index is renamed first, then drained bucket by bucket)."""
+    per_bucket = Counter(cache.ns.bucket(key) for key in keys)
+    return min(invalidation.UNLINK_BATCH, next(per_bucket[b] for b in cache.ns.buckets if per_bucket[b]))
+
+
+def _write_1200(cache, **kwargs) -> list[tuple[str, str]]:
+    texts = [f"{TEXT} {i}" for i in range(1200)]
+    for i, text in enumerate(texts):
+        cache.cache_response(text, "summarize", None, {"v": i}, **kwargs)
+    return [(text, cache.key_generator.generate(text, "summarize")) for text in texts]
+
+
 def test_count_tags_sees_a_tag_drain_a_fault_left_half_done(real_cache, monkeypatch):
     """README: count_tags counts every entry carrying the tags, and invalidate_tags has the
     guarantees of invalidate_by_operation, whose interrupted drain stays counted."""
-    for i in range(1200):
-        real_cache.cache_response(f"{TEXT} {i}", "summarize", None, {"v": i}, tags=["t"])
-    _fault_on_the_second_batch(monkeypatch)
+    keys = [key for _, key in _write_1200(real_cache, tags=["t"])]
+    batches = _fault_on_the_second_batch(monkeypatch)
     first = real_cache.invalidate_tags(["t"])
+    assert len(batches) == 2  # the fault came between two of drain_tag's batches
+    assert first == _first_batch(real_cache, keys)  # 500 on one node
     monkeypatch.undo()
     real_cache._state.breaker.success()
-    assert real_cache.count_tags(["t"]) == 1200 - first
+    assert real_cache.count_tags(["t"]) == 1200 - first  # 700 on one node, all in the drain
+    assert real_cache.invalidate_tags(["t"]) == 1200 - first
+    assert real_cache.count_tags(["t"]) == 0
+
+
+def _drain_holding(cache, key: str) -> str:
+    """The interrupted drain of "summarize" that holds ``key``."""
+    registry = cache.ns.drains("summarize", cache.ns.bucket(key))
+    (drain,) = [d for d in cache.redis.smembers(registry) if cache.redis.zscore(d, key) is not None]
+    return drain.decode()
+
+
+def test_count_by_operation_is_exact_after_a_fault_midway(real_cache, monkeypatch):
+    """README: every count is exact. After a fault midway through a drain, count_by_operation is
+    the number of distinct live entries the next invalidate_by_operation removes: a key rewritten
+    since (in the drain and in the fresh index) counts once; a drain member whose expiry passed
+    counts 0, and so does a key rewritten since with a TTL that ran out (its drain member still
+    carries the older, later expiry)."""
+    written = _write_1200(real_cache)
+    batches = _fault_on_the_second_batch(monkeypatch)
+    first = real_cache.invalidate_by_operation("summarize")
+    assert len(batches) == 2 and first == _first_batch(real_cache, [key for _, key in written])
+    monkeypatch.undo()
+    real_cache._state.breaker.success()
+    rest = [(text, key) for text, key in written if real_cache.redis.exists(key)]
+    assert len(rest) == 1200 - first  # 700 on one node
+    (rewritten, _), (short, short_key), (_, expired_key) = rest[:3]
+    real_cache.cache_response(rewritten, "summarize", None, {"v": "again"})
+    real_cache.cache_response(short, "summarize", None, {"v": "short"}, ttl=1)
+    expires_at = int(time.time() * 1000) + 50  # the entry and its drain member agree, as when written
+    real_cache.redis.pexpireat(expired_key, expires_at)
+    real_cache.redis.zadd(_drain_holding(real_cache, expired_key), {expired_key: expires_at}, xx=True)
+    wait_for(
+        lambda: not any(real_cache.redis.exists(key) for key in (short_key, expired_key)),
+        what="both entries to expire",
+    )
+    expected = 1200 - first - 2
+    assert real_cache.count_by_operation("summarize") == expected
+    assert real_cache.invalidate_by_operation("summarize") == expected
+    assert real_cache.count_by_operation("summarize") == 0
 
 
 def test_each_invalidation_drains_under_its_own_name(real_cache, monkeypatch):

@@ -7,7 +7,7 @@ from django.core.cache import caches
 from django.test import Client
 
 from aicache import state
-from tests.helpers import FakeClock, wait_for
+from tests.helpers import FakeClock, run_threads, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -62,8 +62,12 @@ def test_redis_stopped_mid_test_and_restarted(settings, real_cache, redis_server
     clock = FakeClock(state.time.monotonic())
     monkeypatch.setattr(state, "time", clock)
     redis_server.stop()
-    if coherence == "tracking":
-        wait_for(lambda: cache.coherence.status == "disconnected", what="the listener to notice")
+    if coherence == "tracking":  # README: the dropped connection is noticed within the liveness bound
+        wait_for(
+            lambda: cache.coherence.status == "disconnected",
+            timeout=cache.config.coherence_liveness_seconds,
+            what="the listener to notice",
+        )
 
     started = time.monotonic()
     computed = []
@@ -112,18 +116,79 @@ def test_health_endpoint_reports_redis_state(real_cache, redis_server):
     assert home.status_code == 200 and b"unreachable" in home.content
 
 
+def test_local_tier_serves_while_redis_is_down_until_each_entrys_ttl(
+    settings, real_cache, redis_server, monkeypatch
+):
+    """README "Faults": under MEMORY_COHERENCE="local" the memory tier keeps serving what it holds
+    while Redis is down, each entry until its own TTL and not after (a clock the test moves).
+    ``real_cache`` empties Redis first and starts it again afterwards."""
+    from aicache import backend, coherence, memory
+
+    clock = FakeClock(1_000.0, wall_offset=time.time() - 1_000.0)
+    for module in (backend, coherence, memory, state):
+        monkeypatch.setattr(module, "time", clock)
+    settings.CACHES = {
+        **settings.CACHES,
+        "local": {
+            "BACKEND": "aicache.backend.AIResponseCache",
+            "LOCATION": f"{redis_server.url}/0",
+            "OPTIONS": {"MEMORY_COHERENCE": "local"},
+        },
+    }
+    cache = caches["local"]
+    short, long = f"{SMALL} 60 s", f"{SMALL} 120 s"
+    cache.cache_response(short, "summarize", None, RESPONSE, ttl=60)
+    cache.cache_response(long, "summarize", None, RESPONSE, ttl=120)
+    redis_server.stop()
+
+    def source(text):
+        hit = cache.get_cached_response(text, "summarize")
+        return hit and hit["cache_source"]
+
+    clock.now += 59.9
+    assert (source(short), source(long)) == ("memory", "memory")
+    clock.now += 0.1
+    assert (source(short), source(long)) == (None, "memory")
+    clock.now += 60.0
+    assert source(long) is None
+    assert cache.error_counts()["unreachable"] >= 1  # the misses went to Redis, which is down
+
+
 def test_start_coherence_waits_for_the_first_proof_up_to_its_bound(proxied_cache):
     """start_coherence(wait=s) returns once the listener's first liveness proof came back, or after
     s seconds without one; never sooner, never later."""
     fresh, _ = proxied_cache("fresh")  # a new identity (the proxy's address): no listener yet
-    assert fresh.start_coherence(wait=1.0) == "live"
-    hung, _ = proxied_cache("hung", accept_only=True, SOCKET_TIMEOUT=0.3, SOCKET_CONNECT_TIMEOUT=0.3)
+    assert fresh.start_coherence(wait=5) == "live"
+    # A Redis that accepts and never answers; every command of it times out after 0.1 s.
+    hung, _ = proxied_cache("hung", accept_only=True, SOCKET_TIMEOUT=0.1, SOCKET_CONNECT_TIMEOUT=0.1)
     started = time.monotonic()
-    status = hung.start_coherence(wait=0.4)
-    elapsed = time.monotonic() - started
-    assert status != "live" and 0.4 <= elapsed < 1.5, (status, elapsed)
+    hung.start_coherence()  # no wait by default: the listener starts, the call returns
+    assert time.monotonic() - started < 0.5
+    # Its first command times out; from then on it reconnects and times out again, "disconnected"
+    # throughout (a Redis that never answers proves nothing).
+    wait_for(lambda: hung.coherence.status == "disconnected", what="the listener's first timeout")
+
+    def start(_):
+        started = time.monotonic()
+        return hung.start_coherence(wait=0.4), time.monotonic() - started
+
+    # In a thread: a wait without a bound fails here after 5 s, not at pytest's timeout.
+    ((status, elapsed),) = run_threads(start, 1, timeout=5)
+    assert status == "disconnected" and 0.4 <= elapsed < 1.5, (status, elapsed)
 
 
 def test_ping_answers_false_when_misconfigured(settings):
     settings.AICACHE = {"HASH_ALGORITHM": "crc32"}
     assert caches["ai"].config is None and caches["ai"].ping() is False
+
+
+def test_a_failed_ping_is_counted_under_its_own_action(proxied_cache):
+    """Each fault is counted as ``error:<kind>:<action>`` (README, "Monitoring"), a ping's under
+    ``ping``."""
+    cache, proxy = proxied_cache("pinged", SOCKET_TIMEOUT=0.1, SOCKET_CONNECT_TIMEOUT=0.1)
+    assert cache.ping() is True  # Redis known (its version checked), then it stops answering
+    proxy.blackhole()
+    assert cache.ping() is False
+    cache.monitor.summary()  # folds what was recorded
+    errors = {name: n for name, n in cache.monitor.counters.items() if name.startswith("error:")}
+    assert errors == {"error:unreachable:ping": 1}

@@ -9,7 +9,7 @@ from django_redis.pool import ConnectionFactory
 from aicache import dictionaries, namespace
 from aicache.bench.payloads import llm_response
 from aicache.codec import ZSTD_DICT_FLAG, ZlibCompressor, ZstdCompressor
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, pooled_connection
 from tests.integration.test_single_flight import wait_behind_a_slow_compute
 
 pytestmark = pytest.mark.integration
@@ -68,13 +68,9 @@ def fresh_pools(monkeypatch):
 def _timeouts(cache) -> tuple[float | None, float | None]:
     """The (socket timeout, connect timeout) of a connection redis-py really makes for ``cache``;
     the socket itself carries the first."""
-    pool = cache.redis.connection_pool
-    connection = pool.get_connection()
-    try:
+    with pooled_connection(cache) as connection:
         assert connection._sock.gettimeout() == connection.socket_timeout
         return connection.socket_timeout, connection.socket_connect_timeout
-    finally:
-        pool.release(connection)
 
 
 GLOBAL = {"SOCKET_TIMEOUT": 1.25, "SOCKET_CONNECT_TIMEOUT": 0.75}

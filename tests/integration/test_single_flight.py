@@ -22,20 +22,31 @@ def stampede(worker, operation: str, counter: str, threads: int, op: str = "stam
 
 
 def test_stampede_32_threads_3_processes_one_compute(workers, real_cache):
+    """32 callers in each of 3 processes, one compute. The first process's compute is held by a
+    gate until every other caller waits on it (each process's state counts them: 31 callers on its
+    leader in the first; in each other process its leader on the lease plus 31 callers), so every
+    count is exact: 1 miss, and 95 callers coalesced on that one result."""
     procs = workers(3)
-    counter = "test:computes"
-    real_cache.redis.delete(counter)
-    start_at = time.monotonic() + 1.0
-    for w in procs:
-        stampede(w, "summarize", counter, 32, start_at=start_at)
-    replies = [w.read() for w in procs]
+    counter, gate = "test:computes", "test:computes:gate"
+    real_cache.redis.delete(counter, gate)
+    for worker, expected in zip(procs, (31, 32, 32), strict=True):
+        stampede(worker, "summarize", counter, 32, op="stampede_start", gate=gate)
+        assert worker.read() == {"started": True}
+        wait_for(
+            lambda w=worker, n=expected: w.call("counters").get("single_flight_waits", 0) == n,
+            what=f"{expected} waits in a process",
+        )
+    # the first process's leader holds the lease: its compute starts (and is held by the gate)
+    wait_for(lambda: real_cache.redis.get(counter) == b"1", what="the one compute to start")
+    real_cache.redis.set(gate, 1)
+    replies = [w.call("stampede_result") for w in procs]
     assert int(real_cache.redis.get(counter)) == 1
     results = [r for reply in replies for r in reply["results"]]
     assert len(results) == 96 and not any(reply["errors"] for reply in replies)
     assert len({r["answer"] for r in results}) == 1
     assert sum(not r["hit"] for r in results) == 1
-    coalesced = sum(reply["counters"].get("single_flight_coalesced", 0) for reply in replies)
-    assert coalesced >= 90  # the others waited for that one result (a few may simply hit)
+    coalesced = [reply["counters"].get("single_flight_coalesced", 0) for reply in replies]
+    assert coalesced == [31, 32, 32]
 
 
 def test_five_concurrent_calls_one_miss_four_coalesced(real_cache):
@@ -215,12 +226,16 @@ def unanswering_cache(proxied_cache):
     return cache
 
 
-def _stampede(cache, n=40, compute_seconds=0.2):
+def _stampede(cache, n=40):
+    """n concurrent get_or_compute calls of one key; the compute returns once the n - 1 others
+    wait on it (the process state counts them). Returns how long each compute took, and each
+    caller's (result, elapsed)."""
     calls = []
 
     def compute():
-        calls.append(1)
-        time.sleep(compute_seconds)
+        started = time.monotonic()
+        wait_for(lambda: _waits(cache) == n - 1, what=f"the {n - 1} other callers to wait on this compute")
+        calls.append(time.monotonic() - started)
         return {"answer": "computed without Redis"}
 
     def call(i):
@@ -237,7 +252,7 @@ def test_hung_redis_one_compute_and_one_timeout_per_call(unanswering_cache):
     calls, results = _stampede(unanswering_cache)
     assert len(calls) == 1
     assert all(r["answer"] == "computed without Redis" for r, _ in results)
-    assert max(elapsed for _, elapsed in results) < 0.3 + 0.2 + 0.4
+    assert max(elapsed for _, elapsed in results) < 0.3 + calls[0] + 0.4
     assert unanswering_cache.error_counts().get("unreachable", 0) >= 1
 
 

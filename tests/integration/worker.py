@@ -19,6 +19,8 @@ django.setup()
 
 from django.core.cache import caches  # noqa: E402
 
+from tests.helpers import wait_for, write_and_settle  # noqa: E402
+
 cache = caches["ai"]
 
 
@@ -33,8 +35,6 @@ def op_status(msg: dict) -> dict:
 def op_cache(msg: dict) -> dict:
     """cache_response, then wait for the write's own invalidation message: every message evicts,
     so a read filled before it arrived would be dropped again."""
-    from tests.helpers import write_and_settle
-
     key = cache.key_generator.generate(msg["text"], msg["operation"], None, msg.get("question"))
     write = lambda: cache.cache_response(**_args(msg), options=None, response=msg["response"])  # noqa: E731
     if cache._state.listener is None:
@@ -47,11 +47,6 @@ def op_cache(msg: dict) -> dict:
 def op_get(msg: dict) -> dict:
     hit = cache.get_cached_response(**_args(msg))
     return {"hit": hit is not None, "source": hit and hit["cache_source"], "response": hit}
-
-
-def op_in_memory(msg: dict) -> dict:
-    key = cache.key_generator.generate(msg["text"], msg["operation"], None, msg.get("question"))
-    return {"in_memory": key in cache.memory}
 
 
 def op_watch(msg: dict) -> dict:
@@ -73,17 +68,10 @@ def op_invalidate(msg: dict) -> dict:
     return {"removed": removed, "started_at": started, "returned_at": time.monotonic()}
 
 
-def _wait_for_key(key: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cache.redis.exists(key):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the test never set {key}")  # not a RuntimeError: not "LLM failed"
-        time.sleep(0.005)
-
-
 def op_stampede(msg: dict) -> dict:
-    """``threads`` threads call get_or_compute (at ``start_at``, if given); compute INCRs a Redis
-    counter, then runs ``compute_seconds`` or, with ``gate``, until the test sets that Redis key."""
+    """``threads`` threads call get_or_compute; compute INCRs a Redis counter, then runs
+    ``compute_seconds`` or, with ``gate``, until the test sets that Redis key (at most 30 s: then
+    an AssertionError, never taken for the compute's own RuntimeError, "LLM failed")."""
     results: list[dict] = []
     errors: list[str] = []
 
@@ -92,7 +80,9 @@ def op_stampede(msg: dict) -> dict:
         if msg.get("crash"):
             os._exit(3)  # die while holding the lock, without releasing it
         if msg.get("gate"):
-            _wait_for_key(msg["gate"])
+            wait_for(
+                lambda: cache.redis.exists(msg["gate"]), timeout=30, what=f"the test to set {msg['gate']}"
+            )
         else:
             time.sleep(msg.get("compute_seconds", 0.3))
         if msg.get("raise"):
@@ -100,9 +90,6 @@ def op_stampede(msg: dict) -> dict:
         return {"answer": f"computed by {os.getpid()}"}
 
     def run() -> None:
-        delay = msg.get("start_at", 0.0) - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
         try:
             out = cache.get_or_compute(
                 **_args(msg),
@@ -205,16 +192,6 @@ def op_figures(msg: dict) -> dict:
         "bytes_saved": stats.get("compression", {}).get("total_bytes_saved", 0),
         "get_durations": [r["duration"] for r in raw["cache_operations"] if r["operation"] == "get"],
     }
-
-
-def op_metric(msg: dict) -> dict:
-    """A Prometheus sample of this process, after folding what is pending (no shipping)."""
-    from prometheus_client import REGISTRY
-
-    from aicache.monitoring.exporter import get_exporter
-
-    get_exporter().flush_now(ship=False)
-    return {"value": REGISTRY.get_sample_value(msg["name"], msg.get("labels", {})) or 0.0}
 
 
 def op_history(msg: dict) -> dict:

@@ -15,6 +15,8 @@ from tests.integration.test_coherence import (  # noqa: F401
 )
 from tests.integration.test_invalidation_races import (  # noqa: F401
     test_a_fault_midway_through_a_drain_orphans_nothing,
+    test_count_by_operation_is_exact_after_a_fault_midway,
+    test_count_tags_sees_a_tag_drain_a_fault_left_half_done,
     test_invalidate_all_never_leaves_an_unindexed_entry,
     test_invalidation_defeats_a_compute_already_in_flight,
     test_invalidation_of_another_operation_does_not_fence,

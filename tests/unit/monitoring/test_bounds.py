@@ -132,6 +132,14 @@ def test_action_and_source_labels_share_20_more_values(monkeypatch):
     actions = {a for a, _ in labelled if a.startswith("capact")}
     sources = {source for a, source in labelled if a == "get" and source.startswith("capsrc")}
     assert (len(actions), len(sources)) == (15, 5)  # 20 in all, in the order they came
+    latency_actions = {  # the histogram takes the same capped action label
+        s.labels["action"]
+        for metric in REGISTRY.collect()
+        if metric.name == "redis_cache_latency_ms"
+        for s in metric.samples
+        if s.labels.get("action", "").startswith("capact")
+    }
+    assert latency_actions == actions
     assert sample("redis_cache_operation_duration_seconds_count", action="get", source="other") - other == 10
     for fixed in ("get", "set", "memory", "redis", "coalesced", "miss", "ok", "error"):
         assert prometheus.action_label(fixed) == fixed
