@@ -85,7 +85,7 @@ bench: deps redis
 	DEBUG=1 $(BIN)/python manage.py aicache_benchmark --json .run/benchmark-concurrency.json $(BENCH_ARGS) \
 		--only concurrency | tee .run/benchmark-concurrency.md
 
-# Mutation testing of the core and the monitor (mutmut, module by module, about 2.5 hours; not part of
+# Mutation testing of the core and the monitor (mutmut, module by module, about 30 minutes; not part of
 # `make test`). `make mutation MODULES="keys codec"` for some; the summary lands in .run/mutation/summary.md.
 MODULES ?=
 mutation: deps redis

@@ -7,7 +7,7 @@ the history tests. mutmut then runs, for each mutant, only the selected tests th
 function. The summary (killed / survived / timeout per module, and every survivor) goes to
 .run/mutation/summary.md and stdout; `docs/testing.md` explains each survivor that is left.
 
-    scripts/mutation.py                  # every module, about 2.5 hours on two vCPUs
+    scripts/mutation.py                  # every module, about 30 minutes on two vCPUs
     scripts/mutation.py keys codec       # only these
     scripts/mutation.py --fail-under 85  # exit 1 if a module kills fewer than 85 %
 """
@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -101,18 +100,20 @@ CONFIG = """
 source_paths = ["aicache/"]
 only_mutate = [{module!r}]
 pytest_add_cli_args_test_selection = {tests!r}
-# A hung mutant costs a timeout: TEST_TIMEOUT per test, and 10x the tests' CPU estimate.
-pytest_add_cli_args = ["-p", "no:cacheprovider", "--timeout={timeout}"]
-timeout_multiplier = 5.0
+# A hung mutant costs a timeout: its test's own (scripts/mutation_conftest.py), and 3x the tests'
+# estimate for the whole run.
+# Tests that start worker processes are left to the recheck of survivors (see recheck()).
+pytest_add_cli_args = ["-p", "no:cacheprovider", "--timeout={timeout}", "-m", "not processes"]
+timeout_multiplier = 3.0
 # the project beside the mutated package: pytest-django then finds manage.py in mutants/ itself
 # (otherwise it puts the work tree first on sys.path, and worker processes import unmutated code)
-also_copy = ["aicache_project/", "templates/", "manage.py"]
+also_copy = ["aicache_project/", "templates/", "manage.py", "conftest.py"]
 """
 
 
-# Seconds one test may take before its mutant counts as a hang (detected). Most selected tests take
-# under 5 s, and a mutant that breaks a wake-up leaves a test waiting on its event: 20 s bounds that
-# cost. The coherence selection holds the 100k-entry invalidation (~11 s alone, more under load).
+# Seconds one test may take before its mutant counts as a hang (detected), where mutmut has no clean
+# duration for it (its stats run; scripts/mutation_conftest.py bounds every other test by its own),
+# and for the rechecks' tests (worker processes, Redis Cluster: 2-4 s clean, more under load).
 DEFAULT_TEST_TIMEOUT = 20
 TEST_TIMEOUT = {"coherence": 60}
 
@@ -136,6 +137,8 @@ def prepare(name: str, module: str, tests: list[str]) -> Path:
         (tree / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / path, tree / path)
     (tree / ".venv").symlink_to(ROOT / ".venv")
+    # tests that need no server first (scripts/mutation_conftest.py)
+    shutil.copy2(ROOT / "scripts" / "mutation_conftest.py", tree / "conftest.py")
     with (tree / "pyproject.toml").open("a") as f:
         f.write(
             CONFIG.format(
@@ -181,24 +184,31 @@ CLUSTER = [
 RECHECK_CLUSTER = {"invalidation", "backend", "coherence"}
 
 
-def _pytest(tree: Path, mutant: str, args: list[str], collect: bool = False) -> int:
-    """pytest in the mutants directory with ``mutant`` active (mutmut's trampolines read
-    MUTANT_UNDER_TEST, and worker processes inherit it); a hang counts as detected (-1)."""
-    env = {
-        **os.environ,
-        "MUTANT_UNDER_TEST": mutant,
-        "AICACHE_HYPOTHESIS_EXAMPLES": "25",
-        "PYTHONDONTWRITEBYTECODE": "1",
+def _forks(tree: Path, args: list[str], mutants: list[str], children: int) -> dict[str, int]:
+    """Exit codes of ``args`` (a pytest selection) run against each of ``mutants`` in the mutants
+    directory, from one warm process (scripts/mutation_forks.py): mutmut's trampolines read
+    MUTANT_UNDER_TEST, and worker processes inherit it. A hang counts as detected (-1)."""
+    env = {**os.environ, "AICACHE_HYPOTHESIS_EXAMPLES": "25", "PYTHONDONTWRITEBYTECODE": "1"}
+    out = tree / "forks.json"
+    out.unlink(missing_ok=True)
+    job = {
+        "args": [f"--timeout={TEST_TIMEOUT.get(tree.name, DEFAULT_TEST_TIMEOUT)}", *args],
+        "mutants": mutants,
+        "children": children,
+        "timeout": RECHECK_SECONDS,
+        "out": str(out),
     }
-    command = [str(ROOT / ".venv" / "bin" / "pytest"), "--rootdir=.", "-q", "-p", "no:cacheprovider"]
-    command += (
-        ["--collect-only"]
-        if collect
-        else ["-x", f"--timeout={TEST_TIMEOUT.get(tree.name, DEFAULT_TEST_TIMEOUT)}"]
-    )
-    return _in_own_group(
-        [*command, *args], cwd=tree / "mutants", env=env, timeout=RECHECK_SECONDS, stdout=subprocess.DEVNULL
-    )
+    job_file = tree / "forks-job.json"
+    job_file.write_text(json.dumps(job))
+    with job_file.open() as stdin:
+        _in_own_group(
+            [str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "scripts" / "mutation_forks.py")],
+            cwd=tree / "mutants",
+            env=env,
+            stdin=stdin,
+            stdout=subprocess.DEVNULL,
+        )
+    return json.loads(out.read_text()) if out.exists() else {m: -2 for m in mutants}
 
 
 def _in_own_group(command: list[str], timeout: float | None = None, **kwargs: Any) -> int:
@@ -229,14 +239,15 @@ def recheck(tree: Path, selections: list[list[str]], found: dict[str, str], chil
     killed: list[str] = []
     for args in selections:
         candidates = [m for m in candidates if m not in killed]
-        if not candidates or _pytest(tree, "", args, collect=True) != 0:
-            continue  # nothing left, or the selection holds no test (pytest exit 5)
-        clean = _pytest(tree, "", args)
+        if not candidates:
+            continue
+        codes = _forks(tree, args, ["", *candidates], children)
+        clean = codes.get("", -2)
+        if clean == 5:
+            continue  # the selection holds no test
         if clean != 0:
             raise SystemExit(f"{' '.join(args)} fails without a mutant (exit {clean}): fix it first")
-        with ThreadPoolExecutor(max_workers=children) as pool:
-            codes = list(pool.map(lambda m, a=args: _pytest(tree, m, a), candidates))
-        killed += [m for m, code in zip(candidates, codes, strict=True) if code != 0]
+        killed += [m for m in candidates if codes.get(m, 0) != 0]
     return killed
 
 
@@ -247,6 +258,7 @@ def run(name: str, children: int) -> dict:
     started = time.monotonic()
     log = (WORK / f"{name}.log").open("w")
     _in_own_group([str(MUTMUT), "run", "--max-children", str(children)], cwd=tree, env=env, stdout=log)
+    mutmut_seconds = time.monotonic() - started
     found = outcomes(tree)
     selections = [["-m", "processes", *(t for t in tests if (ROOT / t).exists())]]
     if name in RECHECK_CLUSTER:
@@ -267,6 +279,7 @@ def run(name: str, children: int) -> dict:
         "counts": counts,
         "score": 100.0 * detected / total if total else 100.0,
         "seconds": round(time.monotonic() - started),
+        "mutmut_seconds": round(mutmut_seconds),  # the rest is the recheck of survivors
         "killed_in_worker_processes": len(rechecked),
         "survivors": {k: (found[k], diff(tree, k)) for k in survivors},
     }

@@ -1,0 +1,40 @@
+"""conftest.py at the root of each mutation work tree (scripts/mutation.py copies it there).
+
+Two things make a mutant cheap to judge, without changing what judges it:
+
+* **Tests that need no server first.** mutmut hands pytest each mutant's tests ordered by their
+  call durations, which leave out fixture set-up: a test on a real redis-server (started per run)
+  could come before a fakeredis test that kills the mutant at once. With ``-x`` the first failure
+  ends the run; within each group mutmut's order stands (a stable sort).
+* **A timeout per test from its own clean duration.** A mutant that breaks a wake-up leaves a test
+  waiting on its event until pytest-timeout stops it (a failure: the mutant is detected). One
+  bound for every test (5 s) made each such mutant cost 5 s, most of the whole run's time; a test
+  that took 0.01 s clean now fails at 2.5 s, one that took 1.5 s at 8.5 s. The durations are
+  mutmut's own clean-run figures (``mutmut-stats.json``); a test without one keeps the command
+  line's ``--timeout``.
+"""
+
+import json
+
+import pytest
+
+SERVERS = ("redis_server", "workers", "cluster_setup", "sentinel_setup", "topology_setup")
+BASE_SECONDS = 2.5  # set-up included: a redis-server and a live coherence listener take < 0.5 s
+PER_CLEAN_SECOND = 4.0
+
+
+def _clean_durations():
+    try:
+        with open("mutmut-stats.json") as f:
+            return json.load(f)["duration_by_test"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def pytest_collection_modifyitems(items):
+    durations = _clean_durations()
+    for item in items:
+        clean = durations.get(item.nodeid)
+        if clean is not None:
+            item.add_marker(pytest.mark.timeout(BASE_SECONDS + PER_CLEAN_SECOND * clean))
+    items.sort(key=lambda item: any(name in item.fixturenames for name in SERVERS))
