@@ -65,7 +65,7 @@ def snapshot_redis() -> list[dict[str, Any]]:
             client = cache.redis
             memory = server_totals(client, "memory", ("used_memory",))
             stats = server_totals(client, "stats", ("keyspace_hits", "keyspace_misses"))
-            entries = invalidation.live_entries(client, cache.ns)
+            entries = invalidation.live_all(client, cache.ns)
         except RedisError as exc:
             out.append({"alias": alias, "error": str(exc)})
             continue

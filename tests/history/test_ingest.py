@@ -138,5 +138,12 @@ def test_ingest_reports_rows_created_then_updated_and_truncates_long_texts():
     assert first == {"batch_id": "c1", "duplicate": False, "created": 3, "updated": 0}
     assert ingest(batch("c2")) == {"batch_id": "c2", "duplicate": False, "created": 0, "updated": 3}
     assert ingest(batch("c2")) == {"batch_id": "c2", "duplicate": True}
+    # a batch with no rollups (a quiet minute's counters) creates and updates no rollup row
+    assert ingest(batch("c3", rollups=[], counters={"single_flight_waits": 1})) == {
+        "batch_id": "c3",
+        "duplicate": False,
+        "created": 0,
+        "updated": 0,
+    }
     event = InvalidationEvent.objects.get()
     assert (len(event.pattern), len(event.operation_context), len(event.reason)) == (300, 300, 200)

@@ -83,6 +83,9 @@ def test_count_by_operation_includes_a_drain_a_fault_left_half_done(real_cache):
     _fill(real_cache, "summarize", 2, start=10)  # a fresh index beside the drain
     assert real_cache.count_by_operation("summarize") == 5
     assert real_cache.count_all() == 5  # the drain as well: what invalidate_all would remove
+    _fill(real_cache, "qa", 4)  # an operation with no drain beside the interrupted one
+    assert real_cache.count_all() == 9
+    assert real_cache.invalidate_by_operation("qa") == 4
     assert real_cache.invalidate_by_operation("summarize") == 5
     assert real_cache.count_by_operation("summarize") == 0
     assert not real_cache.redis.exists(drain, ns.drains("summarize"))

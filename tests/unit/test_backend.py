@@ -232,14 +232,14 @@ def test_invalidation_spans_many_batches(ai_cache):
     ]
     from aicache import invalidation
 
-    assert invalidation.live_entries(ai_cache.redis, ai_cache.ns) == 0
+    assert invalidation.live_all(ai_cache.redis, ai_cache.ns) == 0
     for i in range(3):
         ai_cache.cache_response(f"again {i}", "questions", None, {"q": i})
     ai_cache.cache_response("other", "qa", None, {"a": 1}, question="q")
-    assert invalidation.live_entries(ai_cache.redis, ai_cache.ns) == 4
+    assert invalidation.live_all(ai_cache.redis, ai_cache.ns) == 4
     assert ai_cache.invalidate_all() == 4
     assert not list(ai_cache.redis.scan_iter("ai_cache:*"))
-    assert invalidation.live_entries(ai_cache.redis, ai_cache.ns) == 0
+    assert invalidation.live_all(ai_cache.redis, ai_cache.ns) == 0
 
 
 def test_plain_django_api_still_works(ai_cache):

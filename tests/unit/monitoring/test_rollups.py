@@ -238,3 +238,22 @@ def test_equal_compression_ratios_share_a_bucket(monitor):
     monitor.record_compression_ratio(2000, 1000, 0.5, "qa")
     rolled = monitor.drain().rollups[(T0, "compress", "qa", "", "ok")]
     assert rolled.ratio_sketch == {bucket_of(0.5): 2}
+
+
+@pytest.mark.parametrize("keygen", [False, True])
+def test_a_read_at_exactly_the_threshold_ends_a_slow_period(monitor, caplog, keygen):
+    """The slow warning is logged once per crossing from normal to slow; a duration equal to the
+    threshold is not slow, so it ends the period and the next slow read warns again."""
+
+    def read(seconds):
+        if keygen:
+            monitor.record_lookup("qa", "small", "redis", 0.001, seconds, 7)
+        else:
+            monitor.record_lookup("qa", "small", "redis", seconds, None, 7)
+        monitor.drain()
+
+    for seconds in (1.5, 1.5, 1.0, 1.5):
+        read(seconds)
+    what = "key generation" if keygen else "cache get"
+    warnings = [r for r in caplog.records if r.getMessage().startswith(f"aicache {what} took")]
+    assert len(warnings) == 2
