@@ -102,12 +102,9 @@ only_mutate = [{module!r}]
 pytest_add_cli_args_test_selection = {tests!r}
 # A hung mutant costs a timeout: its test's own (scripts/mutation_conftest.py), and 3x the tests'
 # estimate for the whole run.
-# Tests that start worker processes are left to the recheck of survivors (see recheck()); of the
-# topology tests only the Redis Cluster ones are selected (see CLUSTER).
-pytest_add_cli_args = ["-p", "no:cacheprovider", "--timeout={timeout}", "-m", "{marks}"]
+# Tests that start worker processes are left to the recheck of survivors (see recheck()).
+pytest_add_cli_args = ["-p", "no:cacheprovider", "--timeout={timeout}", "-m", "not processes"]
 timeout_multiplier = 3.0
-# a backstop only (each test has its own bound); set-up is not in the estimate: a cluster takes ~3 s
-timeout_constant = 10.0
 # the project beside the mutated package: pytest-django then finds manage.py in mutants/ itself
 # (otherwise it puts the work tree first on sys.path, and worker processes import unmutated code)
 also_copy = ["aicache_project/", "templates/", "manage.py", "conftest.py"]
@@ -119,13 +116,6 @@ also_copy = ["aicache_project/", "templates/", "manage.py", "conftest.py"]
 # and for the rechecks' tests (worker processes, Redis Cluster: 2-4 s clean, more under load).
 DEFAULT_TEST_TIMEOUT = 20
 TEST_TIMEOUT = {"coherence": 60}
-
-
-def selection(name: str) -> list[str]:
-    """The tests mutmut may run for a module: its own (MODULES), and the Cluster runs of the shared
-    guarantees for the modules whose keys and scripts differ on a cluster."""
-    tests = [t for t in MODULES[name][1] if (ROOT / t.split("::")[0]).exists()]
-    return tests + CLUSTER if name in CLUSTER_MODULES else tests
 
 
 def prepare(name: str, module: str, tests: list[str]) -> Path:
@@ -153,9 +143,8 @@ def prepare(name: str, module: str, tests: list[str]) -> Path:
         f.write(
             CONFIG.format(
                 module=module,
-                tests=tests,
+                tests=[t for t in tests if (ROOT / t).exists()],
                 timeout=TEST_TIMEOUT.get(name, DEFAULT_TEST_TIMEOUT),
-                marks=f"not processes{' and not sentinel' if name in CLUSTER_MODULES else ''}",
             )
         )
     return tree
@@ -181,17 +170,18 @@ def diff(tree: Path, mutant: str) -> str:
 
 RECHECK_SECONDS = 300
 
-# The Cluster runs of the shared guarantees (tests/topologies; the Sentinel ones are deselected):
-# on one node every hash-tag bucket is "", so only a cluster tells bucket mistakes apart (names,
-# one slot per script, no MULTI across slots). They run in the test process, so mutmut attributes
-# them like any other test; scripts/mutation_conftest.py runs them after every single-node test,
-# so a cluster is started only for a mutant that survived those.
+# Tests mutmut's selection cannot attribute, run against every survivor after mutmut (see recheck):
+# those that run aicache in worker processes, and for the modules whose keys and scripts differ on
+# Redis Cluster (hash-tag buckets, one slot per script, no MULTI across slots), the Cluster runs of
+# the shared guarantees: on one node every bucket is "", so only a cluster tells bucket mistakes.
 CLUSTER = [
+    "-m",
+    "cluster",
     "tests/topologies/test_shared_guarantees.py",
     "tests/topologies/test_cluster.py::test_counts_exact_across_primaries",
     "tests/topologies/test_cluster.py::test_single_flight_lease_and_fence_in_every_bucket",
 ]
-CLUSTER_MODULES = {"invalidation", "backend", "coherence"}
+RECHECK_CLUSTER = {"invalidation", "backend", "coherence"}
 
 
 def _forks(tree: Path, args: list[str], mutants: list[str], children: int) -> dict[str, int]:
@@ -242,9 +232,9 @@ def recheck(tree: Path, selections: list[list[str]], found: dict[str, str], chil
 
     mutmut learns which tests cover a function by recording calls in the test process; calls made
     in the worker processes some tests start (tests/integration/processes.py: the stampede across
-    processes, lease renewal, a crashed holder, coherence between processes) are invisible to it.
-    Each candidate gets each selection here, after a clean run proved the selection passes
-    without a mutant."""
+    processes, lease renewal, a crashed holder, coherence between processes) are invisible to it,
+    and the Cluster tests are not in the fast selection at all. Each candidate gets each selection
+    here, after a clean run proved the selection passes without a mutant."""
     candidates = sorted(k for k, v in found.items() if v in ("survived", "no tests"))
     killed: list[str] = []
     for args in selections:
@@ -262,8 +252,7 @@ def recheck(tree: Path, selections: list[list[str]], found: dict[str, str], chil
 
 
 def run(name: str, children: int) -> dict:
-    module = MODULES[name][0]
-    tests = selection(name)
+    module, tests = MODULES[name]
     tree = prepare(name, module, tests)
     env = {**os.environ, "AICACHE_HYPOTHESIS_EXAMPLES": "25", "PYTHONDONTWRITEBYTECODE": "1"}
     started = time.monotonic()
@@ -271,8 +260,10 @@ def run(name: str, children: int) -> dict:
     _in_own_group([str(MUTMUT), "run", "--max-children", str(children)], cwd=tree, env=env, stdout=log)
     mutmut_seconds = time.monotonic() - started
     found = outcomes(tree)
-    marks = "processes and not sentinel" if name in CLUSTER_MODULES else "processes"
-    rechecked = recheck(tree, [["-m", marks, *tests]], found, children)
+    selections = [["-m", "processes", *(t for t in tests if (ROOT / t).exists())]]
+    if name in RECHECK_CLUSTER:
+        selections.append(CLUSTER)
+    rechecked = recheck(tree, selections, found, children)
     for mutant in rechecked:
         found[mutant] = "killed"
     counts: dict[str, int] = {}
