@@ -543,12 +543,13 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         """Start this process's coherence listener now instead of on first use (e.g. from a
         gunicorn ``post_fork`` hook), waiting up to ``wait`` seconds for its first liveness proof;
         returns its status (``live``, ``starting``, ``disconnected``, ``unsupported`` or ``local``)."""
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= conf.MAX_SECONDS:
+            raise ValueError(f"wait must be a number of seconds from 0 to {conf.MAX_SECONDS}, got {wait!r}")
         self._check_config()
         st = self._state
         if st.listener is not None:
             st.listener.ensure_started(self.redis)
-            if wait > 0:
-                st.listener.wait_live(wait)
+            st.listener.wait_live(wait)  # 0: returns at once
         return st.coherence.status
 
     def get_performance_summary(self) -> dict[str, Any]:

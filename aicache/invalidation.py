@@ -314,7 +314,7 @@ def scan_count(client: Any, match: str, progress: Progress) -> None:
         progress.removed += 1
 
 
-def drain_tag(client: Any, ns: Namespace, tag: str, max_ttl: int, progress: Progress) -> None:
+def drain_tag(client: Any, ns: Namespace, tag: str, progress: Progress) -> None:
     """UNLINK every entry that still carries ``tag``; each batch also leaves its operations'
     indexes (one script), so per-operation counts stay exact. An entry under several drained tags
     counts once: UNLINK counts only what existed. A key rewritten without the tag survives."""
@@ -329,7 +329,7 @@ def drain_tag(client: Any, ns: Namespace, tag: str, max_ttl: int, progress: Prog
         )
 
     parts = [(b, ns.tag_index(tag, b), ns.tag_drain(token, b), ns.tag_drains(tag, b)) for b in ns.buckets]
-    _drain(client, ns, parts, max_ttl, progress, batch)
+    _drain(client, ns, parts, progress, batch)
 
 
 def live_tagged(client: Any, ns: Namespace, tags: tuple[str, ...]) -> int:
@@ -356,21 +356,20 @@ def live_tagged(client: Any, ns: Namespace, tags: tuple[str, ...]) -> int:
     return len(carrying)
 
 
-def drain_index(client: Any, ns: Namespace, operation: str, max_ttl: int, progress: Progress) -> None:
+def drain_index(client: Any, ns: Namespace, operation: str, progress: Progress) -> None:
     """UNLINK every key recorded in the operation's index (members already gone count 0)."""
     token = uuid.uuid4().hex
     parts = [
         (b, ns.index(operation, b), ns.drain(operation, token, b), ns.drains(operation, b))
         for b in ns.buckets
     ]
-    _drain(client, ns, parts, max_ttl, progress)
+    _drain(client, ns, parts, progress)
 
 
 def _drain(
     client: Any,
     ns: Namespace,
     parts: list[tuple[str, str, str, str]],
-    max_ttl: int,
     progress: Progress,
     batch: Any = None,
 ) -> None:
@@ -379,7 +378,7 @@ def _drain(
     fresh indexes and survive) and only then remove the drains' members in batches. Members leave
     a drain only in the script that UNLINKs them, so a fault midway orphans nothing: the drain
     stays named in its registry and the next invalidation finishes it (or, if none comes, the
-    sweep set deletes it once its members have expired; ``max_ttl`` is no longer needed here)."""
+    sweep set deletes it once its members have expired)."""
     if batch is None:
 
         def batch(members: list[bytes], drain: str, b: str) -> None:

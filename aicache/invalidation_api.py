@@ -101,7 +101,7 @@ class InvalidationMixin:
                 # nodes' cursors; the indexes (renamed per bucket, in the entries' own slots) are not.
                 for operation in invalidation.known_operations(self.redis, ns):
                     if match(operation):
-                        invalidation.drain_index(self.redis, ns, operation, self._max_ttl, progress)
+                        invalidation.drain_index(self.redis, ns, operation, progress)
             invalidation.scan_unlink(self.redis, ns, ns.entries_match(glob), progress)
 
         self.guarded("invalidate", None, remove)  # type: ignore[attr-defined]
@@ -125,7 +125,6 @@ class InvalidationMixin:
             self.redis,
             self.ns,
             operation,
-            self._max_ttl,
             progress,
         )
         self._drop_local(lambda op: op == operation)
@@ -145,7 +144,7 @@ class InvalidationMixin:
 
         def drain_all() -> None:
             for operation in invalidation.known_operations(self.redis, self.ns):
-                invalidation.drain_index(self.redis, self.ns, operation, self._max_ttl, progress)
+                invalidation.drain_index(self.redis, self.ns, operation, progress)
             invalidation.scan_unlink(self.redis, self.ns, self.ns.entries_match(), progress)
 
         self.guarded("invalidate", None, drain_all)  # type: ignore[attr-defined]
@@ -192,7 +191,7 @@ class InvalidationMixin:
 
         def drain() -> None:
             for tag in wanted:
-                invalidation.drain_tag(self.redis, self.ns, tag, self._max_ttl, progress)
+                invalidation.drain_tag(self.redis, self.ns, tag, progress)
 
         self.guarded("invalidate", None, drain)  # type: ignore[attr-defined]
         tier.delete_entries(tagged)  # again, with what it removed: a racing read fills nothing

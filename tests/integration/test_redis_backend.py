@@ -177,6 +177,15 @@ def test_start_coherence_waits_for_the_first_proof_up_to_its_bound(proxied_cache
     assert status == "disconnected" and 0.4 <= elapsed < 1.5, (status, elapsed)
 
 
+@pytest.mark.parametrize("wait", ["5", -1, -0.5, True, None, float("nan"), float("inf"), 86_401])
+def test_start_coherence_refuses_a_bad_wait_and_starts_nothing(proxied_cache, wait):
+    cache, _ = proxied_cache("refused")  # a new identity: no listener has started for it yet
+    with pytest.raises(ValueError, match="wait must be a number of seconds from 0 to 86400"):
+        cache.start_coherence(wait=wait)
+    assert cache._state.listener._thread is None  # the listener was not started either
+    assert cache.start_coherence(wait=86_400) == "live"  # the bound itself is a good wait (live: returns)
+
+
 def test_ping_answers_false_when_misconfigured(settings):
     settings.AICACHE = {"HASH_ALGORITHM": "crc32"}
     assert caches["ai"].config is None and caches["ai"].ping() is False
