@@ -7,17 +7,34 @@ not on the event loop's default executor (see ``_EXECUTOR``).
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 
+
 # The async twins run the sync methods on aicache's own threads, not the event loop's default
 # executor: a follower blocked on a flight must never hold a thread the leader's async compute
 # needs (asyncio.to_thread uses that executor), or 12 concurrent calls deadlock on 2 cores
 # (test_backend.py::test_async_compute_using_to_thread_never_deadlocks).
-_EXECUTOR = ThreadPoolExecutor(max_workers=64, thread_name_prefix="aicache-async")
+def _new_executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=64, thread_name_prefix="aicache-async")
+
+
+_EXECUTOR = _new_executor()
+
+
+def _after_fork() -> None:
+    """A forked child has none of its parent's threads, but a copied executor still counts the
+    parent's idle one and queues work for it: every async twin would then hang for ever (a Celery
+    prefork child, gunicorn's ``preload_app``, after the parent used one). The child gets its own."""
+    global _EXECUTOR
+    _EXECUTOR = _new_executor()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _in_thread(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -3,6 +3,8 @@ UNLINKs in batches of 500, each batch one script; counted from Redis's own comma
 
 import pytest
 
+from aicache import invalidation
+
 pytestmark = pytest.mark.integration
 
 TEXT = "Batches keep every invalidation from blocking Redis. "
@@ -38,3 +40,11 @@ def test_counting_a_pattern_scans_with_count_1000(real_cache):
     assert real_cache.count_pattern("summarize") == 1203
     calls = _calls(real_cache)
     assert "keys" not in calls and calls["scan"] <= 3
+
+
+def test_each_script_is_registered_once_per_client(real_cache):
+    """redis-py's Script keeps its SHA: one per client and source, not one per call."""
+    client = real_cache.redis
+    first = invalidation._script(client, invalidation.TAG_BATCH_LUA)
+    assert invalidation._script(client, invalidation.TAG_BATCH_LUA) is first
+    assert invalidation._script(client, invalidation.UNLINK_LUA) is not first

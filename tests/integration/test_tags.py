@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from aicache import invalidation
 from aicache.decorators import ai_cached
 from tests.helpers import run_threads, write_and_settle
 
@@ -153,3 +154,15 @@ def test_tag_generations_are_swept_not_expired(real_cache):
     assert real_cache.redis.ttl(generation) == -1
     left = real_cache.redis.zscore(real_cache.ns.sweep(b), generation) / 1000 - time.time()
     assert real_cache._max_ttl - 5 < left <= real_cache._max_ttl
+
+
+def test_a_shorter_ttl_never_pulls_a_tag_generations_sweep_earlier(real_cache):
+    """Processes with different longest TTLs (a deploy changing OPERATION_TTLS) share the sweep
+    set: a generation stays until the latest sweep time any of them asked for (ZADD GT)."""
+    client, ns = real_cache.redis, real_cache.ns
+    invalidation.bump(client, ns, [], ("doc:1",), ttl=1000)
+    generation = ns.tag_generation("doc:1", ns.buckets[0])
+    long_sweep = client.zscore(ns.sweep(ns.buckets[0]), generation)
+    invalidation.bump(client, ns, [], ("doc:1",), ttl=10)
+    assert client.zscore(ns.sweep(ns.buckets[0]), generation) == long_sweep
+    assert long_sweep / 1000 - time.time() > 900

@@ -1,5 +1,7 @@
 import asyncio
+import os
 import pickle
+import signal
 import threading
 import time
 
@@ -473,6 +475,24 @@ def test_async_compute_using_to_thread_never_deadlocks(ai_cache):
     assert len(calls) == 1 and all(r["answer"] == 42 for r in results)
     calls.clear()
     assert len(asyncio.run(scenario(same=False))) == 12 and len(calls) == 12
+
+
+def test_async_twins_work_in_a_child_forked_after_the_parent_used_them(ai_cache):
+    """A Celery prefork child or a gunicorn worker forked from a parent that had used an async twin
+    (its executor then holds an idle thread) gets working twins: a copied executor would queue
+    their work for that thread, which the child does not have, and hang for ever."""
+    asyncio.run(ai_cache.acache_response(SMALL, "qa", None, {"answer": 1}))
+    assert asyncio.run(ai_cache.aget_cached_response(SMALL, "qa"))["answer"] == 1
+    pid = os.fork()
+    if pid == 0:  # the child exits 0 only if its twin answered; a hang ends by SIGALRM in 10 s
+        code = 1
+        try:
+            signal.alarm(10)
+            code = 0 if asyncio.run(ai_cache.aget_cached_response(SMALL, "qa"))["answer"] == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_followers_get_the_result_as_computed_not_as_the_leader_changed_it(ai_cache):

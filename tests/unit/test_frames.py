@@ -9,7 +9,16 @@ import orjson
 import pytest
 import zstandard
 
-from aicache.codec import Codec, CodecError, ForgedEntry, SafeSerializer, UnknownDictionary, read_meta
+from aicache.codec import (
+    DICTIONARY_MAX_PAYLOAD,
+    MAX_META_BYTES,
+    Codec,
+    CodecError,
+    ForgedEntry,
+    SafeSerializer,
+    UnknownDictionary,
+    read_meta,
+)
 
 PAYLOAD = orjson.dumps({"answer": "The quick brown fox jumps over the lazy dog. " * 20})
 SMALL = orjson.dumps({"a": 1})
@@ -432,3 +441,20 @@ def test_small_dictionary_frames_use_the_small_payload_level_and_larger_ones_the
         for payload in (small, large):
             frame = compressor.compress_with(7, zdict, payload)
             assert compressor.decompress_with(7, zdict, frame, 1 << 20) == payload
+
+
+def test_edges_of_the_dictionary_and_metadata_bounds_and_the_compression_time():
+    zdict = _zdict()
+    codec = Codec("zstd", threshold=32, dictionaries=Dictionaries(d7=zdict))
+    prefix = b'{"answer":"'
+    exactly = prefix + b"Summary 1: revenue of 7 units in region 1. " * 400
+    exactly = exactly[: DICTIONARY_MAX_PAYLOAD - 2] + b'"}'
+    assert len(exactly) == DICTIONARY_MAX_PAYLOAD
+    encoded = codec.encode(exactly, 60, dictionary=(7, zdict))
+    assert encoded.data[1] == 3 and bytes(codec.decode(encoded.data).payload) == exactly
+    # the time a compression took, not a clock reading
+    assert encoded.compression_used and 0.0 < encoded.compression_seconds < 1.0
+    # metadata exactly at its bound is written and read back
+    meta = {"x": "y" * (MAX_META_BYTES - len(b'{"x":""}'))}
+    assert len(orjson.dumps(meta)) == MAX_META_BYTES
+    assert Codec("none").decode(Codec("none").encode(SMALL, 60, meta=meta).data).meta == meta

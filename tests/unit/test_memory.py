@@ -149,3 +149,62 @@ def test_stats_count_every_figure_and_membership_is_a_counted_read():
     assert tier.stats() == memory.MemoryStats(
         entries=2, bytes=20, max_entries=2, max_bytes=500, hits=2, misses=2, evictions=1, expirations=0
     )
+
+
+def test_expired_reads_count_each_miss_and_expiry(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(memory.time, "monotonic", lambda: now[0])
+    tier = MemoryTier(10, 100)
+    tier.set("a", 1, 3, ttl=5)
+    tier.set("b", 2, 4, ttl=5)
+    now[0] += 5.0  # exactly the expiry instant: both are gone
+    assert tier.get("a") is MISSING and tier.get("b") is MISSING
+    stats = tier.stats()
+    assert (stats.misses, stats.expirations, stats.entries, stats.bytes) == (2, 2, 0, 0)
+    assert tier.get("a") is MISSING  # now simply absent: a third miss, no third expiry
+    assert (tier.stats().misses, tier.stats().expirations) == (3, 2)
+
+
+def test_delete_reports_and_removes_exactly_its_key():
+    tier = MemoryTier(10, 100)
+    tier.set("a", 1, 30, 60)
+    tier.set("b", 2, 20, 60)
+    assert tier.delete("a") is True
+    assert tier.get("a") is MISSING and tier.get("b") == 2
+    assert tier.stats().bytes == 20
+    assert tier.delete("a") is False and tier.delete("never") is False
+    assert tier.stats().bytes == 20
+
+
+def test_delete_many_and_clear_keep_bytes_exact():
+    tier = MemoryTier(10, 100)
+    for key, size in (("a", 10), ("b", 20), ("c", 30)):
+        tier.set(key, key, size, 60)
+    assert tier.delete_many(["a", "c", "gone"]) == 2
+    assert (tier.stats().bytes, tier.keys()) == (20, ["b"])
+    assert tier.clear() == 1
+    assert tier.stats().bytes == 0
+    tier.set("d", "d", 5, 60)
+    assert tier.stats().bytes == 5
+
+
+def test_a_tier_holds_exactly_its_bytes_and_counts_every_eviction():
+    tier = MemoryTier(max_entries=10, max_bytes=100)
+    assert tier.set("whole", "w", 100, 60) is True  # exactly the bound fits
+    assert tier.get("whole") == "w"
+    assert tier.set("a", "a", 60, 60) is True  # evicts "whole"
+    assert tier.set("b", "b", 40, 60) is True  # 100 bytes again: nothing more goes
+    assert [tier.get(k) for k in ("whole", "a", "b")] == [MISSING, "a", "b"]
+    assert tier.set("c", "c", 70, 60) is True  # 170 bytes: "a", then "b" go
+    assert tier.keys() == ["c"] and tier.stats().evictions == 3
+
+
+def test_a_value_too_big_for_the_tier_removes_the_older_one():
+    """The older value must not outlive the write that replaced it in Redis."""
+    tier = MemoryTier(10, 100)
+    tier.set("a", "old", 10, 60)
+    assert tier.set("a", "new", 101, 60) is False
+    assert tier.get("a") is MISSING and tier.stats().bytes == 0
+    tier.set("b", "old", 10, 60)
+    assert tier.set("b", "new", 10, 0) is False  # no lifetime left: the same
+    assert tier.get("b") is MISSING
