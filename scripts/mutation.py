@@ -179,6 +179,7 @@ class Selection(NamedTuple):
     options: list[str]
     tests: list[str]
     attribute: bool  # run each mutant against the tests that call its function only
+    extra_children: int = 0  # runs at once beyond one per vCPU, for selections that mostly wait
 
 
 CLUSTER = Selection(
@@ -191,6 +192,11 @@ CLUSTER = Selection(
     # They call aicache in the test process, so their clean run can record which functions each
     # calls (mutmut's "stats" mode), and a survivor meets only those (about 4x fewer runs of 38).
     attribute=True,
+    # A cluster run spends much of its time waiting (a cluster's start is about 2.4 s, most of it
+    # redis-cli waiting for the nodes to agree): one more child than vCPUs took the invalidation
+    # survivors 238 s instead of 344 s with the same verdicts; two more (188 s) failed two
+    # equivalent mutants' runs under the load, which would count them as killed.
+    extra_children=1,
 )
 RECHECK_CLUSTER = {"invalidation", "backend", "coherence"}
 
@@ -207,11 +213,7 @@ def _forks(tree: Path, selection: Selection, mutants: list[str], children: int) 
         "tests": selection.tests,
         "attribute": selection.attribute,
         "mutants": mutants,
-        # The Cluster runs spend much of their time waiting (a cluster's start is about 2.4 s, most
-        # of it redis-cli waiting for the nodes to agree), so one more child than vCPUs: on the
-        # invalidation survivors, 238 s instead of 344 s with the same verdicts; two more (188 s)
-        # failed two equivalent mutants' runs under the load, which would count them as killed.
-        "children": children + 1 if selection.attribute else children,
+        "children": children + selection.extra_children,
         "timeout": RECHECK_SECONDS,
         "out": str(out),
     }
