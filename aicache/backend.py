@@ -345,26 +345,21 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         )
         return True if stored else None
 
-    def compute_and_store(
-        self, req: CacheRequest, compute: Callable[[], Any], fenced: bool = True
-    ) -> dict[str, Any]:
+    def compute_and_store(self, req: CacheRequest, compute: Callable[[], Any]) -> dict[str, Any]:
         """Read the fence, call ``compute`` (timed, for savings), check its result, store it fenced
         with what it cost, return it."""
-        fence = None
-        if fenced:
-            fence = self.guarded(
-                "fence", None, invalidation.read_fence, self.redis, self.ns, req.operation, req.tags, req.key
-            )
+        fence = self.guarded(
+            "fence", None, invalidation.read_fence, self.redis, self.ns, req.operation, req.tags, req.key
+        )
         started = perf_counter()
         result = call_compute(compute)
         seconds = perf_counter() - started
         payload = self.requests.payload(self.codec, result)
-        cost = req.cost = measure_cost(result, seconds, self._usage_extractor)
-        if fenced and fence is None:  # Redis unreachable: nothing to store into
-            entry = MemoryEntry(payload, None, False, cost, req.tags)
-        else:
-            req.fence = fence
-            entry = self._store(req, payload)
+        req.cost = measure_cost(result, seconds, self._usage_extractor)
+        if fence is None:  # Redis unreachable: nothing to store into
+            return {**result, **computed_metadata(req)}
+        req.fence = fence
+        entry = self._store(req, payload)
         return self._respond(dict(result), req, entry, "compute") | {"cache_hit": False}
 
     def _lean_getter(self) -> Callable[[str], bytes | None]:

@@ -78,6 +78,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/integration/test_single_flight.py",
             "tests/integration/test_faults.py",
             "tests/integration/test_settings_take_effect.py",
+            "tests/integration/test_invalidation_races.py",
+            "tests/integration/test_tags.py",
             "tests/unit/monitoring/test_seed_api.py",
             "tests/unit/monitoring/test_instrumentation.py",
             "tests/unit/test_savings.py",

@@ -110,7 +110,8 @@ def test_bad_batches_are_rejected_and_write_nothing(payload):
 
 def test_empty_batch_is_recorded():
     assert ingest({"batch_id": "empty", "dropped": {"batches": 2, "records": 40}})["duplicate"] is False
-    assert IngestionBatch.objects.get().dropped_records == 40
+    recorded = IngestionBatch.objects.get()
+    assert (recorded.dropped_records, recorded.process, recorded.sent_at) == (40, "", None)
 
 
 def test_now_aligned_rows():

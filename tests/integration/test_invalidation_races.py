@@ -91,6 +91,26 @@ def test_invalidation_defeats_a_compute_already_in_flight(real_cache, invalidate
     assert real_cache.get_cached_response(TEXT, "summarize")["summary"] == "new"
 
 
+@pytest.mark.parametrize("cache", ["refresh", "default"])
+def test_a_compute_overtaken_by_its_tags_or_operation_is_not_cached(real_cache, cache):
+    """``cache="refresh"`` computes outside single flight, fenced all the same; the fence covers
+    the operation and each of the entry's tags (read for the entry's own key)."""
+    real_cache.cache_response("seen before", "summarize", None, {"v": "old"}, tags=["prompt:v3"])
+    for invalidate in (
+        lambda: real_cache.invalidate_by_operation("summarize"),
+        lambda: real_cache.invalidate_tags(["prompt:v3"]),
+    ):
+
+        def compute(invalidate=invalidate):
+            run_threads(lambda i: invalidate(), 1)
+            return {"summary": "answer to the old prompt"}
+
+        result = real_cache.get_or_compute(TEXT, "summarize", compute, cache=cache, tags=["prompt:v3"])
+        assert result["summary"] == "answer to the old prompt" and result["cache_hit"] is False
+        assert real_cache.get_cached_response(TEXT, "summarize") is None
+    assert real_cache._state.counter_snapshot().get("fenced_stores") == 2
+
+
 def test_invalidation_of_another_operation_does_not_fence(real_cache):
     def compute():
         run_threads(lambda i: real_cache.invalidate_by_operation("sentiment"), 1)
@@ -268,9 +288,11 @@ def test_count_by_operation_is_exact_after_a_fault_midway(real_cache, monkeypatc
     assert real_cache.count_by_operation("summarize") == 0
 
 
-def test_each_invalidation_drains_under_its_own_name(real_cache, monkeypatch):
-    """Two invalidations of one operation must never share a drain: the second's RENAME would land
-    on the first's members before it drained them, and they would stay in Redis unindexed."""
+@pytest.mark.parametrize("by", ["operation", "tag"])
+def test_each_invalidation_drains_under_its_own_name(real_cache, monkeypatch, by):
+    """Two invalidations of one operation (or one tag) must never share a drain: the second's
+    RENAME would land on the first's members before it drained them, and they would stay in Redis
+    unindexed."""
     seen = []
     original = invalidation._drain
 
@@ -280,9 +302,12 @@ def test_each_invalidation_drains_under_its_own_name(real_cache, monkeypatch):
 
     monkeypatch.setattr(invalidation, "_drain", record)
     for round_ in range(2):
-        real_cache.cache_response(f"{TEXT} {round_}", "summarize", None, {"v": round_})
-        assert real_cache.invalidate_by_operation("summarize") == 1
+        real_cache.cache_response(f"{TEXT} {round_}", "summarize", None, {"v": round_}, tags=["doc:1"])
+        if by == "operation":
+            assert real_cache.invalidate_by_operation("summarize") == 1
+        else:
+            assert real_cache.invalidate_tags(["doc:1"]) == 1
     first, second = seen
     assert len(first) == len(real_cache.ns.buckets) and not set(first) & set(second)
-    prefix = real_cache.ns.drain("summarize", "")
+    prefix = real_cache.ns.drain("summarize", "") if by == "operation" else real_cache.ns.tag_drain("", "")
     assert all(name.startswith(prefix) and len(name) > len(prefix) for name in first + second)

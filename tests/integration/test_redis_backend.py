@@ -201,3 +201,21 @@ def test_a_failed_ping_is_counted_under_its_own_action(proxied_cache):
     cache.monitor.summary()  # folds what was recorded
     errors = {name: n for name, n in cache.monitor.counters.items() if name.startswith("error:")}
     assert errors == {"error:unreachable:ping": 1}
+
+
+def test_stores_go_through_the_lean_client_on_a_plain_redis(real_cache, monkeypatch):
+    """The store script is sent by aicache.lean (EVALSHA without redis-py's per-command layers:
+    docs/performance.md) wherever reads are; redis-py's Script.__call__ is not used for it."""
+    from aicache import lean
+
+    sent = []
+    run_script = lean.LeanClient.run_script
+
+    def counted(self, script, keys, args):
+        sent.append(keys[0])
+        return run_script(self, script, keys, args)
+
+    monkeypatch.setattr(lean.LeanClient, "run_script", counted)
+    real_cache.cache_response(SMALL, "summarize", None, RESPONSE)
+    assert sent == [real_cache.key_generator.generate(SMALL, "summarize")]
+    assert real_cache.get_cached_response(SMALL, "summarize")["summary"] == RESPONSE["summary"]

@@ -212,11 +212,17 @@ def test_no_store_never_reads_a_stored_value(real_cache):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"cache": "bogus"}, {"cache": None}, {"lock_timeout": 0}, {"wait_timeout": -1}, {"lock_timeout": "5"}],
+    ("kwargs", "message"),
+    [
+        ({"cache": "bogus"}, r"^cache must be one of \['default', .*got 'bogus'$"),
+        ({"cache": None}, r"^cache must be one of .*got None$"),
+        ({"lock_timeout": 0}, r"^lock_timeout must be a positive number of seconds up to \d+, got 0$"),
+        ({"wait_timeout": -1}, r"^wait_timeout must be a positive number of seconds up to \d+, got -1$"),
+        ({"lock_timeout": "5"}, r"^lock_timeout must be .*, got '5'$"),
+    ],
 )
-def test_bad_cache_controls(real_cache, kwargs):
-    with pytest.raises(ValueError):
+def test_bad_cache_controls(real_cache, kwargs, message):
+    with pytest.raises(ValueError, match=message):
         real_cache.get_or_compute(TEXT, "questions", lambda: pytest.fail("computed"), **kwargs)
 
 

@@ -3,6 +3,7 @@
 import time
 
 import pytest
+from django.core.cache import caches
 
 from aicache import invalidation
 from aicache.decorators import ai_cached
@@ -166,3 +167,28 @@ def test_a_shorter_ttl_never_pulls_a_tag_generations_sweep_earlier(real_cache):
     invalidation.bump(client, ns, [], ("doc:1",), ttl=10)
     assert client.zscore(ns.sweep(ns.buckets[0]), generation) == long_sweep
     assert long_sweep / 1000 - time.time() > 900
+
+
+def test_this_process_drops_what_the_removal_took_even_if_its_copy_had_other_tags(
+    settings, redis_server, real_cache
+):
+    """Under MEMORY_COHERENCE="local" no message tells this process that another one rewrote an
+    entry with other tags; its copy still carries the old ones. Removing a tag the Redis entry
+    carries must still drop that copy here: the keys the drain removed are dropped by name. The
+    other process is ``real_cache``: configured differently, it has a memory tier of its own."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "local": {
+            "BACKEND": "aicache.backend.AIResponseCache",
+            "LOCATION": f"{redis_server.url}/0",
+            "OPTIONS": {"MEMORY_COHERENCE": "local"},
+        },
+    }
+    here, other = caches["local"], real_cache
+    here.cache_response(TEXT, "qa", None, {"v": "prompt v3"}, tags=["prompt:v3"])
+    other.cache_response(TEXT, "qa", None, {"v": "prompt v4"}, tags=["prompt:v4"])
+    assert here.memory is not other.memory
+    stale = here.get_cached_response(TEXT, "qa")
+    assert (stale["v"], stale["cache_source"]) == ("prompt v3", "memory")  # the staging holds
+    assert here.invalidate_tags(["prompt:v4"]) == 1
+    assert here.get_cached_response(TEXT, "qa") is None  # not even from this tier

@@ -632,3 +632,162 @@ def test_the_summary_without_a_recording_monitor_still_counts_faults(make_cache,
     summary = cache.get_performance_summary()
     assert summary["total_operations"] == 0 and summary["hit_ratio"] == 0.0
     assert summary["errors"] == cache.error_counts() and summary["errors"]["redis_error"] >= 1
+
+
+# --------------------------------------------- what get_or_compute reports (mutation-found)
+def _recorded(cache, monkeypatch):
+    """Every lookup the cache reports: (source, duration), and every saving: compute seconds."""
+    lookups, savings = [], []
+    monitor = cache.monitor
+    lookup, saving = monitor.record_lookup, monitor.record_saving
+
+    def record_lookup(operation, tier, source, duration, *rest):
+        lookups.append((source, duration))
+        return lookup(operation, tier, source, duration, *rest)
+
+    def record_saving(operation, model, compute_seconds, *rest):
+        savings.append(compute_seconds)
+        return saving(operation, model, compute_seconds, *rest)
+
+    monkeypatch.setattr(monitor, "record_lookup", record_lookup)
+    monkeypatch.setattr(monitor, "record_saving", record_saving)
+    return lookups, savings
+
+
+def test_get_or_compute_reports_each_source_with_a_duration_from_the_calls_start(ai_cache, monkeypatch):
+    """A Redis hit, a memory hit, a compute and a failed compute: what the caller is told and what
+    the monitor records, each with a duration measured from the call's start (not a clock reading),
+    and each hit on a computed entry with what computing it took."""
+    lookups, savings = _recorded(ai_cache, monkeypatch)
+    ai_cache.cache_response(MEDIUM, "qa", None, RESPONSE)  # Redis only: no memory tier at this size
+    computed = ai_cache.get_or_compute(SMALL, "qa", lambda: {"answer": "computed"})
+    with monkeypatch.context() as hit:  # a hit found by the first read takes no lease
+        hit.setattr(ai_cache.redis, "lock", lambda *a, **k: pytest.fail("a Redis hit took the lease"))
+        from_redis = ai_cache.get_or_compute(MEDIUM, "qa", lambda: pytest.fail("computed a Redis hit"))
+    from_memory = ai_cache.get_or_compute(SMALL, "qa", lambda: pytest.fail("computed a memory hit"))
+
+    def failing():
+        raise RuntimeError("LLM down")
+
+    with pytest.raises(RuntimeError, match="LLM down"):
+        ai_cache.get_or_compute(f"{SMALL} again", "qa", failing)
+    assert (from_redis["summary"], from_memory["answer"], computed["answer"]) == (
+        RESPONSE["summary"],
+        "computed",
+        "computed",
+    )
+    assert [(r["cache_hit"], r["cache_source"]) for r in (computed, from_redis, from_memory)] == [
+        (False, "compute"),
+        (True, "redis"),
+        (True, "memory"),
+    ]
+    assert [source for source, _ in lookups] == ["", "redis", "memory", ""]
+    assert all(0 <= duration < 5 for _, duration in lookups), lookups
+    assert len(savings) == 1 and 0 <= savings[0] < 5  # the memory hit on the computed entry
+
+
+def test_a_follower_that_waited_too_long_computes_and_reports_the_wait(ai_cache, monkeypatch):
+    """In this process, a caller behind a compute that outlasts ``wait_timeout`` computes itself;
+    its lookup is a miss whose duration includes the wait."""
+    lookups, _ = _recorded(ai_cache, monkeypatch)
+    holding, release = threading.Event(), threading.Event()
+
+    def slow():
+        holding.set()
+        release.wait(10)
+        return {"answer": "slow"}
+
+    def call(i):
+        if i == 0:
+            return ai_cache.get_or_compute(SMALL, "qa", slow)
+        assert holding.wait(5)
+        try:
+            return ai_cache.get_or_compute(SMALL, "qa", lambda: {"answer": "own"}, wait_timeout=0.2)
+        finally:
+            release.set()
+
+    from tests.helpers import run_threads
+
+    _, own = run_threads(call, 2, timeout=30)
+    assert (own["answer"], own["cache_hit"], own["cache_source"]) == ("own", False, "compute")
+    assert ai_cache._state.counter_snapshot()["single_flight_wait_timeouts"] == 1
+    # The follower records before it returns, so before the leader's compute is released.
+    (source, waited), (leader_source, _) = lookups
+    assert (source, leader_source) == ("", "") and 0.2 <= waited < 5, lookups
+
+
+def test_a_compute_with_redis_unreachable_is_returned_as_computed(ai_cache, monkeypatch):
+    """No fence can be read, so nothing is stored; the caller still gets its answer, marked as a
+    compute (never a cache hit, no cached_at, not compressed)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    def unreachable(*args, **kwargs):
+        raise RedisConnectionError("Redis is down")
+
+    counted = []
+    st = ai_cache._state
+    count_error = st.count_error
+    monkeypatch.setattr(
+        st, "count_error", lambda kind, action="": (counted.append((kind, action)), count_error(kind, action))
+    )
+    monkeypatch.setattr(ai_cache.redis, "mget", unreachable)
+    result = ai_cache.get_or_compute(MEDIUM, "qa", lambda: {"answer": "computed"}, cache="refresh")
+    assert counted == [("unreachable", "fence")]  # named for what failed
+    assert result == {
+        "answer": "computed",
+        "cache_hit": False,
+        "cached_at": None,
+        "tier": "medium",
+        "text_length": len(MEDIUM),
+        "compression_used": False,
+        "cache_source": "compute",
+    }
+    monkeypatch.undo()
+    assert ai_cache.get_cached_response(MEDIUM, "qa") is None
+
+
+def test_get_or_compute_refuses_what_it_cannot_call_with_its_own_words(ai_cache, monkeypatch):
+    lookups, _ = _recorded(ai_cache, monkeypatch)
+    with pytest.raises(TypeError, match=r"^compute must be callable, got int$"):
+        ai_cache.get_or_compute(SMALL, "qa", 3)
+
+    async def compute():
+        return RESPONSE
+
+    with pytest.raises(
+        TypeError, match=r"^compute is an async function; use aget_or_compute for async callables$"
+    ):
+        ai_cache.get_or_compute(SMALL, "qa", compute)
+    assert lookups == [] and ai_cache.redis.dbsize() == 0  # refused before anything was looked up
+
+
+def test_a_misconfigured_cache_names_every_problem(settings):
+    from django.core.cache import caches
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.AICACHE = {"HASH_ALGORITHM": "crc32", "DEFAULT_TTL": -5}
+    with pytest.raises(ImproperlyConfigured) as refused:
+        caches["ai"].get_cached_response("text", "summarize")
+    assert str(refused.value) == (
+        "aicache is misconfigured (run `manage.py check`): "
+        "AICACHE HASH_ALGORITHM: unknown algorithm 'crc32'.; "
+        "AICACHE DEFAULT_TTL: must be a positive integer (seconds) up to 315360000, got -5."
+    )
+
+
+def test_a_dictionary_fetch_that_fails_is_counted_under_dictionary(ai_cache, monkeypatch):
+    from redis.exceptions import ResponseError
+
+    counted = []
+    st = ai_cache._state
+    original = st.count_error
+    monkeypatch.setattr(
+        st, "count_error", lambda kind, action="": (counted.append((kind, action)), original(kind, action))
+    )
+
+    def refuse(*args, **kwargs):
+        raise ResponseError("NOPERM")
+
+    monkeypatch.setattr(ai_cache.redis, "get", refuse)
+    assert ai_cache._fetch_dictionary(ai_cache.ns.prefix + "!dict:qa") is None
+    assert counted == [("redis_error", "dictionary")]

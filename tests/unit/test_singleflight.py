@@ -36,7 +36,7 @@ class Host:
     def read_redis(self, req):
         return self.reads.pop(0) if self.reads else None
 
-    def compute_and_store(self, req, compute, fenced=True):
+    def compute_and_store(self, req, compute):
         assert req is REQ
         self.computed += 1
         return compute()

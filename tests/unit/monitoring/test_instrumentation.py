@@ -93,10 +93,26 @@ def test_single_flight_coalescing_is_counted(ai_cache, monkeypatch):
         wait_for(lambda: len(followers) == 3, what="three followers on the flight")
         return {"a": 1}
 
+    lookups = []
+    record_lookup = ai_cache.monitor.record_lookup
+
+    def recorded(operation, tier, source, duration, *rest):
+        lookups.append((source, duration))
+        return record_lookup(operation, tier, source, duration, *rest)
+
+    monkeypatch.setattr(ai_cache.monitor, "record_lookup", recorded)
     results = run_threads(lambda i: ai_cache.get_or_compute(SMALL, "qa", compute), 4)
     assert [r["a"] for r in results] == [1, 1, 1, 1]
+    assert sorted((r["cache_hit"], r["cache_source"]) for r in results) == [
+        (False, "compute"),
+        *[(True, "coalesced")] * 3,
+    ]
     counters = ai_cache.monitor.export_metrics()["totals"]["counters"]
     assert counters["single_flight_coalesced"] == 3 and counters["single_flight_waits"] == 3
+    # The process's own count (performance summary) agrees; the monitor counted the lookups.
+    assert ai_cache._state.counter_snapshot()["single_flight_coalesced"] == 3
+    assert sorted(source for source, _ in lookups) == ["", "coalesced", "coalesced", "coalesced"]
+    assert all(0 <= duration < 5 for _, duration in lookups), lookups
 
 
 def test_memory_tier_is_sampled_by_the_exporter(ai_cache):
