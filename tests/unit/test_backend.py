@@ -791,3 +791,77 @@ def test_a_dictionary_fetch_that_fails_is_counted_under_dictionary(ai_cache, mon
     monkeypatch.setattr(ai_cache.redis, "get", refuse)
     assert ai_cache._fetch_dictionary(ai_cache.ns.prefix + "!dict:qa") is None
     assert counted == [("redis_error", "dictionary")]
+
+
+def test_a_leader_served_by_another_process_compute_reports_it_as_coalesced(ai_cache, monkeypatch):
+    """Staged: another process holds the Redis lease; this process's leader waits on it, with a
+    follower of its own behind it. The other process stores its answer (with what computing it
+    cost) and lets go. Both callers here were served by that one compute: coalesced, each saving
+    what it cost, each lookup timed from its own call's start."""
+    from tests.helpers import run_threads, wait_for
+
+    lookups, savings = _recorded(ai_cache, monkeypatch)
+    key = ai_cache.key_generator.generate(SMALL, "qa")
+    lease = ai_cache.redis.lock(ai_cache.ns.lock(key), timeout=30, thread_local=False)
+    assert lease.acquire(blocking=False)  # the other process's lease
+    waits = lambda: ai_cache._state.counter_snapshot().get("single_flight_waits", 0)  # noqa: E731
+    answer = {"answer": "computed elsewhere", "usage": {"prompt_tokens": 30, "completion_tokens": 7}}
+
+    def call(i):
+        if i == 1:
+            wait_for(lambda: waits() == 1, what="the leader waiting on the lease")
+        elif i == 2:
+            wait_for(lambda: waits() == 2, what="the follower waiting on the leader")
+            ai_cache.get_or_compute(SMALL, "qa", lambda: answer, cache="refresh")  # the other process
+            lease.release()
+            return None
+        return ai_cache.get_or_compute(SMALL, "qa", lambda: pytest.fail("computed twice"))
+
+    leader, follower, _ = run_threads(call, 3, timeout=30)
+    for served in (leader, follower):
+        assert (served["answer"], served["cache_hit"], served["cache_source"]) == (
+            "computed elsewhere",
+            True,
+            "coalesced",
+        )
+    assert ai_cache._state.counter_snapshot()["single_flight_coalesced"] == 2
+    assert ai_cache.monitor.export_metrics()["totals"]["counters"]["single_flight_coalesced"] == 2
+    assert [source for source, _ in lookups] == ["coalesced", "coalesced"]
+    assert all(0 <= duration < 5 for _, duration in lookups), lookups
+    assert len(savings) == 2 and all(0 <= seconds < 5 for seconds in savings), savings
+
+
+def test_the_lease_is_renewed_from_the_renewer_thread(ai_cache, monkeypatch):
+    """The lease is taken without a thread-local token, for the length asked for: the renewer runs
+    in a thread of its own and must be able to extend it while the compute runs."""
+    from aicache import singleflight
+    from tests.helpers import wait_for
+
+    renewals = []
+    reacquire = singleflight._reacquire
+
+    def recorded(lock):
+        renewed = reacquire(lock)
+        renewals.append((renewed, lock.timeout))
+        return renewed
+
+    monkeypatch.setattr(singleflight, "_reacquire", recorded)
+
+    def compute():
+        wait_for(lambda: renewals, timeout=3, what="the renewer to extend the lease once")
+        return {"answer": "long"}
+
+    assert ai_cache.get_or_compute(SMALL, "qa", compute, lock_timeout=0.3)["answer"] == "long"
+    assert renewals[0] == (True, 0.3)
+
+
+@pytest.mark.parametrize("option", ["MEMORY_CACHE_SIZE", "MEMORY_CACHE_MAX_BYTES"])
+def test_a_memory_tier_of_size_zero_is_never_consulted(make_cache, option):
+    """0 entries or 0 bytes turns the memory tier off: reads go straight to Redis (no memory
+    lookup counted as a miss, nothing filled), whatever MEMORY_TIERS says."""
+    cache = make_cache(**{option: 0})
+    cache.cache_response(SMALL, "qa", None, RESPONSE)
+    assert cache.get_cached_response(SMALL, "qa")["cache_source"] == "redis"
+    assert cache.get_or_compute(SMALL, "qa", lambda: pytest.fail("computed"))["cache_source"] == "redis"
+    memory = cache.memory
+    assert (memory.hits, memory.misses, len(memory)) == (0, 0, 0)
