@@ -356,7 +356,7 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         seconds = perf_counter() - started
         payload = self.requests.payload(self.codec, result)
         req.cost = measure_cost(result, seconds, self._usage_extractor)
-        if fence is None:  # Redis unreachable: nothing to store into
+        if fence is None:  # no fence (Redis unreachable, failing, or its breaker open): no store
             return {**result, **computed_metadata(req)}
         req.fence = fence
         entry = self._store(req, payload)

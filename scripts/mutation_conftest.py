@@ -1,11 +1,17 @@
 """conftest.py at the root of each mutation work tree (scripts/mutation.py copies it there).
 
-Two things make a mutant cheap to judge, without changing what judges it:
+Two things make a mutant cheap to judge, without changing what judges it, and one makes sure the
+cache objects are judged at all:
 
 * **Tests that need no server first.** mutmut hands pytest each mutant's tests ordered by their
   call durations, which leave out fixture set-up: a test on a real redis-server (started per run)
   could come before a fakeredis test that kills the mutant at once. With ``-x`` the first failure
   ends the run; within each group mutmut's order stands (a stable sort).
+* **Cache objects built under the mutant.** mutmut forks each mutant's run from a process that
+  already ran the tests (its stats run), so the Django cache objects built then (``caches["ai"]``)
+  were inherited, and a mutant of ``AIResponseCache.__init__`` (or of anything it builds) was
+  judged only by the tests that configure a cache of their own. Django's own handler for a changed
+  ``CACHES`` setting drops them once per session, so each is built anew with the mutant active.
 * **A timeout per test from its own clean duration.** A mutant that breaks a wake-up leaves a test
   waiting on its event until pytest-timeout stops it (a failure: the mutant is detected). One
   bound for every test (5 s) made each such mutant cost 5 s, most of the whole run's time; a test
@@ -38,3 +44,11 @@ def pytest_collection_modifyitems(items):
         if clean is not None:
             item.add_marker(pytest.mark.timeout(BASE_SECONDS + PER_CLEAN_SECOND * clean))
     items.sort(key=lambda item: any(name in item.fixturenames for name in SERVERS))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _caches_built_under_the_mutant():
+    from django.conf import settings
+    from django.test.signals import setting_changed
+
+    setting_changed.send(sender=None, setting="CACHES", value=settings.CACHES, enter=True)

@@ -636,7 +636,8 @@ def test_the_summary_without_a_recording_monitor_still_counts_faults(make_cache,
 
 # --------------------------------------------- what get_or_compute reports (mutation-found)
 def _recorded(cache, monkeypatch):
-    """Every lookup the cache reports: (source, duration), and every saving: compute seconds."""
+    """Every lookup the cache reports: (source, duration); every saving: (compute seconds, prompt
+    tokens, completion tokens)."""
     lookups, savings = [], []
     monitor = cache.monitor
     lookup, saving = monitor.record_lookup, monitor.record_saving
@@ -645,9 +646,9 @@ def _recorded(cache, monkeypatch):
         lookups.append((source, duration))
         return lookup(operation, tier, source, duration, *rest)
 
-    def record_saving(operation, model, compute_seconds, *rest):
-        savings.append(compute_seconds)
-        return saving(operation, model, compute_seconds, *rest)
+    def record_saving(operation, model, compute_seconds, prompt_tokens, completion_tokens, *rest):
+        savings.append((compute_seconds, prompt_tokens, completion_tokens))
+        return saving(operation, model, compute_seconds, prompt_tokens, completion_tokens, *rest)
 
     monkeypatch.setattr(monitor, "record_lookup", record_lookup)
     monkeypatch.setattr(monitor, "record_saving", record_saving)
@@ -683,7 +684,8 @@ def test_get_or_compute_reports_each_source_with_a_duration_from_the_calls_start
     ]
     assert [source for source, _ in lookups] == ["", "redis", "memory", ""]
     assert all(0 <= duration < 5 for _, duration in lookups), lookups
-    assert len(savings) == 1 and 0 <= savings[0] < 5  # the memory hit on the computed entry
+    ((seconds, _, _),) = savings  # the memory hit on the computed entry
+    assert 0 <= seconds < 5
 
 
 def test_a_follower_that_waited_too_long_computes_and_reports_the_wait(ai_cache, monkeypatch):
@@ -768,11 +770,9 @@ def test_a_misconfigured_cache_names_every_problem(settings):
     settings.AICACHE = {"HASH_ALGORITHM": "crc32", "DEFAULT_TTL": -5}
     with pytest.raises(ImproperlyConfigured) as refused:
         caches["ai"].get_cached_response("text", "summarize")
-    assert str(refused.value) == (
-        "aicache is misconfigured (run `manage.py check`): "
-        "AICACHE HASH_ALGORITHM: unknown algorithm 'crc32'.; "
-        "AICACHE DEFAULT_TTL: must be a positive integer (seconds) up to 315360000, got -5."
-    )
+    problems = [problem.message for problem in caches["ai"].config_problems]
+    assert len(problems) == 2 and "HASH_ALGORITHM" in problems[0] and "DEFAULT_TTL" in problems[1]
+    assert str(refused.value) == "aicache is misconfigured (run `manage.py check`): " + "; ".join(problems)
 
 
 def test_a_dictionary_fetch_that_fails_is_counted_under_dictionary(ai_cache, monkeypatch):
@@ -804,7 +804,10 @@ def test_a_leader_served_by_another_process_compute_reports_it_as_coalesced(ai_c
     key = ai_cache.key_generator.generate(SMALL, "qa")
     lease = ai_cache.redis.lock(ai_cache.ns.lock(key), timeout=30, thread_local=False)
     assert lease.acquire(blocking=False)  # the other process's lease
-    waits = lambda: ai_cache._state.counter_snapshot().get("single_flight_waits", 0)  # noqa: E731
+
+    def waits():
+        return ai_cache._state.counter_snapshot().get("single_flight_waits", 0)
+
     answer = {"answer": "computed elsewhere", "usage": {"prompt_tokens": 30, "completion_tokens": 7}}
 
     def call(i):
@@ -828,7 +831,8 @@ def test_a_leader_served_by_another_process_compute_reports_it_as_coalesced(ai_c
     assert ai_cache.monitor.export_metrics()["totals"]["counters"]["single_flight_coalesced"] == 2
     assert [source for source, _ in lookups] == ["coalesced", "coalesced"]
     assert all(0 <= duration < 5 for _, duration in lookups), lookups
-    assert len(savings) == 2 and all(0 <= seconds < 5 for seconds in savings), savings
+    assert [tokens for _, *tokens in savings] == [[30, 7], [30, 7]]
+    assert all(0 <= seconds < 5 for seconds, _, _ in savings), savings
 
 
 def test_the_lease_is_renewed_from_the_renewer_thread(ai_cache, monkeypatch):
@@ -851,8 +855,8 @@ def test_the_lease_is_renewed_from_the_renewer_thread(ai_cache, monkeypatch):
         wait_for(lambda: renewals, timeout=3, what="the renewer to extend the lease once")
         return {"answer": "long"}
 
-    assert ai_cache.get_or_compute(SMALL, "qa", compute, lock_timeout=0.3)["answer"] == "long"
-    assert renewals[0] == (True, 0.3)
+    assert ai_cache.get_or_compute(SMALL, "qa", compute, lock_timeout=1.5)["answer"] == "long"
+    assert renewals[0] == (True, 1.5)
 
 
 @pytest.mark.parametrize("option", ["MEMORY_CACHE_SIZE", "MEMORY_CACHE_MAX_BYTES"])
@@ -865,3 +869,17 @@ def test_a_memory_tier_of_size_zero_is_never_consulted(make_cache, option):
     assert cache.get_or_compute(SMALL, "qa", lambda: pytest.fail("computed"))["cache_source"] == "redis"
     memory = cache.memory
     assert (memory.hits, memory.misses, len(memory)) == (0, 0, 0)
+
+
+def test_whether_the_lean_path_fits_the_client_is_decided_once(make_cache, monkeypatch):
+    """aicache.lean is used only where it is safe for the client (aicache.lean.usable); the check
+    is made once per cache object, not on every store, also when its answer is no."""
+    from aicache import lean
+
+    asked = []
+    monkeypatch.setattr(lean, "usable", lambda client: asked.append(client) or False)
+    cache = make_cache(DEFAULT_TTL=3600)  # a cache object of its own, never used before
+    for i in range(3):
+        cache.cache_response(f"{SMALL} {i}", "qa", None, RESPONSE)
+    assert len(asked) == 1 and cache._lean is None
+    assert cache.get_cached_response(f"{SMALL} 2", "qa")["summary"] == RESPONSE["summary"]
