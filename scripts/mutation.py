@@ -80,6 +80,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/integration/test_settings_take_effect.py",
             "tests/integration/test_invalidation_races.py",
             "tests/integration/test_tags.py",
+            "tests/integration/test_signing.py",
+            "tests/integration/test_dictionaries.py",
             "tests/unit/monitoring/test_seed_api.py",
             "tests/unit/monitoring/test_instrumentation.py",
             "tests/unit/test_savings.py",

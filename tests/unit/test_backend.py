@@ -883,3 +883,90 @@ def test_whether_the_lean_path_fits_the_client_is_decided_once(make_cache, monke
         cache.cache_response(f"{SMALL} {i}", "qa", None, RESPONSE)
     assert len(asked) == 1 and cache._lean is None
     assert cache.get_cached_response(f"{SMALL} 2", "qa")["summary"] == RESPONSE["summary"]
+
+
+def _counted_errors(cache, monkeypatch):
+    """Every fault the cache counts, as (kind, what failed)."""
+    counted = []
+    st = cache._state
+    count_error = st.count_error
+    monkeypatch.setattr(
+        st, "count_error", lambda kind, action="": (counted.append((kind, action)), count_error(kind, action))
+    )
+    return counted
+
+
+def _refuse(*args, **kwargs):
+    from redis.exceptions import ResponseError
+
+    raise ResponseError("NOPERM this user has no permissions to run the 'get' command")
+
+
+def test_a_get_that_fails_is_a_miss_counted_under_get(ai_cache, monkeypatch):
+    ai_cache.cache_response(MEDIUM, "qa", None, RESPONSE)
+    counted = _counted_errors(ai_cache, monkeypatch)
+    monkeypatch.setattr(ai_cache, "_getter", _refuse)
+    assert ai_cache.get_cached_response(MEDIUM, "qa") is None
+    assert counted == [("redis_error", "get")]
+
+
+class _Replica:
+    """A replica that answers what the primary holds, and says which keys it was asked for."""
+
+    def __init__(self, primary):
+        self.primary, self.asked, self.refuse = primary, [], False
+
+    def get(self, key):
+        self.asked.append(key)
+        if self.refuse:
+            _refuse()
+        return self.primary.get(key)
+
+
+def test_replica_reads_never_fill_the_memory_tier_and_their_faults_are_counted(ai_cache, monkeypatch):
+    """READ_FROM_REPLICAS (Sentinel; tests/topologies has the real one): reads go to the replica,
+    whose answer may be stale, so it is served but never kept in the memory tier."""
+    import dataclasses
+
+    ai_cache.cache_response(SMALL, "qa", None, RESPONSE)
+    ai_cache.invalidate_memory_cache()
+    replica = _Replica(ai_cache.redis)
+    monkeypatch.setattr(ai_cache, "config", dataclasses.replace(ai_cache.config, read_from_replicas=True))
+    monkeypatch.setattr(ai_cache, "_replica_client", replica)
+    key = ai_cache.key_generator.generate(SMALL, "qa")
+    for _ in range(2):
+        hit = ai_cache.get_cached_response(SMALL, "qa")
+        assert (hit["summary"], hit["cache_source"]) == (RESPONSE["summary"], "redis")
+    assert replica.asked == [key, key] and len(ai_cache.memory) == 0
+    counted = _counted_errors(ai_cache, monkeypatch)
+    replica.refuse = True
+    assert ai_cache.get_cached_response(SMALL, "qa") is None
+    assert counted == [("redis_error", "get")]
+
+
+def test_a_copy_filled_from_redis_carries_the_entrys_tags(ai_cache, monkeypatch):
+    """The memory copy made on a Redis hit keeps the tags written with the entry, so removing a tag
+    drops it here even when the drain in Redis fails."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from aicache import invalidation
+
+    ai_cache.cache_response(SMALL, "qa", None, RESPONSE, tags=["prompt:v3"])
+    ai_cache.invalidate_memory_cache()  # the copy here will come from Redis
+    assert ai_cache.get_cached_response(SMALL, "qa")["cache_source"] == "redis"
+    assert ai_cache.get_cached_response(SMALL, "qa")["cache_source"] == "memory"
+
+    def down(*args, **kwargs):
+        raise RedisConnectionError("Redis went down mid-invalidation")
+
+    monkeypatch.setattr(invalidation, "drain_tag", down)
+    ai_cache.invalidate_tags(["prompt:v3"])
+    assert len(ai_cache.memory) == 0
+
+
+def test_a_memory_tier_of_one_byte_is_still_consulted(make_cache):
+    """The boundary of the test above: 1 byte holds no response, but the tier is on."""
+    cache = make_cache(MEMORY_CACHE_MAX_BYTES=1)
+    cache.cache_response(SMALL, "qa", None, RESPONSE)
+    assert cache.get_cached_response(SMALL, "qa")["cache_source"] == "redis"
+    assert cache.memory.misses == 1 and len(cache.memory) == 0
