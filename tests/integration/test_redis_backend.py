@@ -203,19 +203,26 @@ def test_a_failed_ping_is_counted_under_its_own_action(proxied_cache):
     assert errors == {"error:unreachable:ping": 1}
 
 
-def test_stores_go_through_the_lean_client_on_a_plain_redis(real_cache, monkeypatch):
-    """The store script is sent by aicache.lean (EVALSHA without redis-py's per-command layers:
-    docs/performance.md) wherever reads are; redis-py's Script.__call__ is not used for it."""
+def test_reads_and_stores_go_through_the_lean_client_on_a_plain_redis(real_cache, monkeypatch):
+    """GET and the store script are sent by aicache.lean (without redis-py's per-command layers:
+    docs/performance.md); redis-py's own GET and Script.__call__ are not used for them."""
     from aicache import lean
 
-    sent = []
-    run_script = lean.LeanClient.run_script
+    sent, read = [], []
+    run_script, get = lean.LeanClient.run_script, lean.LeanClient.get
 
-    def counted(self, script, keys, args):
+    def counted_script(self, script, keys, args):
         sent.append(keys[0])
         return run_script(self, script, keys, args)
 
-    monkeypatch.setattr(lean.LeanClient, "run_script", counted)
+    def counted_get(self, key):
+        read.append(key)
+        return get(self, key)
+
+    monkeypatch.setattr(lean.LeanClient, "run_script", counted_script)
+    monkeypatch.setattr(lean.LeanClient, "get", counted_get)
     real_cache.cache_response(SMALL, "summarize", None, RESPONSE)
-    assert sent == [real_cache.key_generator.generate(SMALL, "summarize")]
+    real_cache.invalidate_memory_cache()
     assert real_cache.get_cached_response(SMALL, "summarize")["summary"] == RESPONSE["summary"]
+    key = real_cache.key_generator.generate(SMALL, "summarize")
+    assert (sent, read) == ([key], [key])

@@ -584,19 +584,8 @@ def test_a_backend_built_at_any_state_generation_finds_its_process_state(ai_cach
 def test_a_failed_wake_up_is_counted_under_publish(ai_cache, monkeypatch):
     """A compute that raised announces it on the events channel; if Redis refuses that, the fault
     is counted, named for what failed (error:<kind>:publish), and the caller still gets its error."""
-    from redis.exceptions import ResponseError
-
-    counted = []
-    st = ai_cache._state
-    original = st.count_error
-    monkeypatch.setattr(
-        st, "count_error", lambda kind, action="": (counted.append((kind, action)), original(kind, action))
-    )
-
-    def refuse(*args, **kwargs):
-        raise ResponseError("NOPERM this user has no permissions to access the channel")
-
-    monkeypatch.setattr(ai_cache.redis, "publish", refuse)
+    counted = _counted_errors(ai_cache, monkeypatch)
+    monkeypatch.setattr(ai_cache.redis, "publish", _refuse)
 
     def failing():
         raise RuntimeError("LLM down")
@@ -691,26 +680,10 @@ def test_get_or_compute_reports_each_source_with_a_duration_from_the_calls_start
 def test_a_follower_that_waited_too_long_computes_and_reports_the_wait(ai_cache, monkeypatch):
     """In this process, a caller behind a compute that outlasts ``wait_timeout`` computes itself;
     its lookup is a miss whose duration includes the wait."""
+    from tests.integration.test_single_flight import wait_behind_a_slow_compute
+
     lookups, _ = _recorded(ai_cache, monkeypatch)
-    holding, release = threading.Event(), threading.Event()
-
-    def slow():
-        holding.set()
-        release.wait(10)
-        return {"answer": "slow"}
-
-    def call(i):
-        if i == 0:
-            return ai_cache.get_or_compute(SMALL, "qa", slow)
-        assert holding.wait(5)
-        try:
-            return ai_cache.get_or_compute(SMALL, "qa", lambda: {"answer": "own"}, wait_timeout=0.2)
-        finally:
-            release.set()
-
-    from tests.helpers import run_threads
-
-    _, own = run_threads(call, 2, timeout=30)
+    own, _ = wait_behind_a_slow_compute(ai_cache, ai_cache, wait_timeout=0.2)
     assert (own["answer"], own["cache_hit"], own["cache_source"]) == ("own", False, "compute")
     assert ai_cache._state.counter_snapshot()["single_flight_wait_timeouts"] == 1
     # The follower records before it returns, so before the leader's compute is released.
@@ -726,12 +699,7 @@ def test_a_compute_with_redis_unreachable_is_returned_as_computed(ai_cache, monk
     def unreachable(*args, **kwargs):
         raise RedisConnectionError("Redis is down")
 
-    counted = []
-    st = ai_cache._state
-    count_error = st.count_error
-    monkeypatch.setattr(
-        st, "count_error", lambda kind, action="": (counted.append((kind, action)), count_error(kind, action))
-    )
+    counted = _counted_errors(ai_cache, monkeypatch)
     monkeypatch.setattr(ai_cache.redis, "mget", unreachable)
     result = ai_cache.get_or_compute(MEDIUM, "qa", lambda: {"answer": "computed"}, cache="refresh")
     assert counted == [("unreachable", "fence")]  # named for what failed
@@ -776,19 +744,8 @@ def test_a_misconfigured_cache_names_every_problem(settings):
 
 
 def test_a_dictionary_fetch_that_fails_is_counted_under_dictionary(ai_cache, monkeypatch):
-    from redis.exceptions import ResponseError
-
-    counted = []
-    st = ai_cache._state
-    original = st.count_error
-    monkeypatch.setattr(
-        st, "count_error", lambda kind, action="": (counted.append((kind, action)), original(kind, action))
-    )
-
-    def refuse(*args, **kwargs):
-        raise ResponseError("NOPERM")
-
-    monkeypatch.setattr(ai_cache.redis, "get", refuse)
+    counted = _counted_errors(ai_cache, monkeypatch)
+    monkeypatch.setattr(ai_cache.redis, "get", _refuse)
     assert ai_cache._fetch_dictionary(ai_cache.ns.prefix + "!dict:qa") is None
     assert counted == [("redis_error", "dictionary")]
 
@@ -899,7 +856,7 @@ def _counted_errors(cache, monkeypatch):
 def _refuse(*args, **kwargs):
     from redis.exceptions import ResponseError
 
-    raise ResponseError("NOPERM this user has no permissions to run the 'get' command")
+    raise ResponseError("NOPERM this user has no permissions to run this command")
 
 
 def test_a_get_that_fails_is_a_miss_counted_under_get(ai_cache, monkeypatch):
@@ -970,3 +927,12 @@ def test_a_memory_tier_of_one_byte_is_still_consulted(make_cache):
     cache.cache_response(SMALL, "qa", None, RESPONSE)
     assert cache.get_cached_response(SMALL, "qa")["cache_source"] == "redis"
     assert cache.memory.misses == 1 and len(cache.memory) == 0
+
+
+def test_a_decode_fault_is_logged_with_what_was_wrong(ai_cache, caplog):
+    """The warning names the fault and the reason (here: an entry holding a list)."""
+    key = ai_cache.key_generator.generate(SMALL, "qa")
+    ai_cache.redis.set(key, HEADER.pack(MAGIC, 0, 0, 60) + b"[1, 2, 3]")
+    with caplog.at_level("WARNING", logger="aicache"):
+        assert ai_cache.get_cached_response(SMALL, "qa") is None
+    assert "aicache decode failed (corrupt_entry): entry holds a list, not a response dict" in caplog.text
