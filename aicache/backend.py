@@ -354,7 +354,7 @@ class AIResponseCache(AsyncMixin, PlainAPIMixin, GuardMixin, InvalidationMixin, 
         started = perf_counter()
         result = call_compute(compute)
         seconds = perf_counter() - started
-        payload = self.requests.payload(self.codec, result)
+        payload = self.requests.payload(self.codec, result)  # checked whether stored or not
         req.cost = measure_cost(result, seconds, self._usage_extractor)
         if fence is None:  # no fence (Redis unreachable, failing, or its breaker open): no store
             return {**result, **computed_metadata(req)}

@@ -263,3 +263,38 @@ class FakeBroker:
             raise ConnectionError("broker down")
         self.delivered.append(payload)
         ingest(payload)
+
+
+def recorded_lookups(cache, monkeypatch) -> tuple[list[tuple[str, float]], list[tuple[float, int, int]]]:
+    """What ``cache`` reports to its monitor from now on: every lookup as (source, duration), every
+    saving as (compute seconds, prompt tokens, completion tokens). Reports still reach the monitor."""
+    lookups: list[tuple[str, float]] = []
+    savings: list[tuple[float, int, int]] = []
+    monitor = cache.monitor
+    lookup, saving = monitor.record_lookup, monitor.record_saving
+
+    def record_lookup(operation, tier, source, duration, *rest):
+        lookups.append((source, duration))
+        return lookup(operation, tier, source, duration, *rest)
+
+    def record_saving(operation, model, compute_seconds, prompt_tokens, completion_tokens, *rest):
+        savings.append((compute_seconds, prompt_tokens, completion_tokens))
+        return saving(operation, model, compute_seconds, prompt_tokens, completion_tokens, *rest)
+
+    monkeypatch.setattr(monitor, "record_lookup", record_lookup)
+    monkeypatch.setattr(monitor, "record_saving", record_saving)
+    return lookups, savings
+
+
+def counted_errors(cache, monkeypatch) -> list[tuple[str, str]]:
+    """Every fault ``cache`` counts from now on, as (kind, what failed); still counted as usual."""
+    counted: list[tuple[str, str]] = []
+    st = cache._state
+    count_error = st.count_error
+
+    def count(kind: str, action: str = "") -> None:
+        counted.append((kind, action))
+        count_error(kind, action)
+
+    monkeypatch.setattr(st, "count_error", count)
+    return counted

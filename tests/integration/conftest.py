@@ -46,6 +46,27 @@ def real_cache(settings, redis_server, real_cache_settings):
 
 
 @pytest.fixture
+def cache_with(settings, redis_server):
+    """``build(alias="configured", db=0, **options)``: a cache of its own on the real redis-server
+    (database emptied), ``MEMORY_COHERENCE="local"`` unless ``options`` say otherwise."""
+
+    def build(alias="configured", db=0, **options):
+        settings.CACHES = {
+            **settings.CACHES,
+            alias: {
+                "BACKEND": "aicache.backend.AIResponseCache",
+                "LOCATION": f"{redis_server.url}/{db}",
+                "OPTIONS": {"MEMORY_COHERENCE": "local", **options},
+            },
+        }
+        cache = caches[alias]
+        cache.redis.flushdb()
+        return cache
+
+    return build
+
+
+@pytest.fixture
 def workers(redis_server, real_cache):
     """Start n worker processes on the real Redis, each with a live coherence listener."""
     with worker_pool(f"{redis_server.url}/0") as start:

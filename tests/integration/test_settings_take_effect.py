@@ -3,7 +3,6 @@
 import time
 
 import pytest
-from django.core.cache import caches
 from django_redis.pool import ConnectionFactory
 
 from aicache import dictionaries, namespace
@@ -15,24 +14,6 @@ from tests.integration.test_single_flight import wait_behind_a_slow_compute
 pytestmark = pytest.mark.integration
 
 TEXT = "Settings are promises; each one is checked through a real cache here. " * 2
-
-
-@pytest.fixture
-def cache_with(settings, redis_server):
-    def build(alias="configured", db=0, **options):
-        settings.CACHES = {
-            **settings.CACHES,
-            alias: {
-                "BACKEND": "aicache.backend.AIResponseCache",
-                "LOCATION": f"{redis_server.url}/{db}",
-                "OPTIONS": {"MEMORY_COHERENCE": "local", **options},
-            },
-        }
-        cache = caches[alias]
-        cache.redis.flushdb()
-        return cache
-
-    return build
 
 
 class LabelledZlib(ZlibCompressor):

@@ -3,7 +3,6 @@
 import time
 
 import pytest
-from django.core.cache import caches
 
 from aicache import invalidation
 from aicache.decorators import ai_cached
@@ -169,22 +168,12 @@ def test_a_shorter_ttl_never_pulls_a_tag_generations_sweep_earlier(real_cache):
     assert long_sweep / 1000 - time.time() > 900
 
 
-def test_this_process_drops_what_the_removal_took_even_if_its_copy_had_other_tags(
-    settings, redis_server, real_cache
-):
+def test_this_process_drops_what_the_removal_took_even_if_its_copy_had_other_tags(real_cache, cache_with):
     """Under MEMORY_COHERENCE="local" no message tells this process that another one rewrote an
     entry with other tags; its copy still carries the old ones. Removing a tag the Redis entry
     carries must still drop that copy here: the keys the drain removed are dropped by name. The
     other process is ``real_cache``: configured differently, it has a memory tier of its own."""
-    settings.CACHES = {
-        **settings.CACHES,
-        "local": {
-            "BACKEND": "aicache.backend.AIResponseCache",
-            "LOCATION": f"{redis_server.url}/0",
-            "OPTIONS": {"MEMORY_COHERENCE": "local"},
-        },
-    }
-    here, other = caches["local"], real_cache
+    here, other = cache_with("local"), real_cache
     here.cache_response(TEXT, "qa", None, {"v": "prompt v3"}, tags=["prompt:v3"])
     other.cache_response(TEXT, "qa", None, {"v": "prompt v4"}, tags=["prompt:v4"])
     assert here.memory is not other.memory

@@ -10,7 +10,7 @@ import pytest
 
 from aicache.backend import META_KEYS
 from aicache.codec import HEADER, MAGIC
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, counted_errors, recorded_lookups
 
 SMALL = "Caching answers saves money. " * 5  # 145 chars: small tier
 MEDIUM = "Large language models are slow and costly to call again. " * 20  # 1140 chars
@@ -584,7 +584,7 @@ def test_a_backend_built_at_any_state_generation_finds_its_process_state(ai_cach
 def test_a_failed_wake_up_is_counted_under_publish(ai_cache, monkeypatch):
     """A compute that raised announces it on the events channel; if Redis refuses that, the fault
     is counted, named for what failed (error:<kind>:publish), and the caller still gets its error."""
-    counted = _counted_errors(ai_cache, monkeypatch)
+    counted = counted_errors(ai_cache, monkeypatch)
     monkeypatch.setattr(ai_cache.redis, "publish", _refuse)
 
     def failing():
@@ -624,31 +624,11 @@ def test_the_summary_without_a_recording_monitor_still_counts_faults(make_cache,
 
 
 # --------------------------------------------- what get_or_compute reports (mutation-found)
-def _recorded(cache, monkeypatch):
-    """Every lookup the cache reports: (source, duration); every saving: (compute seconds, prompt
-    tokens, completion tokens)."""
-    lookups, savings = [], []
-    monitor = cache.monitor
-    lookup, saving = monitor.record_lookup, monitor.record_saving
-
-    def record_lookup(operation, tier, source, duration, *rest):
-        lookups.append((source, duration))
-        return lookup(operation, tier, source, duration, *rest)
-
-    def record_saving(operation, model, compute_seconds, prompt_tokens, completion_tokens, *rest):
-        savings.append((compute_seconds, prompt_tokens, completion_tokens))
-        return saving(operation, model, compute_seconds, prompt_tokens, completion_tokens, *rest)
-
-    monkeypatch.setattr(monitor, "record_lookup", record_lookup)
-    monkeypatch.setattr(monitor, "record_saving", record_saving)
-    return lookups, savings
-
-
 def test_get_or_compute_reports_each_source_with_a_duration_from_the_calls_start(ai_cache, monkeypatch):
     """A Redis hit, a memory hit, a compute and a failed compute: what the caller is told and what
     the monitor records, each with a duration measured from the call's start (not a clock reading),
     and each hit on a computed entry with what computing it took."""
-    lookups, savings = _recorded(ai_cache, monkeypatch)
+    lookups, savings = recorded_lookups(ai_cache, monkeypatch)
     ai_cache.cache_response(MEDIUM, "qa", None, RESPONSE)  # Redis only: no memory tier at this size
     computed = ai_cache.get_or_compute(SMALL, "qa", lambda: {"answer": "computed"})
     with monkeypatch.context() as hit:  # a hit found by the first read takes no lease
@@ -682,7 +662,7 @@ def test_a_follower_that_waited_too_long_computes_and_reports_the_wait(ai_cache,
     its lookup is a miss whose duration includes the wait."""
     from tests.integration.test_single_flight import wait_behind_a_slow_compute
 
-    lookups, _ = _recorded(ai_cache, monkeypatch)
+    lookups, _ = recorded_lookups(ai_cache, monkeypatch)
     own, _ = wait_behind_a_slow_compute(ai_cache, ai_cache, wait_timeout=0.2)
     assert (own["answer"], own["cache_hit"], own["cache_source"]) == ("own", False, "compute")
     assert ai_cache._state.counter_snapshot()["single_flight_wait_timeouts"] == 1
@@ -699,7 +679,7 @@ def test_a_compute_with_redis_unreachable_is_returned_as_computed(ai_cache, monk
     def unreachable(*args, **kwargs):
         raise RedisConnectionError("Redis is down")
 
-    counted = _counted_errors(ai_cache, monkeypatch)
+    counted = counted_errors(ai_cache, monkeypatch)
     monkeypatch.setattr(ai_cache.redis, "mget", unreachable)
     result = ai_cache.get_or_compute(MEDIUM, "qa", lambda: {"answer": "computed"}, cache="refresh")
     assert counted == [("unreachable", "fence")]  # named for what failed
@@ -717,7 +697,7 @@ def test_a_compute_with_redis_unreachable_is_returned_as_computed(ai_cache, monk
 
 
 def test_get_or_compute_refuses_what_it_cannot_call_with_its_own_words(ai_cache, monkeypatch):
-    lookups, _ = _recorded(ai_cache, monkeypatch)
+    lookups, _ = recorded_lookups(ai_cache, monkeypatch)
     with pytest.raises(TypeError, match=r"^compute must be callable, got int$"):
         ai_cache.get_or_compute(SMALL, "qa", 3)
 
@@ -744,7 +724,7 @@ def test_a_misconfigured_cache_names_every_problem(settings):
 
 
 def test_a_dictionary_fetch_that_fails_is_counted_under_dictionary(ai_cache, monkeypatch):
-    counted = _counted_errors(ai_cache, monkeypatch)
+    counted = counted_errors(ai_cache, monkeypatch)
     monkeypatch.setattr(ai_cache.redis, "get", _refuse)
     assert ai_cache._fetch_dictionary(ai_cache.ns.prefix + "!dict:qa") is None
     assert counted == [("redis_error", "dictionary")]
@@ -757,7 +737,7 @@ def test_a_leader_served_by_another_process_compute_reports_it_as_coalesced(ai_c
     what it cost, each lookup timed from its own call's start."""
     from tests.helpers import run_threads, wait_for
 
-    lookups, savings = _recorded(ai_cache, monkeypatch)
+    lookups, savings = recorded_lookups(ai_cache, monkeypatch)
     key = ai_cache.key_generator.generate(SMALL, "qa")
     lease = ai_cache.redis.lock(ai_cache.ns.lock(key), timeout=30, thread_local=False)
     assert lease.acquire(blocking=False)  # the other process's lease
@@ -842,17 +822,6 @@ def test_whether_the_lean_path_fits_the_client_is_decided_once(make_cache, monke
     assert cache.get_cached_response(f"{SMALL} 2", "qa")["summary"] == RESPONSE["summary"]
 
 
-def _counted_errors(cache, monkeypatch):
-    """Every fault the cache counts, as (kind, what failed)."""
-    counted = []
-    st = cache._state
-    count_error = st.count_error
-    monkeypatch.setattr(
-        st, "count_error", lambda kind, action="": (counted.append((kind, action)), count_error(kind, action))
-    )
-    return counted
-
-
 def _refuse(*args, **kwargs):
     from redis.exceptions import ResponseError
 
@@ -861,7 +830,7 @@ def _refuse(*args, **kwargs):
 
 def test_a_get_that_fails_is_a_miss_counted_under_get(ai_cache, monkeypatch):
     ai_cache.cache_response(MEDIUM, "qa", None, RESPONSE)
-    counted = _counted_errors(ai_cache, monkeypatch)
+    counted = counted_errors(ai_cache, monkeypatch)
     monkeypatch.setattr(ai_cache, "_getter", _refuse)
     assert ai_cache.get_cached_response(MEDIUM, "qa") is None
     assert counted == [("redis_error", "get")]
@@ -895,7 +864,7 @@ def test_replica_reads_never_fill_the_memory_tier_and_their_faults_are_counted(a
         hit = ai_cache.get_cached_response(SMALL, "qa")
         assert (hit["summary"], hit["cache_source"]) == (RESPONSE["summary"], "redis")
     assert replica.asked == [key, key] and len(ai_cache.memory) == 0
-    counted = _counted_errors(ai_cache, monkeypatch)
+    counted = counted_errors(ai_cache, monkeypatch)
     replica.refuse = True
     assert ai_cache.get_cached_response(SMALL, "qa") is None
     assert counted == [("redis_error", "get")]

@@ -75,7 +75,7 @@ def test_failed_invalidation_is_recorded_as_failed(ai_cache, monkeypatch):
 
 def test_single_flight_coalescing_is_counted(ai_cache, monkeypatch):
     """Staged: the leader's compute returns only once the three others have joined its flight."""
-    from tests.helpers import run_threads, wait_for
+    from tests.helpers import recorded_lookups, run_threads, wait_for
 
     flights = ai_cache._state.flights
     followers = []
@@ -93,14 +93,7 @@ def test_single_flight_coalescing_is_counted(ai_cache, monkeypatch):
         wait_for(lambda: len(followers) == 3, what="three followers on the flight")
         return {"a": 1}
 
-    lookups = []
-    record_lookup = ai_cache.monitor.record_lookup
-
-    def recorded(operation, tier, source, duration, *rest):
-        lookups.append((source, duration))
-        return record_lookup(operation, tier, source, duration, *rest)
-
-    monkeypatch.setattr(ai_cache.monitor, "record_lookup", recorded)
+    lookups, _ = recorded_lookups(ai_cache, monkeypatch)
     results = run_threads(lambda i: ai_cache.get_or_compute(SMALL, "qa", compute), 4)
     assert [r["a"] for r in results] == [1, 1, 1, 1]
     assert sorted((r["cache_hit"], r["cache_source"]) for r in results) == [
