@@ -213,8 +213,13 @@ def test_a_broken_recorder_never_breaks_a_cache_call(cache_with, monkeypatch):
     """Every record method ends in ``_enqueue``: broken there, each cache call below still works,
     and the monitor counts each record it failed to take (tests/unit/monitoring/test_recorder.py
     breaks each method alone)."""
+    from aicache.monitoring.exporter import get_exporter
+
     cache = cache_with("broken")
     monitor = cache.monitor
+    # The exporter thread samples a newly registered monitor's memory on its next tick: take that
+    # sample now, so that none lands among the records counted below (MEMORY_SAMPLE_SECONDS: 10).
+    get_exporter().flush_now(ship=False)
     monkeypatch.setattr(monitor, "_enqueue", lambda item: (_ for _ in ()).throw(RuntimeError("broken")))
     failures = monitor.failures
     cache.cache_response(TEXT, "qa", None, {"a": "x" * 3000}, tags=["t"])  # set, key, compression
