@@ -1,9 +1,10 @@
 """Sentinel (1 master, 1 replica, 3 sentinels) and Redis Cluster (3 primaries, 3 replicas) on
-loopback, started once per session by the tests that need them and stopped at its end.
+loopback, started once per session by the tests that need them and stopped at its end; and
+``buckets``, the cluster layout on the session's plain redis-server (tests/topologies/buckets.py).
 
-``real_cache`` here is ``caches["ai"]`` on either topology (parametrised, marked ``sentinel`` or
-``cluster``), so the integration tests imported by this package run against both:
-``pytest -m cluster`` or ``pytest -m sentinel`` runs one topology alone."""
+``real_cache`` here is ``caches["ai"]`` on each topology (parametrised, marked ``sentinel``,
+``cluster`` or ``buckets``), so the integration tests imported by this package run against all
+three: ``pytest -m cluster`` (or ``sentinel``, ``buckets``) runs one topology alone."""
 
 import json
 
@@ -51,13 +52,38 @@ def cluster_cache_settings(setup: ClusterSetup, **options) -> dict:
     }
 
 
-SETTINGS = {"sentinel": sentinel_cache_settings, "cluster": cluster_cache_settings}
+def buckets_cache_settings(server, **options) -> dict:
+    return {
+        "BACKEND": "aicache.backend.AIResponseCache",
+        "LOCATION": f"{server.url}/0",
+        "OPTIONS": {
+            "CLIENT_CLASS": "tests.topologies.buckets.OneNodeBuckets",
+            "REDIS_CLIENT_CLASS": "tests.topologies.buckets.OneSlotRedis",
+            **FAST,
+            **options,
+        },
+    }
+
+
+@pytest.fixture
+def buckets_setup(redis_server):
+    if redis_server.process is None:  # a test stopped it
+        redis_server.start()
+    return redis_server
+
+
+SETTINGS = {
+    "sentinel": sentinel_cache_settings,
+    "cluster": cluster_cache_settings,
+    "buckets": buckets_cache_settings,
+}
 
 
 @pytest.fixture(
     params=[
         pytest.param("sentinel", marks=pytest.mark.sentinel),
         pytest.param("cluster", marks=pytest.mark.cluster),
+        pytest.param("buckets", marks=pytest.mark.buckets),
     ]
 )
 def topology(request):
