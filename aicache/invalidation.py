@@ -15,7 +15,7 @@ stores its result after it (the caller still gets the result; it is not cached).
 500. Invalidating an operation RENAMEs its index to a private drain key (writes landing meanwhile
 start a fresh index and survive) and pops it in batches, so the cost follows that operation's
 entries, not the keyspace; the count is exact (UNLINK counts what existed). A pattern or
-``invalidate_all`` SCANs; each batch leaves the keyspace and the indexes in one MULTI, so index
+``invalidate_all`` SCANs; each batch leaves the keyspace and the indexes in one script, so index
 counts stay exact. We chose the index over a generation number in the key because a generation
 cannot say how many entries it removed and leaves dead entries in Redis memory until their TTLs.
 

@@ -184,10 +184,10 @@ RECHECK_SECONDS = 300
 # Tests mutmut's selection cannot attribute, run against every survivor after mutmut (see recheck):
 # those that run aicache in worker processes, and for the modules whose keys and scripts differ on
 # Redis Cluster, the Cluster tests that need several primaries. The shared guarantees' bucket and
-# slot rules (hash-tag buckets, one slot per script, no MULTI across slots) are judged in mutmut's
-# own stage, on the "buckets" topology (tests/topologies/buckets.py: the cluster layout on the
-# plain redis-server, a fraction of a second a run): in the run that measured it, it killed all 86
-# invalidation mutants that only the Cluster runs of the shared guarantees had killed, and passed
+# slot rules (hash-tag buckets, one slot per script, no transaction across slots) are judged in
+# mutmut's own stage, on the "buckets" topology (tests/topologies/buckets.py: the cluster layout on
+# the plain redis-server, a fraction of a second a run): in the run that measured it, it killed
+# all 86 invalidation mutants that the Cluster runs of the shared guarantees had killed, and passed
 # the 60 that survived them, the same verdicts in 80 s of runs instead of 7 minutes.
 class Selection(NamedTuple):
     options: list[str]
@@ -205,16 +205,24 @@ CLUSTER = Selection(
     # They call aicache in the test process, so their clean run can record which functions each
     # calls (mutmut's "stats" mode), and a survivor meets only those.
     attribute=True,
-    # A cluster run spends much of its time waiting (a cluster's start is about 2.4 s: a new
-    # primary refuses writes for its first 2 s): one more child than vCPUs took the invalidation
-    # survivors 238 s instead of 344 s with the same verdicts; two more (188 s) failed two
-    # equivalent mutants' runs under the load, which would count them as killed.
+    # A cluster run spends much of its time waiting (a cluster's start is about 3 s: a new primary
+    # refuses writes for its first 2 s). Measured with the shared guarantees in this selection
+    # (38 tests): one more child than vCPUs took the invalidation survivors 238 s instead of 344 s
+    # with the same verdicts; two more (188 s) failed two equivalent mutants' runs under the load,
+    # which would count them as killed.
     extra_children=1,
 )
-RECHECK_CLUSTER = {"invalidation", "backend", "coherence"}
+# Coherence's selection takes no "buckets" runs (see docs/testing.md, "Tried and left out"), and on a
+# cluster its tier is driven by a listener watching every primary (aicache.cluster_coherence),
+# which "buckets" (one plain node) never starts: its survivors meet the shared guarantees' Cluster
+# runs as well.
+CLUSTER_WATCH = CLUSTER._replace(tests=["tests/topologies/test_shared_guarantees.py", *CLUSTER.tests])
+RECHECK_CLUSTER = {"invalidation": CLUSTER, "backend": CLUSTER, "coherence": CLUSTER_WATCH}
 
 
-def _forks(tree: Path, selection: Selection, mutants: list[str], children: int) -> dict[str, int]:
+def _forks(
+    tree: Path, selection: Selection, mutants: list[str], children: int, failures: Path | None = None
+) -> dict[str, int]:
     """Exit codes of a pytest selection run against each of ``mutants`` in the mutants directory,
     from one warm process (scripts/mutation_forks.py): mutmut's trampolines read
     MUTANT_UNDER_TEST, and worker processes inherit it. A hang counts as detected (-1)."""
@@ -229,6 +237,7 @@ def _forks(tree: Path, selection: Selection, mutants: list[str], children: int) 
         "children": children + selection.extra_children,
         "timeout": RECHECK_SECONDS,
         "out": str(out),
+        "failures": str(failures) if failures else None,
     }
     job_file = tree / "forks-job.json"
     job_file.write_text(json.dumps(job))
@@ -266,20 +275,30 @@ def recheck(tree: Path, selections: list[Selection], found: dict[str, str], chil
     in the worker processes some tests start (tests/integration/processes.py: the stampede across
     processes, lease renewal, a crashed holder, coherence between processes) are invisible to it,
     and the Cluster tests are not in the fast selection at all. Each candidate gets each selection
-    here, after a clean run proved the selection passes without a mutant."""
+    here, after a clean run proved the selection passes without a mutant.
+
+    A kill here counts only if a second run of the same selection, one mutant at a time, fails
+    too: these tests start worker processes and clusters, and under the load of several runs at
+    once one of them can fail for want of CPU, which would count an equivalent mutant as killed
+    (two did in one full run). Each failing run's output is kept in .run/mutation/<module>/
+    recheck-failures/ (first run) and recheck-confirmed/ (the second)."""
     candidates = sorted(k for k, v in found.items() if v in ("survived", "no tests"))
     killed: list[str] = []
     for selection in selections:
         candidates = [m for m in candidates if m not in killed]
         if not candidates:
             continue
-        codes = _forks(tree, selection, ["", *candidates], children)
+        codes = _forks(tree, selection, ["", *candidates], children, tree / "recheck-failures")
         clean = codes.get("", -2)
         if clean == 5:
             continue  # the selection holds no test
         if clean != 0:
             raise SystemExit(f"{selection} fails without a mutant (exit {clean}): fix it first")
-        killed += [m for m in candidates if codes.get(m, 0) != 0]
+        suspects = [m for m in candidates if codes.get(m, 0) != 0]
+        if suspects:
+            alone = selection._replace(extra_children=0)
+            again = _forks(tree, alone, ["", *suspects], 1, tree / "recheck-confirmed")
+            killed += [m for m in suspects if again.get(m, 0) != 0]
     return killed
 
 
@@ -292,11 +311,12 @@ def run(name: str, children: int) -> dict:
     _in_own_group([str(MUTMUT), "run", "--max-children", str(children)], cwd=tree, env=env, stdout=log)
     mutmut_seconds = time.monotonic() - started
     found = outcomes(tree)
-    # worker processes of the single-node tests (the topologies' are their copies on other layouts)
+    # worker processes of the single-node tests; not the stampede's copies on other layouts (on
+    # "buckets" it would add about 2 s per survivor; the lease per bucket is a Cluster recheck test)
     in_processes = [t for t in tests if (ROOT / t).exists() and not t.startswith("tests/topologies/")]
     selections = [Selection(["-m", "processes"], in_processes, attribute=False)]
     if name in RECHECK_CLUSTER:
-        selections.append(CLUSTER)
+        selections.append(RECHECK_CLUSTER[name])
     rechecked = recheck(tree, selections, found, children)
     for mutant in rechecked:
         found[mutant] = "killed"

@@ -7,11 +7,16 @@ cache objects are judged at all:
   call durations, which leave out fixture set-up: a test on a real redis-server (started per run)
   could come before a fakeredis test that kills the mutant at once. With ``-x`` the first failure
   ends the run; within each group mutmut's order stands (a stable sort).
-* **Cache objects built under the mutant.** mutmut forks each mutant's run from a process that
-  already ran the tests (its stats run), so the Django cache objects built then (``caches["ai"]``)
-  were inherited, and a mutant of ``AIResponseCache.__init__`` (or of anything it builds) was
-  judged only by the tests that configure a cache of their own. Django's own handler for a changed
-  ``CACHES`` setting drops them once per session, so each is built anew with the mutant active.
+* **Cache objects built under the mutant, by every test.** mutmut forks each mutant's run from a
+  process that already ran the tests (its stats run), so the Django cache objects built then
+  (``caches["ai"]``) were inherited, and a mutant of ``AIResponseCache.__init__`` (or of anything
+  it builds) was judged only by the tests that configure a cache of their own. Dropped once per
+  session, they were built under the mutant, but mutmut's stats run still credited ``__init__``
+  only to the tests that happened to build one (the first after a settings change): adding one
+  test file to the backend's selection reordered them, and ``test_plain_api_never_unpickles``
+  stopped meeting the ``"SERIALIZER"`` mutants it kills. Django's own handler for a changed
+  ``CACHES`` setting now drops them before every test (autouse fixtures come first), so each test
+  that uses a cache builds it, in the stats run and under each mutant alike.
 * **A timeout per test from its own clean duration.** A mutant that breaks a wake-up leaves a test
   waiting on its event until pytest-timeout stops it (a failure: the mutant is detected). One
   bound for every test (5 s) made each such mutant cost 5 s, most of the whole run's time; a test
@@ -46,7 +51,7 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: any(name in item.fixturenames for name in SERVERS))
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def _caches_built_under_the_mutant():
     from django.conf import settings
     from django.test.signals import setting_changed

@@ -2,11 +2,13 @@
 
 Started in a mutation work tree's ``mutants/`` directory with a JSON job on stdin: ``options`` and
 ``tests`` (the pytest arguments), ``mutants`` (names; ``""`` is a clean run), ``children``,
-``timeout`` (seconds per run), ``attribute`` and ``out``. It imports pytest and collects the
-selection once, then forks one child per mutant (at most ``children`` at a time), each in a
-session of its own with ``MUTANT_UNDER_TEST`` set, so a run costs its tests and not a fresh
-interpreter, Django and the test modules (about 3 s each). A run over its timeout, and whatever
-it started (redis-servers, worker processes), is stopped by its process group. Writes
+``timeout`` (seconds per run), ``attribute``, ``out`` and ``failures`` (a directory: each failing
+run's pytest output goes to ``<mutant>.txt`` there, so a kill says which test failed and how).
+It imports pytest and collects the selection once, then forks one child per mutant (at most
+``children`` at a time), each in a session of its own with ``MUTANT_UNDER_TEST`` set, so a run
+costs its tests and not a fresh interpreter, Django and the test modules (about 3 s each). A run
+over its timeout, and whatever it started (redis-servers, worker processes), is stopped by its
+process group. Writes
 ``{mutant: exit code}`` as JSON to ``out``; -1 is a timeout. The clean run, listed first, runs
 alone, and a failing one ends the job.
 
@@ -86,7 +88,7 @@ def _run_all(job: dict, base: list[str], tests: list[str], pytest) -> dict[str, 
             if pid == 0:  # the child: its own session, so that its group can be stopped whole
                 os.setsid()
                 record = attribution if job.get("attribute") else None
-                _child(mutant, [*base, "-x", *selected], record, pytest)
+                _child(mutant, [*base, "-x", *selected], record, job.get("failures"), pytest)
             running[pid] = (mutant, time.monotonic() + job["timeout"])
         if not running:
             continue
@@ -107,18 +109,23 @@ def _run_all(job: dict, base: list[str], tests: list[str], pytest) -> dict[str, 
     return codes
 
 
-def _child(mutant: str, args: list[str], attribution: str | None, pytest) -> None:
+def _child(mutant: str, args: list[str], attribution: str | None, log_dir: str | None, pytest) -> None:
     plugins = []
     if mutant == "" and attribution is not None:
         os.environ["MUTANT_UNDER_TEST"] = "stats"  # the originals run, and record their callers
         plugins.append(_Attribution())
     else:
         os.environ["MUTANT_UNDER_TEST"] = mutant
-    with contextlib.redirect_stdout(io.StringIO()):
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
         code = pytest.main(args, plugins=plugins)
     if plugins:
         with open(attribution, "w") as f:
             json.dump(plugins[0].tests, f)
+    if code != 0 and log_dir is not None:  # which test failed, and how: a kill can be read back
+        os.makedirs(log_dir, exist_ok=True)
+        with open(os.path.join(log_dir, f"{mutant or 'clean'}.txt"), "w") as f:
+            f.write(output.getvalue())
     os._exit(int(code))
 
 

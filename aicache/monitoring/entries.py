@@ -285,7 +285,7 @@ def delete(cache: Any, keys: list[str], *, actor: str, reason: str = "") -> int:
     progress = invalidation.Progress()
     status, fault = "success", ""
     try:
-        # The same batch the invalidations use: UNLINK and the index members in one MULTI.
+        # The same batch the invalidations use: UNLINK and the index members in one script.
         invalidation.unlink_entries(cache.redis, ns, [k.encode() for k in keys], progress)
         tier.delete_keys(list(keys))  # again: a read that raced the removal fills nothing
     except RedisError as exc:  # recorded as failed, then the view says Redis did not answer

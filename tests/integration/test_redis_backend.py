@@ -7,7 +7,7 @@ from django.core.cache import caches
 from django.test import Client
 
 from aicache import state
-from tests.helpers import FakeClock, run_threads, wait_for
+from tests.helpers import FakeClock, run_threads, wait_for, write_and_settle
 
 pytestmark = pytest.mark.integration
 
@@ -175,6 +175,21 @@ def test_start_coherence_waits_for_the_first_proof_up_to_its_bound(proxied_cache
     # In a thread: a wait without a bound fails here after 5 s, not at pytest's timeout.
     ((status, elapsed),) = run_threads(start, 1, timeout=5)
     assert status == "disconnected" and 0.4 <= elapsed < 1.5, (status, elapsed)
+
+
+def test_the_first_lookup_starts_the_coherence_listener(cache_with):
+    """Nobody calls start_coherence(): the first call that may use the memory tier starts the
+    listener, and once it is live the tier serves (README, "Many processes, one truth")."""
+    cache = cache_with(alias="first_use", MEMORY_COHERENCE="tracking")
+    listener = cache._state.listener
+    assert not listener.connected_once and cache.coherence.status != "live"
+    assert cache.get_cached_response(SMALL, "summarize") is None
+    assert listener.wait_live(5), "the first lookup did not start the listener"
+    key = cache.key_generator.generate(SMALL, "summarize")
+    # our own write's invalidation message comes back too: once it is in, nothing drops the fill
+    write_and_settle(cache, key, lambda: cache.cache_response(SMALL, "summarize", None, {"v": 1}))
+    assert cache.get_cached_response(SMALL, "summarize")["cache_source"] == "redis"  # fills the tier
+    assert cache.get_cached_response(SMALL, "summarize")["cache_source"] == "memory"
 
 
 @pytest.mark.parametrize("wait", ["5", -1, -0.5, True, None, float("nan"), float("inf"), 86_401])

@@ -1,9 +1,9 @@
 """The single-node integration tests of coherence, invalidation, tags, single flight and fencing,
-collected again here so that they run against Sentinel and Redis Cluster (``real_cache`` and
-``workers`` of tests/topologies/conftest.py). Of the multi-process tests only the stampede runs
-here (a worker process costs seconds to start); other processes' tiers are covered in-process by
-test_cluster.py (a foreign delete on each primary) and test_sentinel.py (a foreign write on the
-new master)."""
+collected again here so that they run against Sentinel, Redis Cluster and ``buckets`` (the cluster
+layout on the plain redis-server; ``real_cache`` and ``workers`` of tests/topologies/conftest.py).
+Of the multi-process tests only the stampede runs here (a worker process costs seconds to start);
+other processes' tiers are covered in-process by test_cluster.py (a foreign delete on each
+primary) and test_sentinel.py (a foreign write on the new master)."""
 
 import pytest
 

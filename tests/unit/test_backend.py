@@ -858,7 +858,11 @@ def test_replica_reads_never_fill_the_memory_tier_and_their_faults_are_counted(a
     ai_cache.invalidate_memory_cache()
     replica = _Replica(ai_cache.redis)
     monkeypatch.setattr(ai_cache, "config", dataclasses.replace(ai_cache.config, read_from_replicas=True))
-    monkeypatch.setattr(ai_cache, "_replica_client", replica)
+    primary_client = ai_cache.client.get_client
+    # django-redis hands out the read client (write=False): the replica, fetched on first use
+    monkeypatch.setattr(
+        ai_cache.client, "get_client", lambda write=True: primary_client() if write else replica
+    )
     key = ai_cache.key_generator.generate(SMALL, "qa")
     for _ in range(2):
         hit = ai_cache.get_cached_response(SMALL, "qa")
@@ -888,6 +892,14 @@ def test_a_copy_filled_from_redis_carries_the_entrys_tags(ai_cache, monkeypatch)
     monkeypatch.setattr(invalidation, "drain_tag", down)
     ai_cache.invalidate_tags(["prompt:v3"])
     assert len(ai_cache.memory) == 0
+
+
+def test_a_memory_tier_of_one_entry_is_on(make_cache):
+    """The boundary of MEMORY_CACHE_SIZE=0 (off): one entry is a tier, and it serves."""
+    cache = make_cache(MEMORY_CACHE_SIZE=1)
+    cache.cache_response(SMALL, "qa", None, RESPONSE)
+    assert cache.get_cached_response(SMALL, "qa")["cache_source"] == "memory"
+    assert len(cache.memory) == 1
 
 
 def test_a_memory_tier_of_one_byte_is_still_consulted(make_cache):
