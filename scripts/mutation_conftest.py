@@ -51,6 +51,16 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: any(name in item.fixturenames for name in SERVERS))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _pools_built_under_the_mutant():
+    """django-redis keeps its connection pools in a process-global dict keyed by URL alone, also
+    inherited from the stats run: a test whose redis-server or proxy got a port used there would
+    reuse a pool built before the mutant (``Retry(NoBackoff(), 1)`` survived one run that way)."""
+    from django_redis.pool import ConnectionFactory
+
+    ConnectionFactory._pools = {}
+
+
 @pytest.fixture(autouse=True)
 def _caches_built_under_the_mutant():
     from django.conf import settings

@@ -116,17 +116,20 @@ def _child(mutant: str, args: list[str], attribution: str | None, log_dir: str |
         plugins.append(_Attribution())
     else:
         os.environ["MUTANT_UNDER_TEST"] = mutant
-    output = io.StringIO()
-    with contextlib.redirect_stdout(output):
-        code = pytest.main(args, plugins=plugins)
-    if plugins:
-        with open(attribution, "w") as f:
-            json.dump(plugins[0].tests, f)
-    if code != 0 and log_dir is not None:  # which test failed, and how: a kill can be read back
-        os.makedirs(log_dir, exist_ok=True)
-        with open(os.path.join(log_dir, f"{mutant or 'clean'}.txt"), "w") as f:
-            f.write(output.getvalue())
-    os._exit(int(code))
+    code = 3  # pytest's "internal error", should anything below raise
+    try:
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            code = pytest.main(args, plugins=plugins)
+        if plugins:
+            with open(attribution, "w") as f:
+                json.dump(plugins[0].tests, f)
+        if code != 0 and log_dir is not None:  # which test failed, and how: a kill can be read back
+            os.makedirs(log_dir, exist_ok=True)
+            with open(os.path.join(log_dir, f"{mutant or 'clean'}.txt"), "w") as f:
+                f.write(output.getvalue())
+    finally:
+        os._exit(int(code))  # never back into the parent's loop
 
 
 def _stop_group(pid: int) -> None:

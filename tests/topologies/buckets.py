@@ -64,20 +64,22 @@ def _one_slot(command: str, keys: Iterable[Any], error: type[Exception] = RedisC
 
 class OneSlotPipeline(Pipeline):
     """redis-py's pipeline, refusing what ``RedisCluster``'s refuses: the commands it blocks in a
-    pipeline (EVALSHA, RENAME, MGET, SCAN, ...), a pipelined command whose keys span slots, and a
-    transaction (MULTI) whose commands' keys do."""
+    pipeline (EVALSHA, RENAME, MGET, SCAN, ...), DEL or UNLINK of several keys, a pipelined command
+    whose keys span slots, and a transaction (MULTI) whose commands' keys do."""
 
     def pipeline_execute_command(self, *args: Any, **options: Any) -> Pipeline:
         name = str(args[0]).upper()
         if name in _BLOCKED:
             raise RedisClusterException(f"ERROR: Calling pipelined function {name.lower()} is blocked")
+        if name in ("DEL", "UNLINK") and len(args) > 2:
+            raise RedisClusterException(f"{name} of multiple keys is not implemented in pipeline command")
         return super().pipeline_execute_command(*args, **options)
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         try:
             for args, _ in self.command_stack:
                 _one_slot(str(args[0]), _keys(args, pipelined=True))
-            if self.transaction:
+            if self.transaction or self.explicit_transaction:
                 keys = [key for args, _ in self.command_stack for key in _keys(args, pipelined=True)]
                 _one_slot("MULTI", keys, CrossSlotTransactionError)
         except RedisClusterException:

@@ -57,7 +57,9 @@ def test_keys_of_several_slots_are_refused_as_redis_cluster_would(buckets_setup)
         pipe = client.pipeline()  # like RedisCluster's: no transaction unless asked
         pipe.incr("x:{1}").incr("x:{2}")
         assert pipe.execute() == [1, 1]
-        pipe.delete("x:{1}", "x:{2}")
+        with pytest.raises(RedisClusterException, match="multiple keys"):
+            pipe.delete("x:{1}", "x:{2}")
+        pipe.exists("x:{1}", "x:{2}")
         with pytest.raises(RedisClusterException, match="same key slot"):
             pipe.execute()
         assert pipe.command_stack == []  # refused and reset: the next use starts empty
@@ -68,6 +70,11 @@ def test_keys_of_several_slots_are_refused_as_redis_cluster_would(buckets_setup)
         pipe = client.pipeline(transaction=True)
         pipe.incr("x:{1}").incr("x:{1}")
         assert pipe.execute() == [2, 3]
+        pipe.incr("x:{1}").incr("x:{2}")
+        with pytest.raises(CrossSlotTransactionError, match="same key slot"):
+            pipe.execute()
+        pipe = client.pipeline()
+        pipe.multi()
         pipe.incr("x:{1}").incr("x:{2}")
         with pytest.raises(CrossSlotTransactionError, match="same key slot"):
             pipe.execute()

@@ -861,7 +861,7 @@ def test_replica_reads_never_fill_the_memory_tier_and_their_faults_are_counted(a
     primary_client = ai_cache.client.get_client
     # django-redis hands out the read client (write=False): the replica, fetched on first use
     monkeypatch.setattr(
-        ai_cache.client, "get_client", lambda write=True: primary_client() if write else replica
+        ai_cache.client, "get_client", lambda write=True, **kw: primary_client(**kw) if write else replica
     )
     key = ai_cache.key_generator.generate(SMALL, "qa")
     for _ in range(2):
