@@ -33,6 +33,22 @@ def test_default_socket_timeout_bounds_a_hung_call(proxied_cache):
     assert cache.error_counts()["unreachable"] == 1
 
 
+def test_no_retry_unless_the_user_gives_a_retry_policy(cache_with):
+    """redis-py retries once when ``retry_on_timeout`` (or ``retry_on_error``) is set and no
+    ``retry`` is given; aicache's own policy (no retry: fail open after one socket timeout) still
+    applies then, and only a ``retry`` the user passes replaces it."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # databases no other test uses: django-redis keeps one pool per URL for the whole process
+    cache = cache_with(alias="retry_on_timeout", db=14, CONNECTION_POOL_KWARGS={"retry_on_timeout": True})
+    with pooled_connection(cache) as connection:
+        assert connection.retry.get_retries() == 0
+    cache = cache_with(alias="own_retry", db=15, CONNECTION_POOL_KWARGS={"retry": Retry(NoBackoff(), 2)})
+    with pooled_connection(cache) as connection:
+        assert connection.retry.get_retries() == 2
+
+
 def test_default_breaker_opens_after_three_failures_for_five_seconds(proxied_cache):
     cache, proxy = proxied_cache("plain")
     proxy.blackhole()

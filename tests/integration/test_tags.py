@@ -161,6 +161,17 @@ def test_tag_generations_are_swept_not_expired(real_cache):
     assert real_cache._max_ttl - 5 < left <= real_cache._max_ttl
 
 
+def test_a_tag_generation_left_with_a_ttl_by_an_earlier_version_loses_it(real_cache):
+    """Versions before the sweep set gave tag generations a TTL; one still carrying it could expire
+    while a compute it fences runs. The next invalidation of the tag makes it persistent."""
+    client, ns = real_cache.redis, real_cache.ns
+    generation = ns.tag_generation("doc:old", ns.buckets[0])
+    client.set(generation, 4, ex=60)  # as the earlier version left it
+    real_cache.invalidate_tags(["doc:old"])
+    assert client.ttl(generation) == -1
+    assert client.get(generation) == b"5"
+
+
 def test_a_shorter_ttl_never_pulls_a_tag_generations_sweep_earlier(real_cache):
     """Processes with different longest TTLs (a deploy changing OPERATION_TTLS) share the sweep
     set: a generation stays until the latest sweep time any of them asked for (ZADD GT)."""

@@ -38,6 +38,7 @@ from tests.integration.test_single_flight import (  # noqa: F401
 from tests.integration.test_tags import (  # noqa: F401
     test_a_compute_in_flight_with_the_tag_is_not_cached,
     test_a_key_rewritten_without_a_tag_is_not_removed_by_it,
+    test_a_tag_generation_left_with_a_ttl_by_an_earlier_version_loses_it,
     test_counts_are_exact_when_an_entry_has_several_of_the_tags,
     test_other_tags_do_not_fence,
     test_tag_generations_are_swept_not_expired,
