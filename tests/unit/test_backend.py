@@ -74,6 +74,8 @@ def test_compression_above_threshold(make_cache, algorithm):
     assert len(stored) < len(orjson.dumps(BIG_RESPONSE)) / 2
     cache.cache_response(MEDIUM, "sentiment", None, RESPONSE)  # below the threshold
     assert cache.get_cached_response(MEDIUM, "sentiment")["compression_used"] is False
+    cache.cache_response(MEDIUM, "qa", None, BIG_RESPONSE, tags=["doc:1"])  # an entry with metadata
+    assert cache.get_cached_response(MEDIUM, "qa")["compression_used"] is True
 
 
 def test_per_operation_ttls(ai_cache):
