@@ -31,6 +31,15 @@ def _wait(predicate, timeout: float, what: str):
         time.sleep(0.05)
 
 
+def _reap(process: subprocess.Popen) -> None:
+    """Wait for a terminated process; kill it after 10 s."""
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class _Processes:
     def __init__(self, workdir: Path, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
@@ -62,11 +71,7 @@ class _Processes:
         process = self.processes.pop(port, None)
         if process is not None and process.poll() is None:
             process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _reap(process)
 
     def stop(self) -> None:
         """Stop every process at once: one by one, a Redis 7 primary stopped before its replica
@@ -77,11 +82,7 @@ class _Processes:
             if process.poll() is None:
                 process.terminate()
         for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _reap(process)
 
 
 class SentinelSetup(_Processes):
